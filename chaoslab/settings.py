@@ -1,0 +1,108 @@
+"""Lab-wide settings: versions, ports, sizes. Read once from the environment.
+
+Every value can be overridden by an environment variable of the same name, so that
+`make up PULSAR_FROM=3.2.3` and `PULSAR_FROM=3.2.3 chaoslab up` mean the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaoslab.errors import UnknownPulsarVersion
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = Path(os.environ.get("CHAOSLAB_BUILD_DIR", REPO_ROOT / "build"))
+RUNS_DIR = Path(os.environ.get("CHAOSLAB_RUNS_DIR", REPO_ROOT / "runs"))
+
+# The incident rolled 3.3.0 -> 3.3.1. The Maven Central reachable here does not serve the
+# broker artifacts of those two releases (see README, "Versions"), so the lab's defaults are
+# the nearest pair that does resolve and that, like 3.3.1, predates apache/pulsar#23297:
+# a patch upgrade 3.2.2 -> 3.2.3. 3.3.2 is the first 3.3 release with the fail-fast fix.
+DEFAULT_PULSAR_FROM = "3.2.2"
+DEFAULT_PULSAR_TO = "3.2.3"
+DEFAULT_PULSAR_FIXED = "3.3.2"
+# pulsar-proxy 3.3.5/3.3.6 are listed but their closures miss pulsar-opentelemetry / jetcd-core-shaded;
+# 3.0.0 is the only proxy release that resolves whole here. The proxy is not what is upgraded.
+DEFAULT_PROXY_VERSION = "3.0.0"
+
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.match(version or ""):
+        raise UnknownPulsarVersion(
+            f"'{version}' is not a Pulsar release number (expected X.Y.Z, e.g. {DEFAULT_PULSAR_TO})"
+        )
+    return version
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    project: str = "chaoslab"
+    pulsar_from: str = DEFAULT_PULSAR_FROM
+    pulsar_to: str = DEFAULT_PULSAR_TO
+    proxy_version: str = DEFAULT_PROXY_VERSION
+    brokers: int = 3
+    bookies: int = 2
+    pico_vms: int = 2
+    nano_vms: int = 0
+    proxy_port: int = 16650
+    proxy_http_port: int = 18080
+    broker_http_base_port: int = 18081  # broker-1 -> 18081, broker-2 -> 18082, ...
+    rabbitmq_port: int = 15672
+    rabbitmq_user: str = "chaoslab"
+    rabbitmq_password: str = "chaoslab"
+    agent_image: str = "chaoslab/agent:latest"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "LabSettings":
+        return cls(
+            project=_env("CHAOSLAB_PROJECT", "chaoslab"),
+            pulsar_from=check_version(_env("PULSAR_FROM", DEFAULT_PULSAR_FROM)),
+            pulsar_to=check_version(_env("PULSAR_TO", DEFAULT_PULSAR_TO)),
+            proxy_version=check_version(_env("PULSAR_PROXY_VERSION", DEFAULT_PROXY_VERSION)),
+            pico_vms=int(_env("PICO_VMS", "2")),
+            nano_vms=int(_env("NANO_VMS", "0")),
+            proxy_port=int(_env("CHAOSLAB_PROXY_PORT", "16650")),
+            proxy_http_port=int(_env("CHAOSLAB_PROXY_HTTP_PORT", "18080")),
+            broker_http_base_port=int(_env("CHAOSLAB_BROKER_HTTP_BASE_PORT", "18081")),
+            rabbitmq_port=int(_env("CHAOSLAB_RABBITMQ_PORT", "15672")),
+            agent_image=_env("AGENT_IMAGE", "chaoslab/agent:latest"),
+        )
+
+    @property
+    def broker_names(self) -> list[str]:
+        return [f"broker-{i}" for i in range(1, self.brokers + 1)]
+
+    def broker_http_port(self, name: str) -> int:
+        return self.broker_http_base_port + self.broker_names.index(name)
+
+    @property
+    def service_url(self) -> str:
+        return f"pulsar://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_http_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        return (
+            f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}@127.0.0.1:{self.rabbitmq_port}/%2F"
+        )
+
+    def published_ports(self) -> dict[str, int]:
+        ports = {"proxy (binary)": self.proxy_port, "proxy (http)": self.proxy_http_port,
+                 "rabbitmq (amqp)": self.rabbitmq_port}
+        for name in self.broker_names:
+            ports[f"{name} (http)"] = self.broker_http_port(name)
+        return ports
