@@ -1,0 +1,46 @@
+#!/bin/bash
+# Idempotent host setup: a container engine that answers, compose v2, and the Python env.
+# Installs only as root on Debian; otherwise says exactly what is missing and exits 2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "chaoslab setup: $*" >&2; exit 2; }
+
+if ! docker info >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || die "no container engine answers 'docker info' and we are not root: start Docker (or run 'make setup' as root)"
+    [ -f /etc/debian_version ] || die "no container engine answers 'docker info': install and start Docker (automatic install is only done on Debian)"
+    if ! command -v dockerd >/dev/null 2>&1; then
+        echo "installing docker.io ..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+            || die "apt-get install docker.io failed"
+    fi
+    echo "starting dockerd ..."
+    setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || die "dockerd did not answer within 60 s (see /var/log/dockerd.log)"
+fi
+
+if ! docker compose version >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ] || die "'docker compose' (v2) is missing: install the Compose v2 plugin"
+    echo "installing compose v2 (docker-compose from Debian trixie) ..."
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial"
+    echo 'deb http://deb.debian.org/debian trixie main' > "$tmp/sources.list"
+    apto=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$tmp/lists")
+    apt-get "${apto[@]}" update -qq && (cd "$tmp" && apt-get "${apto[@]}" download docker-compose >/dev/null 2>&1) \
+        || die "could not download docker-compose from Debian trixie"
+    dpkg -i "$tmp"/docker-compose_*.deb >/dev/null || die "dpkg -i docker-compose failed"
+    rm -rf "$tmp"
+    docker compose version >/dev/null 2>&1 || die "'docker compose' still missing after install"
+fi
+
+command -v debootstrap >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -qq debootstrap >/dev/null; } \
+    || die "debootstrap is missing (apt-get install debootstrap)"
+command -v mvn >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -qq maven >/dev/null; } \
+    || die "Maven is missing (apt-get install maven)"
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv || die "python3 -m venv failed (apt-get install python3-venv)"
+fi
+.venv/bin/pip install -q -e '.[test]' || die "pip install of the chaoslab package failed"
+echo "setup ok: $(docker info --format 'engine {{.ServerVersion}}'), $(docker compose version --short | sed 's/^/compose /')"
