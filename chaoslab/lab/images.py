@@ -1,0 +1,211 @@
+"""Build the lab's images locally: nothing can be pulled here.
+
+Chain: a Debian base made with debootstrap + `docker import`, then `FROM` it a JRE image, one
+Pulsar image per exact release (classpath from pulsar_dist), RabbitMQ and the VM agent.
+
+Every image carries a label `org.chaoslab.recipe` with a hash of everything that went into it
+(its recipe folder, its build context inputs, its parent's image id). An image whose label
+matches is reused, so a second `make up` builds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from chaoslab.errors import LabError
+from chaoslab.lab import pulsar_dist
+from chaoslab.settings import BUILD_DIR, REPO_ROOT
+
+IMAGES_DIR = REPO_ROOT / "images"
+RECIPE_LABEL = "org.chaoslab.recipe"
+
+BASE_IMAGE = "chaoslab/base:bookworm"
+JRE_IMAGE = "chaoslab/jre:17"
+RABBITMQ_IMAGE = "chaoslab/rabbitmq:latest"
+AGENT_IMAGE = "chaoslab/agent:latest"
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# Python wheels the agent needs, downloaded on the host (HTTPS is intercepted inside builds).
+AGENT_WHEELS = ("pulsar-client", "prometheus-client", "tenacity")
+AGENT_PYTHON = "3.11"  # bookworm's python3
+
+
+def pulsar_image(version: str) -> str:
+    return f"chaoslab/pulsar:{version}"
+
+
+def _hash_paths(h, paths: list[Path]) -> None:
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if "__pycache__" in f.parts:
+                continue
+            h.update(str(f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f.name).encode())
+            h.update(f.read_bytes())
+
+
+@dataclass
+class ImageBuilder:
+    client: docker.DockerClient
+    log: callable = print
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _current(self, tag: str, recipe: str) -> bool:
+        try:
+            image = self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return False
+        return (image.labels or {}).get(RECIPE_LABEL) == recipe
+
+    def image_id(self, tag: str) -> str:
+        return self.client.images.get(tag).id
+
+    def _build(self, tag: str, context: Path, recipe: str, buildargs: dict | None = None) -> None:
+        self.log(f"building {tag} ...")
+        output: list[str] = []
+        try:
+            for chunk in self.client.api.build(
+                path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+                buildargs=buildargs or {}, labels={RECIPE_LABEL: recipe},
+            ):
+                if "stream" in chunk:
+                    output.append(chunk["stream"])
+                if "error" in chunk:
+                    tail = "".join(output[-15:])
+                    raise LabError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
+        except docker.errors.APIError as exc:
+            raise LabError(f"building {tag} failed: {exc.explanation or exc}") from exc
+
+    def _recipe(self, *parts, paths: list[Path] = ()) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(str(part).encode())
+        _hash_paths(h, list(paths))
+        return h.hexdigest()[:16]
+
+    # -- images ----------------------------------------------------------------------------
+    def base(self) -> str:
+        recipe = self._recipe("debootstrap", "minbase", DEBIAN_SUITE, DEBIAN_MIRROR, "v1")
+        if self._current(BASE_IMAGE, recipe):
+            return BASE_IMAGE
+        if shutil.which("debootstrap") is None:
+            raise LabError("debootstrap is missing: run 'make setup' (apt-get install debootstrap)")
+        work = BUILD_DIR / "base"
+        rootfs = work / "rootfs"
+        tarball = work / "rootfs.tar"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        self.log(f"debootstrap {DEBIAN_SUITE} (minbase) ...")
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            (work / "debootstrap.log").write_text(proc.stdout + proc.stderr)
+            raise LabError(f"debootstrap failed (log: {work / 'debootstrap.log'}): "
+                           f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
+            target = rootfs / junk
+            if target.exists():
+                shutil.rmtree(target)
+                target.mkdir(parents=True)
+        (rootfs / "etc/apt/apt.conf.d/99chaoslab").write_text(
+            'APT::Install-Recommends "false";\nAcquire::Retries "3";\n')
+        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True)
+        self.log(f"docker import -> {BASE_IMAGE}")
+        self.client.api.import_image_from_file(
+            str(tarball), repository=BASE_IMAGE.split(":")[0], tag=BASE_IMAGE.split(":")[1],
+            changes=[f"LABEL {RECIPE_LABEL}={recipe}", 'CMD ["/bin/bash"]',
+                     "ENV LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"],
+        )
+        shutil.rmtree(work, ignore_errors=True)
+        return BASE_IMAGE
+
+    def jre(self) -> str:
+        src = IMAGES_DIR / "jre"
+        recipe = self._recipe(self.image_id(self.base()), paths=[src])
+        if not self._current(JRE_IMAGE, recipe):
+            self._build(JRE_IMAGE, src, recipe)
+        return JRE_IMAGE
+
+    def pulsar(self, version: str, components: tuple[str, ...] = ("broker",)) -> str:
+        tag = pulsar_image(version)
+        dist = pulsar_dist.resolve(version, components, log=self.log)
+        src = IMAGES_DIR / "pulsar"
+        recipe = self._recipe(self.image_id(self.jre()), version,
+                              paths=[src, dist / "classpath.txt"])
+        if self._current(tag, recipe):
+            return tag
+        for item in src.iterdir():  # stage the recipe beside lib/
+            target = dist / item.name
+            if item.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(item, target)
+            else:
+                shutil.copy2(item, target)
+        self._build(tag, dist, recipe, buildargs={"PULSAR_VERSION": version})
+        return tag
+
+    def rabbitmq(self) -> str:
+        src = IMAGES_DIR / "rabbitmq"
+        recipe = self._recipe(self.image_id(self.base()), paths=[src])
+        if not self._current(RABBITMQ_IMAGE, recipe):
+            self._build(RABBITMQ_IMAGE, src, recipe)
+        return RABBITMQ_IMAGE
+
+    def agent(self) -> str:
+        src = IMAGES_DIR / "agent"
+        package = REPO_ROOT / "chaoslab"
+        agent_config = REPO_ROOT / "compose" / "vector" / "vector.toml"
+        inputs = [src, package / "__init__.py", package / "agent", agent_config]
+        recipe = self._recipe(self.image_id(self.base()), AGENT_WHEELS, paths=inputs)
+        if self._current(AGENT_IMAGE, recipe):
+            return AGENT_IMAGE
+        ctx = BUILD_DIR / "agent"
+        wheels = ctx / "wheels"
+        if not all(any(wheels.glob(w.replace("-", "_") + "-*.whl")) for w in AGENT_WHEELS):
+            self.log("downloading agent wheels on the host ...")
+            wheels.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                 "--python-version", AGENT_PYTHON, "--platform", "manylinux2014_x86_64",
+                 "--platform", "manylinux_2_28_x86_64", "-d", str(wheels), *AGENT_WHEELS],
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                raise LabError(f"pip download of {', '.join(AGENT_WHEELS)} failed: "
+                               f"{proc.stderr.strip().splitlines()[-1:]}")
+        pkg = ctx / "chaoslab"
+        shutil.rmtree(pkg, ignore_errors=True)
+        pkg.mkdir(parents=True)
+        shutil.copy2(package / "__init__.py", pkg / "__init__.py")
+        shutil.copytree(package / "agent", pkg / "agent",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for item in src.iterdir():
+            shutil.copy2(item, ctx / item.name)
+        shutil.copy2(agent_config, ctx / "vector.toml")
+        self._build(AGENT_IMAGE, ctx, recipe)
+        return AGENT_IMAGE
+
+    def all(self, pulsar_versions: list[str], proxy_version: str) -> dict[str, str]:
+        """Build (or reuse) every image the lab needs; return {role: tag}."""
+        images = {"base": self.base(), "jre": self.jre()}
+        wanted: dict[str, list[str]] = {}
+        for version in pulsar_versions:
+            wanted.setdefault(version, ["broker"])
+        wanted.setdefault(proxy_version, []).append("proxy")
+        for version, components in wanted.items():
+            images[f"pulsar-{version}"] = self.pulsar(version, tuple(components))
+        images["proxy"] = pulsar_image(proxy_version)
+        images["rabbitmq"] = self.rabbitmq()
+        images["agent"] = self.agent()
+        return images
