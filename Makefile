@@ -1,21 +1,36 @@
-PY ?= python3
+# chaoslab — every target runs `setup` first (idempotent: engine, compose v2, .venv).
 NAME ?= transfer-shedder
+VENV := .venv
+PY := $(VENV)/bin/python
+CHAOSLAB := $(VENV)/bin/chaoslab
+export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO
 
-.PHONY: setup test unit up down experiment
+.PHONY: setup test unit integration up down status experiment bench
 
-# Idempotent: engine + compose v2 + .venv with the package (scripts/setup.sh).
 setup:
-	bash scripts/setup.sh
+	@bash scripts/setup.sh
 
-# Work in progress: only unit tests exist so far (README, "Status").
-test: unit
-unit:
+# Unit tests, then integration tests against a real lab (brought up and removed by the fixture).
+test: setup
+	$(PY) -m pytest -q tests/unit tests/integration
+
+unit: setup
 	$(PY) -m pytest -q tests/unit
 
-# Not built yet. These fail loudly rather than pretend (README, "Status").
-up down: setup
-	@echo "chaoslab: 'make $@' is not built yet: the lab lifecycle (issue 2) is in progress" >&2; exit 2
+integration: setup
+	$(PY) -m pytest -q tests/integration
+
+up: setup
+	$(CHAOSLAB) up
+
+down: setup
+	$(CHAOSLAB) down
+
+status: setup
+	$(CHAOSLAB) status
 
 experiment: setup
-	@test -f experiments/$(NAME).yaml || { echo "chaoslab: no experiment file experiments/$(NAME).yaml" >&2; exit 2; }
-	@echo "chaoslab: the experiment runner is not built yet (issues 2-3 in progress)" >&2; exit 2
+	$(CHAOSLAB) experiment experiments/$(NAME).yaml
+
+bench: setup
+	$(PY) bench/lab_bench.py

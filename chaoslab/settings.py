@@ -47,6 +47,7 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class LabSettings:
     project: str = "chaoslab"
+    cluster: str = "lab"  # Pulsar cluster name (images/pulsar/conf/broker.conf)
     pulsar_from: str = DEFAULT_PULSAR_FROM
     pulsar_to: str = DEFAULT_PULSAR_TO
     proxy_version: str = DEFAULT_PROXY_VERSION

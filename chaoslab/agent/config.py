@@ -60,8 +60,6 @@ class BufferConfig:
         if when_full not in WHEN_FULL:
             raise ConfigError(f"{where}.when_full must be 'block' or 'drop_newest', not {when_full!r}")
         max_events, max_size = table.get("max_events"), table.get("max_size")
-        if max_events is not None and max_size is not None:
-            raise ConfigError(f"{where}: max_events and max_size cannot be set together")
         for key, value in (("max_events", max_events), ("max_size", max_size)):
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"{where}.{key} must be a positive integer")
@@ -72,6 +70,8 @@ class BufferConfig:
                 raise ConfigError(f"{where}.max_size is required for disk buffers")
             if max_size < MIN_DISK_BUFFER_BYTES:
                 raise ConfigError(f"{where}.max_size must be at least {MIN_DISK_BUFFER_BYTES} bytes for disk buffers")
+        elif max_events is not None and max_size is not None:
+            raise ConfigError(f"{where}: max_events and max_size cannot be set together")
         elif max_size is None and max_events is None:
             max_events = DEFAULT_MAX_EVENTS
         return cls(kind, max_events, max_size, when_full)

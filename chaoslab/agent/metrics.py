@@ -45,6 +45,7 @@ class BufferMetrics:
             self.discarded_events.labels(**self._labels, intentional=flag)
             self.component_discarded.labels(**self._comp, intentional=flag)
         self.component_sent.labels(**self._comp)
+        self._level(0, 0)
 
     def set_limits(self, max_events: int | None, max_size: int | None) -> None:
         self.max_size_events.labels(**self._labels).set(max_events or 0)

@@ -1,0 +1,119 @@
+"""chaoslab command line: `chaoslab up|down|status|build ...`.
+
+Every error a user can act on is one line on stderr and a non-zero exit (errors.LabError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from chaoslab.errors import LabError
+
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _log(message: str) -> None:
+    err.print(f"[dim]chaoslab:[/] {message}", highlight=False)
+
+
+def cmd_build(args) -> int:
+    from chaoslab.lab.cluster import Lab
+    images = Lab(log=_log).build_images(args.version or [])
+    for role, tag in images.items():
+        out.print(f"{role:14} {tag}")
+    return 0
+
+
+def cmd_up(args) -> int:
+    from chaoslab.lab.cluster import Lab
+    lab = Lab(log=_log)
+    seconds = lab.up(pico=args.pico, nano=args.nano)
+    _log(f"lab healthy in {seconds:.0f} s — proxy {lab.proxy_service_url}, admin {lab.proxy_admin_url}")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from chaoslab.lab.cluster import Lab
+    Lab(log=_log).down()
+    _log("lab removed")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from chaoslab.lab.cluster import Lab
+    from chaoslab.lab.status import collect
+    status = collect(Lab(log=_log))
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print_status(status)
+    healthy = status["up"] and all(b["healthy"] for b in status["brokers"])
+    return 0 if healthy else 1
+
+
+def print_status(status: dict) -> None:
+    if not status["up"]:
+        out.print("lab is not running ('make up' starts it)")
+        return
+    table = Table(title="Pulsar brokers")
+    for col in ("broker", "container", "version", "loadManagerClassName", "healthy", "shallow", "bundles"):
+        table.add_column(col)
+    for b in status["brokers"]:
+        lm = (b["loadManagerClassName"] or "-").rsplit(".", 1)[-1]
+        table.add_row(b["name"], b["container"] or "-", b["version"] or "-", lm,
+                      "yes" if b["healthy"] else f"NO {b.get('health_detail') or b['state']}"[:60],
+                      "yes" if b["shallow_healthy"] else "no", str(b["owned_bundles"] if b["owned_bundles"] is not None else "-"))
+    out.print(table)
+    p = status["proxy"]
+    out.print(f"proxy     {p['state']:10} {p['service_url']}  admin {p['admin_url']}")
+    out.print(f"rabbitmq  {status['rabbitmq']['state']:10} {status['rabbitmq']['amqp_url']}")
+    out.print(f"zookeeper {status['zookeeper']['state']:10} bookies " +
+              ", ".join(f"{b['name']} {b['state']}" for b in status["bookies"]))
+    if status["vms"]:
+        vms = Table(title="VM containers")
+        for col in ("container", "flavour", "state", "memory cap", "cpus", "image"):
+            vms.add_column(col)
+        for v in status["vms"]:
+            vms.add_row(v["container"], v["flavour"], v["state"], f"{v['memory_limit_mib']} MiB",
+                        str(v["cpus"]), v["image"])
+        out.print(vms)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaoslab", description="Chaos-engineering lab for message-bus platforms")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build", help="build (or reuse) every image the lab needs")
+    p.add_argument("--version", action="append", help="also build this Pulsar release")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("up", help="bring the lab up and wait until it is healthy")
+    p.add_argument("--pico", type=int, default=None, help="pico VM containers (default PICO_VMS or 2)")
+    p.add_argument("--nano", type=int, default=None, help="nano VM containers (default NANO_VMS or 0)")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="remove the lab's containers, networks and volumes")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="brokers (version, load manager, health, bundles), proxy, RabbitMQ, VMs")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        err.print(f"chaoslab: {exc}", highlight=False, markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("chaoslab: interrupted", highlight=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Lab lifecycle: build images, bring the compose project up and down, change one broker.
+
+The one place that knows how the lab starts and when it is ready (compose healthchecks, which
+for brokers are functional). Everything else — CLI, experiments, tests — asks it.
+
+State that outlives one command (which Pulsar version and which settings each broker runs) is
+kept in build/lab/state.json and rendered into build/lab/lab.env (image tags, ports) and
+build/lab/broker-N.env (PULSAR_CONF_<key>=<value> lines), which compose/lab.yaml reads.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from chaoslab.errors import EngineUnavailable, LabError, PortTaken
+from chaoslab.lab.images import ImageBuilder, pulsar_image
+from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
+
+COMPOSE_FILE = REPO_ROOT / "compose" / "lab.yaml"
+STATE_DIR = BUILD_DIR / "lab"
+UP_TIMEOUT_SECS = 600
+
+
+def engine() -> docker.DockerClient:
+    """A docker client that answers, or EngineUnavailable with what to do."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception as exc:  # DockerException, connection refused, missing socket
+        raise EngineUnavailable(
+            f"no container engine answers ({str(exc).splitlines()[0][:160]}): run 'make setup' as root "
+            "to install and start Docker, or start your engine"
+        ) from None
+
+
+@dataclass
+class LabState:
+    broker_versions: dict[str, str] = field(default_factory=dict)       # "1" -> "3.2.2"
+    broker_config: dict[str, dict[str, str]] = field(default_factory=dict)  # "1" -> {key: value}
+    pico: int = 0
+    nano: int = 0
+
+    @classmethod
+    def load(cls, path: Path) -> "LabState | None":
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True))
+
+
+class Lab:
+    def __init__(self, settings: LabSettings | None = None, log=print):
+        self.settings = settings or LabSettings.from_env()
+        self.log = log
+        self.project = self.settings.project
+        self.state_dir = STATE_DIR
+        self.state_path = self.state_dir / "state.json"
+        self._client = None
+
+    # -- addresses as seen from the host --------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = engine()
+        return self._client
+
+    @property
+    def proxy_service_url(self) -> str:
+        return f"pulsar://127.0.0.1:{self.settings.proxy_port}"
+
+    @property
+    def proxy_admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.proxy_http_port}"
+
+    @property
+    def rabbitmq_url(self) -> str:
+        s = self.settings
+        return f"amqp://{s.rabbitmq_user}:{s.rabbitmq_password}@127.0.0.1:{s.rabbitmq_port}/%2F"
+
+    def broker_admin_url(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.settings.broker_http_base_port + n - 1}"
+
+    def broker_names(self) -> list[str]:
+        return [f"broker-{n}" for n in range(1, self.settings.brokers + 1)]
+
+    # -- state -------------------------------------------------------------------------------------
+    def state(self) -> LabState:
+        state = LabState.load(self.state_path)
+        if state is None:
+            state = LabState(
+                broker_versions={str(n): self.settings.pulsar_from for n in range(1, self.settings.brokers + 1)},
+                pico=self.settings.pico_vms, nano=self.settings.nano_vms,
+            )
+        return state
+
+    def _env(self, state: LabState) -> dict[str, str]:
+        s = self.settings
+        env = {
+            "CHAOSLAB_STATE": str(self.state_dir),
+            "PULSAR_IMAGE_FROM": pulsar_image(s.pulsar_from),
+            "PROXY_IMAGE": pulsar_image(s.proxy_version),
+            "RABBITMQ_IMAGE": "chaoslab/rabbitmq:latest",
+            "AGENT_IMAGE": s.agent_image,
+            "PROXY_PORT": str(s.proxy_port),
+            "PROXY_HTTP_PORT": str(s.proxy_http_port),
+            "RABBITMQ_PORT": str(s.rabbitmq_port),
+            "RABBITMQ_USER": s.rabbitmq_user,
+            "RABBITMQ_PASSWORD": s.rabbitmq_password,
+        }
+        for n in range(1, s.brokers + 1):
+            env[f"BROKER_{n}_IMAGE"] = pulsar_image(state.broker_versions.get(str(n), s.pulsar_from))
+            env[f"BROKER_{n}_HTTP_PORT"] = str(s.broker_http_base_port + n - 1)
+        return env
+
+    def _write(self, state: LabState) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state.save(self.state_path)
+        env_file = self.state_dir / "lab.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(self._env(state).items())))
+        for n in range(1, self.settings.brokers + 1):
+            conf = state.broker_config.get(str(n), {})
+            (self.state_dir / f"broker-{n}.env").write_text(
+                "".join(f"PULSAR_CONF_{k}={v}\n" for k, v in sorted(conf.items())))
+        return env_file
+
+    # -- compose -----------------------------------------------------------------------------------
+    def compose(self, *args: str, timeout: float = UP_TIMEOUT_SECS, check: bool = True) -> subprocess.CompletedProcess:
+        env_file = self.state_dir / "lab.env"
+        if not env_file.exists():
+            self._write(self.state())
+        cmd = ["docker", "compose", "-p", self.project, "--env-file", str(env_file),
+               "-f", str(COMPOSE_FILE), *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"'docker compose {' '.join(args)}' did not finish within {timeout:.0f} s") from exc
+        if check and proc.returncode != 0:
+            last = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()][-1:]
+            raise LabError(f"'docker compose {' '.join(args[:2])}' failed: {last[0] if last else proc.returncode}")
+        return proc
+
+    def containers(self, service: str | None = None, all: bool = True):
+        labels = [f"com.docker.compose.project={self.project}"]
+        if service:
+            labels.append(f"com.docker.compose.service={service}")
+        return sorted(self.client.containers.list(all=all, filters={"label": labels}), key=lambda c: c.name)
+
+    def is_up(self) -> bool:
+        return any(c.status == "running" for c in self.containers())
+
+    def check_ports(self) -> None:
+        """PortTaken if a host port the lab publishes is held by something else."""
+        s = self.settings
+        ports = {s.proxy_port: "CHAOSLAB_PROXY_PORT", s.proxy_http_port: "CHAOSLAB_PROXY_HTTP_PORT",
+                 s.rabbitmq_port: "CHAOSLAB_RABBITMQ_PORT"}
+        for n in range(1, s.brokers + 1):
+            ports[s.broker_http_base_port + n - 1] = "CHAOSLAB_BROKER_HTTP_BASE_PORT"
+        ours = set()
+        for c in self.containers(all=False):
+            for bindings in (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).values():
+                for b in bindings or []:
+                    ours.add(int(b["HostPort"]))
+        for port, var in sorted(ports.items()):
+            if port in ours:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    raise PortTaken(f"port {port} on 127.0.0.1 is already in use: free it or set {var}") from None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def build_images(self, versions: list[str] | None = None) -> dict[str, str]:
+        state = self.state()
+        wanted = list(dict.fromkeys([self.settings.pulsar_from, self.settings.pulsar_to,
+                                     *state.broker_versions.values(), *(versions or [])]))
+        builder = ImageBuilder(self.client, log=self.log)
+        images = builder.all(wanted, self.settings.proxy_version)
+        if self.settings.agent_image != images["agent"]:
+            images["agent"] = self.settings.agent_image
+        return images
+
+    def up(self, pico: int | None = None, nano: int | None = None) -> float:
+        """Build what is missing, start everything, wait until healthy. Returns seconds taken."""
+        started = time.monotonic()
+        self.client  # engine first: the clearest error
+        self.check_ports()
+        state = self.state()
+        state.pico = self.settings.pico_vms if pico is None else pico
+        state.nano = self.settings.nano_vms if nano is None else nano
+        self.build_images()
+        self._write(state)
+        self.log(f"starting the lab (3 brokers on Pulsar {', '.join(sorted(set(state.broker_versions.values())))}, "
+                 f"{state.pico} pico + {state.nano} nano VMs) ...")
+        try:
+            self.compose("up", "-d", "--wait", "--remove-orphans",
+                         "--scale", f"vm-pico={state.pico}", "--scale", f"vm-nano={state.nano}")
+        except (LabError, KeyboardInterrupt) as exc:
+            kept = self.save_logs(self.state_dir / f"failed-up-{time.strftime('%Y%m%dT%H%M%S')}")
+            unhealthy = [f"{c.name} ({c.attrs['State'].get('Health', {}).get('Status', c.status)})"
+                         for c in self.containers() if c.status != "running"
+                         or c.attrs["State"].get("Health", {}).get("Status") not in (None, "healthy")]
+            self.log("lab did not come up: removing it")
+            self.down()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise LabError(f"lab did not become healthy ({'; '.join(unhealthy[:4]) or exc}); "
+                           f"logs kept in {kept}") from exc
+        return time.monotonic() - started
+
+    def down(self) -> None:
+        self.client  # a clear error when no engine answers
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+        self.state_path.unlink(missing_ok=True)
+
+    def save_logs(self, folder: Path, since: float | None = None) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for c in self.containers():
+            try:
+                kwargs = {"since": int(since)} if since else {}
+                (folder / f"{c.name}.log").write_bytes(c.logs(timestamps=True, **kwargs))
+            except docker.errors.APIError:
+                pass
+        return folder
+
+    # -- changing one broker -----------------------------------------------------------------------
+    def set_broker(self, n: int, version: str | None = None, config: dict[str, str] | None = None,
+                   replace_config: bool = False, wait: bool = True, timeout: float = 300) -> None:
+        """Recreate broker-n with another Pulsar version and/or settings (a rolling-upgrade step).
+
+        With wait=True, returns when compose sees it healthy (functional check) and raises
+        LabError if it does not get there within timeout.
+        """
+        state = self.state()
+        key = str(n)
+        if version:
+            check_version(version)
+            state.broker_versions[key] = version
+            self.build_images([version])
+        if config is not None:
+            merged = {} if replace_config else dict(state.broker_config.get(key, {}))
+            merged.update({k: str(v) for k, v in config.items()})
+            state.broker_config[key] = merged
+        self._write(state)
+        args = ["up", "-d", "--no-deps", "--force-recreate"]
+        if wait:
+            args += ["--wait", "--wait-timeout", str(int(timeout))]
+        self.compose(*args, f"broker-{n}", timeout=timeout + 60)
+
+    def stop_service(self, service: str, timeout: int = 20) -> None:
+        self.compose("stop", "--timeout", str(timeout), service)
+
+    def kill_service(self, service: str) -> None:
+        self.compose("kill", service)
+
+    def start_service(self, service: str, wait: bool = True, timeout: float = 300) -> None:
+        args = ["up", "-d", "--no-deps"]
+        if wait:
+            args += ["--wait", "--wait-timeout", str(int(timeout))]
+        self.compose(*args, service, timeout=timeout + 60)
+
+    def scale_vms(self, pico: int, nano: int = 0) -> None:
+        state = self.state()
+        state.pico, state.nano = pico, nano
+        self._write(state)
+        self.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", f"vm-pico={pico}",
+                     "--scale", f"vm-nano={nano}", "vm-pico", "vm-nano")

@@ -1,0 +1,90 @@
+"""What the lab is running right now, read from the engine and from each broker's admin API."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from chaoslab.lab import health
+from chaoslab.lab.cluster import Lab
+
+
+def _cgroup_memory_limit(container) -> int | None:
+    limit = container.attrs.get("HostConfig", {}).get("Memory") or None
+    return int(limit) if limit else None
+
+
+def broker_status(lab: Lab, n: int) -> dict:
+    name = f"broker-{n}"
+    url = lab.broker_admin_url(n)
+    containers = lab.containers(name)
+    container = containers[0] if containers else None
+    info = {
+        "name": name,
+        "container": container.name if container else None,
+        "state": container.status if container else "absent",
+        "admin_url": url,
+        "version": None, "loadManagerClassName": None, "loadBalancerLoadSheddingStrategy": None,
+        "healthy": False, "health_detail": None, "shallow_healthy": False, "owned_bundles": None,
+    }
+    if not container or container.status != "running":
+        return info
+    shallow = health.shallow(url)
+    functional = health.functional(url)
+    info.update(shallow_healthy=shallow.ok, healthy=functional.ok,
+                health_detail=None if functional.ok else functional.detail,
+                health_seconds=round(functional.seconds, 3))
+    version = health.get_json(f"{url}/admin/v2/brokers/version")
+    info["version"] = version if isinstance(version, str) else None
+    runtime = health.get_json(f"{url}/admin/v2/brokers/configuration/runtime")
+    if isinstance(runtime, dict):
+        info["loadManagerClassName"] = runtime.get("loadManagerClassName")
+        info["loadBalancerLoadSheddingStrategy"] = runtime.get("loadBalancerLoadSheddingStrategy")
+    owned = health.get_json(f"{url}/admin/v2/brokers/{lab.settings.cluster}/{name}:8080/ownedNamespaces")
+    if isinstance(owned, dict):
+        info["owned_bundles"] = len(owned)
+    return info
+
+
+def collect(lab: Lab) -> dict:
+    """One JSON-able object: brokers, proxy, RabbitMQ, VMs, the rest of Pulsar."""
+    with ThreadPoolExecutor(max_workers=lab.settings.brokers) as pool:
+        brokers = list(pool.map(lambda n: broker_status(lab, n), range(1, lab.settings.brokers + 1)))
+    by_service: dict[str, list] = {}
+    for c in lab.containers():
+        by_service.setdefault(c.labels.get("com.docker.compose.service", "?"), []).append(c)
+
+    def state_of(service: str) -> str:
+        cs = by_service.get(service) or []
+        if not cs:
+            return "absent"
+        c = cs[0]
+        return c.attrs["State"].get("Health", {}).get("Status") or c.status
+
+    proxy_health = health.get_json(f"{lab.proxy_admin_url}/admin/v2/clusters")
+    vms = []
+    for service in ("vm-pico", "vm-nano"):
+        for c in by_service.get(service, []):
+            vms.append({
+                "container": c.name, "flavour": service.removeprefix("vm-"), "state": c.status,
+                "memory_limit_bytes": _cgroup_memory_limit(c),
+                "memory_limit_mib": (_cgroup_memory_limit(c) or 0) // (1024 * 1024) or None,
+                "cpus": (c.attrs["HostConfig"].get("NanoCpus") or 0) / 1e9 or None,
+                "cpu_shares": c.attrs["HostConfig"].get("CpuShares") or None,
+                "image": c.attrs["Config"]["Image"],
+            })
+    return {
+        "project": lab.project,
+        "up": bool(by_service),
+        "brokers": brokers,
+        "proxy": {
+            "container": (by_service.get("proxy") or [None])[0] and by_service["proxy"][0].name,
+            "state": state_of("proxy"),
+            "service_url": lab.proxy_service_url,
+            "admin_url": lab.proxy_admin_url,
+            "healthy": isinstance(proxy_health, list) and lab.settings.cluster in proxy_health,
+        },
+        "rabbitmq": {"state": state_of("rabbitmq"), "amqp_url": lab.rabbitmq_url},
+        "zookeeper": {"state": state_of("zookeeper")},
+        "bookies": [{"name": s, "state": state_of(s)} for s in ("bookie-1", "bookie-2")],
+        "vms": vms,
+    }

@@ -1,0 +1,174 @@
+"""Workload driver: produce at a set rate through the proxy, consume, record everything.
+
+Each message carries a unique id (`<run>-<n>`); every send, ack, failure and delivery goes into
+the History, which chaoslab.checks.loss turns into "acked but never delivered" and "duplicated".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import pulsar
+
+from chaoslab.workload.history import History
+from chaoslab.workload.layout import Layout
+
+log = logging.getLogger("chaoslab.workload")
+
+
+@dataclass
+class WorkloadConfig:
+    rate: float = 500.0              # messages per second, over all topics
+    messages: int | None = 10_000    # stop after this many (None: run until stop())
+    payload_bytes: int = 200
+    subscription: str = "chaoslab-check"
+    send_timeout_ms: int = 30_000
+    operation_timeout_s: int = 30
+
+
+class WorkloadDriver:
+    def __init__(self, service_url: str, layout: Layout, config: WorkloadConfig | None = None,
+                 history: History | None = None, run_id: str | None = None):
+        self.service_url = service_url
+        self.layout = layout
+        self.config = config or WorkloadConfig()
+        self.history = history or History()
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self._stop = threading.Event()
+        self._client: pulsar.Client | None = None
+        self._consumer = None
+        self._producers: dict[str, object] = {}
+        self._consumer_thread: threading.Thread | None = None
+        self._producer_thread: threading.Thread | None = None
+        self.produced = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def connect(self) -> None:
+        self._client = pulsar.Client(self.service_url, operation_timeout_seconds=self.config.operation_timeout_s,
+                                     logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        topics = [t.fqn for t in self.layout.topics]
+        # subscribe first (earliest position) so nothing produced is missed
+        self._consumer = self._client.subscribe(
+            topics, self.config.subscription, consumer_type=pulsar.ConsumerType.Shared,
+            initial_position=pulsar.InitialPosition.Earliest, receiver_queue_size=1000)
+        for t in self.layout.topics:
+            self._producers[t.fqn] = self._client.create_producer(
+                t.fqn, send_timeout_millis=self.config.send_timeout_ms, block_if_queue_full=True,
+                batching_enabled=True, batching_max_publish_delay_ms=5)
+
+    def start(self) -> None:
+        if self._client is None:
+            self.connect()
+        self._consumer_thread = threading.Thread(target=self._consume, name="consumer", daemon=True)
+        self._consumer_thread.start()
+        self._producer_thread = threading.Thread(target=self._produce, name="producer", daemon=True)
+        self._producer_thread.start()
+
+    def wait_produced(self, timeout: float | None = None) -> bool:
+        self._producer_thread.join(timeout)
+        return not self._producer_thread.is_alive()
+
+    def stop_producing(self) -> None:
+        self._stop.set()
+        if self._producer_thread:
+            self._producer_thread.join(60)
+        for p in self._producers.values():
+            try:
+                p.flush()
+            except Exception:
+                pass
+
+    def drain(self, quiet_secs: float = 15, timeout: float = 180) -> None:
+        """Wait until every acked message was received, or nothing arrives for quiet_secs."""
+        deadline = time.monotonic() + timeout
+        last_count, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            acked = {op.id for op in self.history.ops if op.kind == "ack"}
+            got = {op.id for op in self.history.ops if op.kind == "recv"}
+            if acked <= got and self.pending_sends() == 0:
+                return
+            if len(got) != last_count:
+                last_count, last_change = len(got), time.monotonic()
+            elif time.monotonic() - last_change > quiet_secs:
+                return
+            time.sleep(0.5)
+
+    def pending_sends(self) -> int:
+        done = sum(1 for op in self.history.ops if op.kind in ("ack", "fail"))
+        return self.produced - done
+
+    def close(self) -> None:
+        self._stop.set()
+        self._consume_stop = True
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        if self._consumer_thread:
+            self._consumer_thread.join(10)
+
+    # -- loops -----------------------------------------------------------------------------------
+    def _produce(self) -> None:
+        topics = [t.fqn for t in self.layout.topics]
+        interval = 1.0 / self.config.rate if self.config.rate > 0 else 0
+        pad = "x" * max(0, self.config.payload_bytes - 80)
+        next_at = time.monotonic()
+        n = 0
+        while not self._stop.is_set() and (self.config.messages is None or n < self.config.messages):
+            topic = topics[n % len(topics)]
+            msg_id = f"{self.run_id}-{n}"
+            payload = json.dumps({"id": msg_id, "t": time.time(), "pad": pad}).encode()
+            self.history.add("send", msg_id, topic)
+
+            def callback(res, _mid, msg_id=msg_id, topic=topic):
+                if res == pulsar.Result.Ok:
+                    self.history.add("ack", msg_id, topic)
+                else:
+                    self.history.add("fail", msg_id, topic, str(res))
+            try:
+                self._producers[topic].send_async(payload, callback, properties={"id": msg_id})
+            except Exception as exc:  # queue full / closed producer
+                self.history.add("fail", msg_id, topic, type(exc).__name__)
+            n += 1
+            self.produced = n
+            if interval:
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        for p in self._producers.values():
+            try:
+                p.flush()
+            except Exception:
+                pass
+
+    def _consume(self) -> None:
+        while True:
+            try:
+                msg = self._consumer.receive(timeout_millis=500)
+            except pulsar.Timeout:
+                if getattr(self, "_consume_stop", False):
+                    return
+                continue
+            except Exception:
+                if getattr(self, "_consume_stop", False) or self._client is None:
+                    return
+                time.sleep(0.2)
+                continue
+            msg_id = (msg.properties() or {}).get("id")
+            if msg_id is None:
+                try:
+                    msg_id = json.loads(msg.data()).get("id")
+                except ValueError:
+                    msg_id = None
+            self.history.add("recv", msg_id, msg.topic_name())
+            try:
+                self._consumer.acknowledge(msg)
+            except Exception:
+                pass
