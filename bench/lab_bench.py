@@ -57,10 +57,12 @@ def main() -> int:
     if args.cold:
         lab.down()
         client = engine()
-        for image in client.images.list():
-            if any(t.startswith("chaoslab/") for t in image.tags):
-                client.images.remove(image.id, force=True)
-        client.images.prune()
+        while (client.images.prune(filters={"dangling": True}).get("ImagesDeleted") or []):
+            pass  # old rebuilds first, they are children of our base
+        ours = [i for i in client.images.list() if any(t.startswith("chaoslab/") for t in i.tags)]
+        for image in sorted(ours, key=lambda i: i.attrs["Created"], reverse=True):  # children first
+            client.images.remove(image.id, force=True)
+        client.images.prune(filters={"dangling": True})
         shutil.rmtree(BUILD_DIR, ignore_errors=True)
         figures["cold_up_seconds"] = round(timed(["make", "up", f"PICO_VMS={args.pico}"]), 1)
     lab.down()

@@ -84,6 +84,10 @@ class ImageBuilder:
                     raise LabError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
         except docker.errors.APIError as exc:
             raise LabError(f"building {tag} failed: {exc.explanation or exc}") from exc
+        try:  # the image this one replaced is now dangling: do not let rebuilds fill the disk
+            self.client.images.prune(filters={"dangling": True, "label": RECIPE_LABEL})
+        except docker.errors.APIError:
+            pass
 
     def _recipe(self, *parts, paths: list[Path] = ()) -> str:
         h = hashlib.sha256()
