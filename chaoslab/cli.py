@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +20,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _log(message: str) -> None:
-    err.print(f"[dim]chaoslab:[/] {message}", highlight=False)
+    err.print(f"chaoslab: {message}", highlight=False, markup=False)
 
 
 def cmd_build(args) -> int:
@@ -85,6 +86,41 @@ def print_status(status: dict) -> None:
         out.print(vms)
 
 
+def cmd_validate(args) -> int:
+    from chaoslab.experiment import spec
+    exp = spec.load(args.file)
+    out.print(f"{args.file}: ok ({exp.name}, variants: {', '.join(v.name for v in exp.variants)})")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    import signal
+
+    from chaoslab.experiment import spec
+    from chaoslab.experiment.runner import ExperimentRunner
+    exp = spec.load(args.file)  # a broken file stops here, before any container starts
+    runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, variants=args.variant, log=_log)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_term)
+    _log(f"run folder {runner.run_dir}")
+    code = runner.run()
+    print_verdict(runner, code)
+    return code
+
+
+def print_verdict(runner, code: int) -> None:
+    table = Table(title=f"{runner.exp.name}: {runner.verdict(code)}")
+    for col in ("variant", "role", "to", "verdict", "reason"):
+        table.add_column(col)
+    for r in runner.results:
+        table.add_row(r.name, r.role, r.to_version, r.verdict, (r.reasons[0] if r.reasons else "")[:90])
+    out.print(table)
+    out.print(f"report: {runner.run_dir / 'report.md'} (and report.html)")
+    out.print(f"VERDICT: {runner.verdict(code)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaoslab", description="Chaos-engineering lab for message-bus platforms")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="brokers (version, load manager, health, bundles), proxy, RabbitMQ, VMs")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("validate", help="check an experiment file without starting anything")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("experiment", help="run an experiment file against a fresh lab; prints a verdict")
+    p.add_argument("file")
+    p.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<time>-<name>)")
+    p.set_defaults(func=cmd_experiment)
     return parser
 
 

@@ -46,6 +46,7 @@ def engine() -> docker.DockerClient:
 class LabState:
     broker_versions: dict[str, str] = field(default_factory=dict)       # "1" -> "3.2.2"
     broker_config: dict[str, dict[str, str]] = field(default_factory=dict)  # "1" -> {key: value}
+    proxy_config: dict[str, str] = field(default_factory=dict)
     pico: int = 0
     nano: int = 0
 
@@ -134,6 +135,8 @@ class Lab:
             conf = state.broker_config.get(str(n), {})
             (self.state_dir / f"broker-{n}.env").write_text(
                 "".join(f"PULSAR_CONF_{k}={v}\n" for k, v in sorted(conf.items())))
+        (self.state_dir / "proxy.env").write_text(
+            "".join(f"PULSAR_CONF_{k}={v}\n" for k, v in sorted(state.proxy_config.items())))
         return env_file
 
     # -- compose -----------------------------------------------------------------------------------
@@ -194,12 +197,24 @@ class Lab:
             images["agent"] = self.settings.agent_image
         return images
 
-    def up(self, pico: int | None = None, nano: int | None = None) -> float:
-        """Build what is missing, start everything, wait until healthy. Returns seconds taken."""
+    def up(self, pico: int | None = None, nano: int | None = None,
+           broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
+           fresh: bool = False) -> float:
+        """Build what is missing, start everything, wait until healthy. Returns seconds taken.
+
+        broker_config / proxy_config: settings every broker / the proxy starts with. fresh=True
+        forgets per-broker versions and settings left by a previous run (all brokers on
+        PULSAR_FROM)."""
         started = time.monotonic()
         self.client  # engine first: the clearest error
         self.check_ports()
-        state = self.state()
+        state = LabState(broker_versions={str(n): self.settings.pulsar_from
+                                          for n in range(1, self.settings.brokers + 1)}) if fresh else self.state()
+        if broker_config is not None:
+            state.broker_config = {str(n): {k: str(v) for k, v in broker_config.items()}
+                                   for n in range(1, self.settings.brokers + 1)}
+        if proxy_config is not None:
+            state.proxy_config = {k: str(v) for k, v in proxy_config.items()}
         state.pico = self.settings.pico_vms if pico is None else pico
         state.nano = self.settings.nano_vms if nano is None else nano
         self.build_images()

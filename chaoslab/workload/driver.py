@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import pulsar
 
+from chaoslab.workload import clientlog
 from chaoslab.workload.history import History
 from chaoslab.workload.layout import Layout
+from chaoslab.workload.stats import ClientStats
 
 log = logging.getLogger("chaoslab.workload")
 
@@ -33,11 +35,13 @@ class WorkloadConfig:
 
 class WorkloadDriver:
     def __init__(self, service_url: str, layout: Layout, config: WorkloadConfig | None = None,
-                 history: History | None = None, run_id: str | None = None):
+                 history: History | None = None, run_id: str | None = None,
+                 stats: ClientStats | None = None):
         self.service_url = service_url
         self.layout = layout
         self.config = config or WorkloadConfig()
         self.history = history or History()
+        self.stats = stats or ClientStats()
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self._stop = threading.Event()
         self._client: pulsar.Client | None = None
@@ -46,11 +50,14 @@ class WorkloadDriver:
         self._consumer_thread: threading.Thread | None = None
         self._producer_thread: threading.Thread | None = None
         self.produced = 0
+        self.acked = 0
+        self.received = 0
+        self._count_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def connect(self) -> None:
         self._client = pulsar.Client(self.service_url, operation_timeout_seconds=self.config.operation_timeout_s,
-                                     logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+                                     logger=clientlog.logger())
         topics = [t.fqn for t in self.layout.topics]
         # subscribe first (earliest position) so nothing produced is missed
         self._consumer = self._client.subscribe(
@@ -98,6 +105,11 @@ class WorkloadDriver:
                 return
             time.sleep(0.5)
 
+    @property
+    def backlog(self) -> int:
+        """Acknowledged by Pulsar but not yet received by the consumer."""
+        return max(0, self.acked - self.received)
+
     def pending_sends(self) -> int:
         done = sum(1 for op in self.history.ops if op.kind in ("ack", "fail"))
         return self.produced - done
@@ -125,16 +137,22 @@ class WorkloadDriver:
             msg_id = f"{self.run_id}-{n}"
             payload = json.dumps({"id": msg_id, "t": time.time(), "pad": pad}).encode()
             self.history.add("send", msg_id, topic)
+            sent_at = time.monotonic()
 
-            def callback(res, _mid, msg_id=msg_id, topic=topic):
+            def callback(res, _mid, msg_id=msg_id, topic=topic, sent_at=sent_at):
                 if res == pulsar.Result.Ok:
                     self.history.add("ack", msg_id, topic)
+                    with self._count_lock:
+                        self.acked += 1
+                    self.stats.publish(True, (time.monotonic() - sent_at) * 1000)
                 else:
                     self.history.add("fail", msg_id, topic, str(res))
+                    self.stats.publish(False, error=res)
             try:
                 self._producers[topic].send_async(payload, callback, properties={"id": msg_id})
             except Exception as exc:  # queue full / closed producer
                 self.history.add("fail", msg_id, topic, type(exc).__name__)
+                self.stats.publish(False, error=exc)
             n += 1
             self.produced = n
             if interval:
@@ -168,6 +186,8 @@ class WorkloadDriver:
                 except ValueError:
                     msg_id = None
             self.history.add("recv", msg_id, msg.topic_name())
+            with self._count_lock:
+                self.received += 1
             try:
                 self._consumer.acknowledge(msg)
             except Exception:
