@@ -89,7 +89,8 @@ def print_status(status: dict) -> None:
 def cmd_validate(args) -> int:
     from chaoslab.experiment import spec
     exp = spec.load(args.file)
-    out.print(f"{args.file}: ok ({exp.name}, variants: {', '.join(v.name for v in exp.variants)})")
+    parts = getattr(exp, "variants", None) or getattr(exp, "groups", ())
+    out.print(f"{args.file}: ok ({exp.name}, {', '.join(p.name for p in parts)})")
     return 0
 
 
@@ -98,8 +99,13 @@ def cmd_experiment(args) -> int:
 
     from chaoslab.experiment import spec
     from chaoslab.experiment.runner import ExperimentRunner
+    from chaoslab.experiment.outage import OutageRunner
+    from chaoslab.experiment.outage_spec import OutageExperiment
     exp = spec.load(args.file)  # a broken file stops here, before any container starts
-    runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, variants=args.variant, log=_log)
+    if isinstance(exp, OutageExperiment):
+        runner = OutageRunner(exp, run_dir=args.out, keep=args.keep, log=_log)
+    else:
+        runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, variants=args.variant, log=_log)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt()
@@ -112,10 +118,11 @@ def cmd_experiment(args) -> int:
 
 def print_verdict(runner, code: int) -> None:
     table = Table(title=f"{runner.exp.name}: {runner.verdict(code)}")
-    for col in ("variant", "role", "to", "verdict", "reason"):
+    for col in ("variant/group", "role", "to/buffer", "verdict", "reason"):
         table.add_column(col)
     for r in runner.results:
-        table.add_row(r.name, r.role, r.to_version, r.verdict, (r.reasons[0] if r.reasons else "")[:90])
+        what = getattr(r, "to_version", None) or f"{r.buffer['type']} {r.buffer['when_full']}"
+        table.add_row(r.name, r.role, what, r.verdict, (r.reasons[0] if r.reasons else "")[:90])
     out.print(table)
     out.print(f"report: {runner.run_dir / 'report.md'} (and report.html)")
     out.print(f"VERDICT: {runner.verdict(code)}")

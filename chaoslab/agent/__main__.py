@@ -49,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=sink.run, name="sink", daemon=True).start()
 
     def produce(src) -> None:
-        gen = DemoLogs(src.id, src.format, src.sequence)
+        gen = DemoLogs(src.id, src.format, src.sequence, lines=src.lines)
         sent, next_at = 0, time.monotonic()
         while not stop.is_set() and (src.count is None or sent < src.count):
+            metrics.generated(src.id)
             buffer.push(gen.next_event())  # blocks when the buffer is full and when_full=block
             sent += 1
             next_at += src.interval

@@ -84,6 +84,7 @@ class DemoLogsSource:
     interval: float = 1.0
     sequence: bool = False
     count: int | None = None
+    lines: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,12 @@ def parse(text: str, env: dict[str, str] | None = None) -> AgentConfig:
             interval = float(table.get("interval", 1.0))
             if interval < 0:
                 raise ConfigError(f"sources.{sid}.interval must be >= 0")
-            sources[sid] = DemoLogsSource(sid, table.get("format", "json"), interval,
-                                          bool(table.get("sequence", False)), table.get("count"))
+            fmt = table.get("format", "json")
+            lines = tuple(str(x) for x in table.get("lines", ()))
+            if fmt == "shuffle" and not lines:
+                raise ConfigError(f"sources.{sid}.lines is required with format = \"shuffle\"")
+            sources[sid] = DemoLogsSource(sid, fmt, interval, bool(table.get("sequence", False)),
+                                          table.get("count"), lines)
     pulsar_sinks, metrics_address = [], None
     for sid, table in (doc.get("sinks") or {}).items():
         kind = _require(table, "type", f"sinks.{sid}")

@@ -45,6 +45,8 @@ class BufferMetrics:
             self.discarded_events.labels(**self._labels, intentional=flag)
             self.component_discarded.labels(**self._comp, intentional=flag)
         self.component_sent.labels(**self._comp)
+        self.source_generated = Counter("vector_component_received_events", "Events a source generated",
+                                        comp, registry=r)
         self._level(0, 0)
 
     def set_limits(self, max_events: int | None, max_size: int | None) -> None:
@@ -80,6 +82,10 @@ class BufferMetrics:
     def sink_failed(self, events: int, error_type: str) -> None:
         self.component_errors.labels(**self._comp, error_type=error_type).inc()
         self.component_discarded.labels(**self._comp, intentional="false").inc(events)
+
+    def generated(self, source_id: str) -> None:
+        self.source_generated.labels(component_id=source_id, component_kind="source",
+                                     component_type="demo_logs").inc()
 
     def sink_delivered(self, events: int) -> None:
         self.component_sent.labels(**self._comp).inc(events)

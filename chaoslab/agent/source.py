@@ -13,16 +13,21 @@ STATUSES = (200, 200, 200, 201, 204, 301, 400, 404, 500, 503)
 
 
 class DemoLogs:
-    def __init__(self, source_id: str, fmt: str = "json", sequence: bool = False, seed: int | None = None):
+    def __init__(self, source_id: str, fmt: str = "json", sequence: bool = False, seed: int | None = None,
+                 lines: tuple[str, ...] = ()):
         self.source_id = source_id
         self.format = fmt
         self.sequence = sequence
         self.host = socket.gethostname()
         self._n = 0
         self._rng = random.Random(seed)
+        self.lines = lines
+
 
     def _line(self) -> str:
         r = self._rng
+        if self.format == "shuffle" and self.lines:
+            return r.choice(self.lines)
         now = dt.datetime.now(dt.timezone.utc)
         if self.format == "json":
             return json.dumps({

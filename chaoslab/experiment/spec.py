@@ -281,8 +281,10 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
         raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise SpecError("the experiment file must be a YAML mapping (name:, method:, ...)")
-    allowed = {"name", "title", "seed", "versions", "lab", "workload", "hypothesis", "phases",
+    allowed = {"kind", "name", "title", "seed", "versions", "lab", "workload", "hypothesis", "phases",
                "method", "rollback", "variants"}
+    if raw.get("kind", "rolling-upgrade") != "rolling-upgrade":
+        raise SpecError(f"kind: must be rolling-upgrade or bus-outage, got {raw.get('kind')!r}")
     unknown = set(raw) - allowed
     if unknown:
         raise SpecError(f"unknown top-level field(s) {', '.join(sorted(map(str, unknown)))} "
@@ -306,11 +308,11 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
         raise SpecError("variants: expected a non-empty list (each with name, role, to, broker_config)")
     variants = []
     for i, v in enumerate(raw_variants):
+        if not isinstance(v, dict) or "name" not in v:
+            raise SpecError(f"variants[{i}].name is required")
         variant = _section(Variant, v, f"variants[{i}]", extra={
             "name": _str, "role": _choice("primary", "control", "compare"),
             "broker_config": _config_map, "description": lambda x, w: str(x)})
-        if "name" not in (v or {}):
-            raise SpecError(f"variants[{i}].name is required")
         if variant.to not in ("from", "to", "fixed"):
             _version(variant.to, f"variants[{i}].to")
         variants.append(variant)
@@ -337,6 +339,9 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Experiment:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read {path}: {exc}") from None
     try:
+        from chaoslab.experiment import outage_spec
+        if outage_spec.kind_of(text) == "bus-outage":
+            return outage_spec.parse(text, env)
         return parse(text, env)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None

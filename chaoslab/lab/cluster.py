@@ -239,6 +239,12 @@ class Lab:
 
     def down(self) -> None:
         self.client  # a clear error when no engine answers
+        # containers started beside compose (VM groups) first, or the network cannot go
+        for c in self.client.containers.list(all=True, filters={"label": f"org.chaoslab.project={self.project}"}):
+            try:
+                c.remove(force=True)
+            except docker.errors.APIError:
+                pass
         self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
         self.state_path.unlink(missing_ok=True)
 

@@ -1,0 +1,370 @@
+"""Run a `kind: bus-outage` experiment (vector-buffer): for each VM group in turn, start its VM
+containers with the group's agent buffer settings, let them ship, take the bus away for a
+declared time, bring it back, watch the backlog drain, then count what was generated, delivered,
+dropped by policy and lost — by consuming the group's topic. Groups run one after another on the
+same lab so that host-level effects (PSI, disk reads, D state) belong to one group.
+
+Every second, per VM: the cgroup's own figures (memory.usage_in_bytes, memory.failcnt, oom_kill,
+total_pgmajfault, blkio Read/Write, nr_throttled) and the agent's buffer metrics; for the host:
+/proc/pressure/*, /proc/vmstat, disk bytes, load, tasks in D state.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pulsar
+from prometheus_client.parser import text_string_to_metric_families
+
+from chaoslab.errors import LabError
+from chaoslab.experiment.outage_spec import OutageExperiment, VmGroup
+from chaoslab.experiment.runner import host_facts
+from chaoslab.lab import vms
+from chaoslab.lab.cluster import Lab
+from chaoslab.observe import cgroups, host
+from chaoslab.observe.journal import Journal
+from chaoslab.settings import RUNS_DIR, LabSettings
+from chaoslab.workload import clientlog
+
+AGENT_METRICS = ("vector_buffer_size_events", "vector_buffer_size_bytes", "vector_buffer_events",
+                 "vector_buffer_received_events_total", "vector_buffer_sent_events_total",
+                 "vector_buffer_discarded_events_total", "vector_component_received_events_total",
+                 "vector_component_sent_events_total", "vector_component_discarded_events_total",
+                 "vector_component_errors_total")
+
+
+def agent_toml(group: VmGroup, topic: str) -> str:
+    """A config valid for real Vector and for the stand-in."""
+    b = group.buffer
+    buffer_lines = [f'type = "{b.type}"', f'when_full = "{b.when_full}"']
+    if b.max_events is not None and b.type == "memory":
+        buffer_lines.append(f"max_events = {b.max_events}")
+    if b.max_size is not None:
+        buffer_lines.append(f"max_size = {b.max_size}")
+    line = ("x" * max(0, group.line_bytes - 40)).join(["GET /api/v1/orders ", " 200"])
+    return "\n".join([
+        f"# VM group {group.name}: written by chaoslab for this run",
+        'data_dir = "/var/lib/vector"',
+        "[sources.app_logs]", 'type = "demo_logs"', 'format = "shuffle"', f"lines = [{json.dumps(line)}]",
+        f"interval = {1.0 / group.rate:.6f}", "sequence = true",
+        "[sources.agent_metrics]", 'type = "internal_metrics"',
+        "[sinks.bus]", 'type = "pulsar"', 'inputs = ["app_logs"]', 'endpoint = "pulsar://proxy:6650"',
+        f'topic = "{topic}"', 'encoding.codec = "json"', "batch.max_events = 100",
+        "[sinks.bus.buffer]", *buffer_lines,
+        "[sinks.prometheus]", 'type = "prometheus_exporter"', 'inputs = ["agent_metrics"]', 'address = "0.0.0.0:9598"', "",
+    ])
+
+
+def scrape_agent(ip: str, timeout: float = 1.5) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:9598/metrics", timeout=timeout) as resp:
+            text = resp.read().decode()
+    except Exception:
+        return None
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in AGENT_METRICS:
+                key = s.name
+                if "intentional" in s.labels:
+                    key += f"{{intentional={s.labels['intentional']}}}"
+                out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+@dataclass
+class GroupResult:
+    name: str
+    role: str
+    flavour: str
+    count: int
+    buffer: dict
+    verdict: str = "ERROR"
+    reasons: list = field(default_factory=list)
+    oom_killed: list = field(default_factory=list)
+    per_vm: dict = field(default_factory=dict)
+    totals: dict = field(default_factory=dict)
+    peaks: dict = field(default_factory=dict)
+    drain_secs: dict = field(default_factory=dict)
+    outage_start: float | None = None
+    outage_end: float | None = None
+    started: float = 0.0
+    ended: float = 0.0
+
+
+class OutageRunner:
+    def __init__(self, experiment: OutageExperiment, run_dir: Path | None = None, keep: bool = False,
+                 log=print, settings: LabSettings | None = None):
+        self.exp = experiment
+        self.run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{experiment.name}"
+        self.run_dir = Path(run_dir or RUNS_DIR / self.run_id)
+        self.keep = keep
+        self.log = log
+        base = settings or LabSettings.from_env()
+        self.settings = LabSettings(**{**base.__dict__, "pulsar_from": experiment.versions.from_,
+                                       "pico_vms": 0, "nano_vms": 0})
+        self.lab = Lab(self.settings, log=log)
+        self.results: list[GroupResult] = []
+        self.journal: Journal | None = None
+
+    def exit_code(self) -> int:
+        primary = next((r for r in self.results if r.role == "primary"), None)
+        if primary is None or primary.verdict == "ERROR":
+            return 2
+        return 0 if primary.verdict == "PASS" else 1
+
+    @staticmethod
+    def verdict(code: int) -> str:
+        return {0: "PASS", 1: "FAIL", 130: "INTERRUPTED"}.get(code, "ERROR")
+
+    def run(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "experiment.yaml").write_text(self.exp.source)
+        self.journal = Journal(self.run_dir / "journal.jsonl")
+        clientlog.to_file(self.run_dir / "pulsar-client.log")
+        self.journal.write("run-start", run_id=self.run_id, experiment=self.exp.name, kind="bus-outage",
+                           seed=self.exp.seed, versions=asdict(self.exp.versions), host=host_facts())
+        code = 2
+        try:
+            self.lab.down()
+            self.lab.up(pico=0, nano=0, fresh=True)
+            self.journal.event("lab-up")
+            for group in self.exp.groups:
+                self.results.append(self.run_group(group))
+                self._save()
+            code = self.exit_code()
+        except KeyboardInterrupt:
+            self.journal.event("interrupted")
+            code = 130
+        except LabError as exc:
+            self.journal.event("lab-error", error=str(exc))
+            self.log(f"lab error: {exc}")
+            code = 2
+        finally:
+            self._save()
+            try:
+                vms.remove_groups(self.lab)
+                if not self.keep:
+                    self.lab.down()
+            except Exception:
+                pass
+            self.journal.write("run-end", exit_code=code, verdict=self.verdict(code))
+            self.journal.close()
+            from chaoslab.report.outage_report import build_outage_report
+            try:
+                build_outage_report(self.run_dir)
+            except Exception as exc:
+                self.log(f"report could not be built: {exc}")
+        return code
+
+    def _save(self) -> None:
+        (self.run_dir / "results.json").write_text(json.dumps({
+            "run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title, "kind": "bus-outage",
+            "hypothesis": asdict(self.exp.hypothesis), "outage": asdict(self.exp.outage),
+            "exit_code": self.exit_code() if self.results else None,
+            "groups": [asdict(r) for r in self.results]}, indent=2, default=str))
+
+    # -- one group -------------------------------------------------------------------------------
+    def run_group(self, group: VmGroup) -> GroupResult:
+        j, o = self.journal, self.exp.outage
+        result = GroupResult(group.name, group.role, group.flavour, group.count, asdict(group.buffer), started=time.time())
+        topic = f"persistent://public/default/vm-{group.name}-{self.exp.seed}"
+        config = self.run_dir / f"agent-{group.name}.toml"
+        config.write_text(agent_toml(group, topic))
+        j.event("group-start", group=group.name, flavour=group.flavour, count=group.count,
+                buffer=asdict(group.buffer), rate=group.rate, line_bytes=group.line_bytes)
+        self.log(f"[{group.name}] {group.count} {group.flavour} VMs, {group.buffer.type} buffer, "
+                 f"when_full={group.buffer.when_full} ...")
+        containers = vms.start_group(self.lab, vms.VmGroupSpec(group.name, group.flavour, group.count, config,
+                                                               {"RESIDENT_MB": group.resident_mb}))
+        sampler = VmSampler(self, group.name, containers)
+        sampler.start()
+        try:
+            self._wait_shipping(sampler, timeout=120)
+            time.sleep(o.before_secs)
+            result.outage_start = time.time()
+            j.event("outage-start", group=group.name, target=o.target)
+            self._bus(down=True)
+            time.sleep(o.duration_secs)
+            j.event("outage-end", group=group.name, target=o.target)
+            result.outage_end = time.time()
+            self._bus(down=False)
+            self._wait_drained(sampler, result, o.recovery_secs)
+        finally:
+            sampler.stop()
+        final = sampler.latest()
+        for c in containers:  # stop the agents gracefully so their in-flight batches complete
+            try:
+                c.stop(timeout=15)
+            except Exception:
+                pass
+        delivered = count_delivered(self.lab.proxy_service_url, topic, [c.attrs["Config"]["Hostname"] for c in containers])
+        hyp = self.exp.hypothesis
+        totals = {"generated": 0, "delivered": 0, "dropped_by_policy": 0, "failed_sends": 0, "lost": 0}
+        for c in containers:
+            c.reload()
+            vm = final.get(c.name, {})
+            agent = vm.get("agent") or {}
+            cg = vm.get("cgroup") or {}
+            oom = bool(c.attrs["State"].get("OOMKilled")) or (cg.get("oom_kill") or 0) > 0
+            if oom:
+                result.oom_killed.append(c.name)
+            generated = int(agent.get("vector_component_received_events_total", 0))
+            dropped = int(agent.get("vector_buffer_discarded_events_total{intentional=true}", 0))
+            failed = int(agent.get("vector_component_discarded_events_total{intentional=false}", 0))
+            got = delivered.get(c.attrs["Config"]["Hostname"], 0)
+            lost = max(0, generated - got - dropped - failed)
+            result.per_vm[c.name] = {"generated": generated, "delivered": got, "dropped_by_policy": dropped,
+                                     "failed_sends": failed, "lost": lost, "oom_killed": oom,
+                                     "peak_memory_bytes": sampler.peak.get(c.name, {}).get("memory.usage_in_bytes"),
+                                     "memory_limit_bytes": cg.get("memory.limit_in_bytes"),
+                                     "pgmajfault": cg.get("total_pgmajfault"), "blkio_read_bytes": cg.get("blkio_read_bytes")}
+            for k in totals:
+                totals[k] += result.per_vm[c.name][k]
+        result.totals = totals
+        result.peaks = {"host_io_psi_some_avg10": sampler.host_peak.get("io_some_avg10"),
+                        "host_memory_psi_some_avg10": sampler.host_peak.get("memory_some_avg10"),
+                        "host_memory_psi_full_avg10": sampler.host_peak.get("memory_full_avg10"),
+                        "d_state_longest_secs": sampler.host_peak.get("d_state_longest_secs"),
+                        "d_state_tasks": sampler.host_peak.get("d_state_tasks"),
+                        "vm_memory_max_mib": round(max((p.get("memory.usage_in_bytes") or 0 for p in sampler.peak.values()), default=0) / 2**20, 1),
+                        "agent_buffer_events_max": max((p.get("vector_buffer_size_events") or 0 for p in sampler.peak.values()), default=0),
+                        "pgmajfault_total": sum((v.get("pgmajfault") or 0) for v in result.per_vm.values()),
+                        "blkio_read_mib_total": round(sum((v.get("blkio_read_bytes") or 0) for v in result.per_vm.values()) / 2**20, 1)}
+        reasons = []
+        if len(result.oom_killed) > hyp.oom_kills_max:
+            reasons.append(f"{len(result.oom_killed)} VM(s) OOM-killed (> {hyp.oom_kills_max})")
+        io_peak = result.peaks["host_io_psi_some_avg10"]
+        if io_peak is not None and io_peak > hyp.host_io_psi_some_avg10_max:
+            reasons.append(f"host io PSI some avg10 peaked at {io_peak:.1f} (> {hyp.host_io_psi_some_avg10_max})")
+        if totals["lost"] > hyp.lost_events_max:
+            reasons.append(f"{totals['lost']} events lost without being counted (> {hyp.lost_events_max})")
+        result.verdict = "FAIL" if reasons else "PASS"
+        result.reasons = reasons
+        result.ended = time.time()
+        self.lab.save_logs(self.run_dir / "logs" / group.name, since=result.started)
+        for c in containers:
+            try:
+                (self.run_dir / "logs" / group.name / f"{c.name}.log").write_bytes(c.logs(timestamps=True))
+                c.remove(force=True)
+            except Exception:
+                pass
+        j.event("group-end", group=group.name, verdict=result.verdict, reasons=reasons, totals=totals,
+                peaks=result.peaks, oom_killed=result.oom_killed, drain_secs=result.drain_secs)
+        self.log(f"[{group.name}] {result.verdict}: {totals}" + (f" — {reasons[0]}" if reasons else ""))
+        return result
+
+    def _bus(self, down: bool) -> None:
+        services = ["proxy"] if self.exp.outage.target == "proxy" else self.lab.broker_names()
+        for s in services:
+            if down:
+                self.lab.stop_service(s, timeout=5)
+            else:
+                self.lab.start_service(s, wait=True, timeout=300)
+
+    def _wait_shipping(self, sampler: "VmSampler", timeout: float) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            latest = sampler.latest()
+            if latest and all(((v.get("agent") or {}).get("vector_component_sent_events_total") or 0) > 0
+                              for v in latest.values()):
+                self.journal.event("agents-shipping")
+                return
+            time.sleep(1)
+        raise LabError(f"the VM agents did not start shipping within {timeout:.0f} s")
+
+    def _wait_drained(self, sampler: "VmSampler", result: GroupResult, recovery_secs: float) -> None:
+        until = time.time() + recovery_secs
+        while time.time() < until:
+            latest = sampler.latest()
+            for name, v in latest.items():
+                size = (v.get("agent") or {}).get("vector_buffer_size_events")
+                if name not in result.drain_secs and size is not None and size <= 200:
+                    result.drain_secs[name] = round(time.time() - result.outage_end, 1)
+            if len(result.drain_secs) == len(latest):
+                time.sleep(5)
+                return
+            time.sleep(1)
+
+
+class VmSampler:
+    def __init__(self, runner: OutageRunner, group: str, containers: list):
+        self.runner = runner
+        self.group = group
+        self.containers = containers
+        self._latest: dict = {}
+        self.peak: dict = {}
+        self.host_peak: dict = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="vm-sampler")
+        self._lock = threading.Lock()
+        self.d_state = host.DStateTracker()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def latest(self) -> dict:
+        with self._lock:
+            return json.loads(json.dumps(self._latest))
+
+    def _run(self) -> None:
+        ips = {}
+        while not self._stop.wait(1.0):
+            vms_out = {}
+            for c in self.containers:
+                if c.name not in ips:
+                    try:
+                        c.reload()
+                        ips[c.name] = next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+                    except Exception:
+                        continue
+                cg = cgroups.container_figures(c.id)
+                agent = scrape_agent(ips[c.name]) if ips.get(c.name) else None
+                prev = self._latest.get(c.name, {})
+                vms_out[c.name] = {"cgroup": cg or prev.get("cgroup"), "agent": agent or prev.get("agent"),
+                                   "alive": cg is not None}
+                peak = self.peak.setdefault(c.name, {})
+                for k, v in list((cg or {}).items()) + list((agent or {}).items()):
+                    if isinstance(v, (int, float)):
+                        peak[k] = max(peak.get(k, v), v)
+            hs = host.host_sample(self.d_state)
+            for key, value in (("io_some_avg10", (hs["psi_io"] or {}).get("some_avg10")),
+                               ("memory_some_avg10", (hs["psi_memory"] or {}).get("some_avg10")),
+                               ("memory_full_avg10", (hs["psi_memory"] or {}).get("full_avg10")),
+                               ("d_state_longest_secs", hs["d_state_longest_secs"]), ("d_state_tasks", hs["d_state_tasks"])):
+                if value is not None:
+                    self.host_peak[key] = max(self.host_peak.get(key, value), value)
+            with self._lock:
+                self._latest = vms_out
+            self.runner.journal.write("vm-sample", group=self.group, vms=vms_out, host=hs)
+
+
+def count_delivered(service_url: str, topic: str, hosts: list[str], quiet_secs: float = 5) -> dict[str, int]:
+    """Distinct sequence numbers per VM host found in the topic (read from the beginning)."""
+    seen: dict[str, set] = {h: set() for h in hosts}
+    client = pulsar.Client(service_url, operation_timeout_seconds=30, logger=clientlog.logger())
+    try:
+        reader = client.create_reader(topic, pulsar.MessageId.earliest)
+        while True:
+            try:
+                msg = reader.read_next(timeout_millis=int(quiet_secs * 1000))
+            except pulsar.Timeout:
+                break
+            try:
+                event = json.loads(msg.data())
+                seq = int(event["message"].split(" ", 1)[0])
+            except (ValueError, KeyError):
+                continue
+            seen.setdefault(event.get("host"), set()).add(seq)
+    finally:
+        client.close()
+    return {h: len(s) for h, s in seen.items()}

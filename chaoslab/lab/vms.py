@@ -1,0 +1,75 @@
+"""Groups of small-VM containers started beside the compose lab, each group with its own agent
+configuration (the vector-buffer experiment compares buffer settings side by side).
+
+Same limits as compose's vm-pico / vm-nano: a hard memory cap with no swap beyond it, one vCPU
+at reduced priority. Containers carry org.chaoslab.project so that `chaoslab down` removes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+
+from chaoslab.errors import LabError
+from chaoslab.lab.cluster import Lab
+
+MIB = 1024 * 1024
+FLAVOURS = {  # shared/vector-facts.md
+    "pico": {"memory_mib": 256, "cpus": 1.0, "cpu_shares": 256},
+    "nano": {"memory_mib": 512, "cpus": 1.0, "cpu_shares": 256},
+}
+
+
+@dataclass(frozen=True)
+class VmGroupSpec:
+    name: str
+    flavour: str
+    count: int
+    config_path: Path          # the agent's TOML for this group
+    environment: dict
+
+
+def start_group(lab: Lab, group: VmGroupSpec) -> list:
+    if group.flavour not in FLAVOURS:
+        raise LabError(f"unknown VM flavour {group.flavour!r} (known: {', '.join(FLAVOURS)})")
+    f = FLAVOURS[group.flavour]
+    network = f"{lab.project}_default"
+    containers = []
+    for i in range(1, group.count + 1):
+        name = f"{lab.project}-vm-{group.name}-{i}"
+        try:
+            lab.client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        try:
+            c = lab.client.containers.run(
+                lab.settings.agent_image, name=name, hostname=f"vm-{group.name}-{i}", detach=True, init=True,
+                mem_limit=f"{f['memory_mib']}m", memswap_limit=f"{f['memory_mib']}m",
+                nano_cpus=int(f["cpus"] * 1e9), cpu_shares=f["cpu_shares"], network=network,
+                environment={"VECTOR_CONFIG": "/etc/vector/vector.toml", "VM_FLAVOUR": group.flavour,
+                             "VM_GROUP": group.name, **{k: str(v) for k, v in group.environment.items()}},
+                volumes={str(group.config_path.resolve()): {"bind": "/etc/vector/vector.toml", "mode": "ro"}},
+                labels={"org.chaoslab.lab": "true", "org.chaoslab.vm": "true", "org.chaoslab.project": lab.project,
+                        "org.chaoslab.vm-group": group.name, "org.chaoslab.flavour": group.flavour},
+            )
+        except docker.errors.APIError as exc:
+            raise LabError(f"could not start VM container {name}: {exc.explanation or exc}") from exc
+        containers.append(c)
+    return containers
+
+
+def group_containers(lab: Lab, group: str | None = None, all: bool = True) -> list:
+    labels = [f"org.chaoslab.project={lab.project}", "org.chaoslab.vm=true"]
+    if group:
+        labels.append(f"org.chaoslab.vm-group={group}")
+    return sorted(lab.client.containers.list(all=all, filters={"label": labels}), key=lambda c: c.name)
+
+
+def remove_groups(lab: Lab) -> None:
+    for c in group_containers(lab):
+        try:
+            c.remove(force=True)
+        except docker.errors.APIError:
+            pass

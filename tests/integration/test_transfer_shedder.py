@@ -1,0 +1,51 @@
+"""A shortened transfer-shedder run against the real lab: journal, report and verdict come from
+real measurements. (Runs after test_lab.py: the runner replaces the lab with a fresh one.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from chaoslab.observe.journal import read
+
+EXPERIMENT = Path(__file__).parent / "experiments" / "transfer-shedder-short.yaml"
+
+
+def test_shortened_transfer_shedder_produces_journal_report_and_verdict(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(EXPERIMENT), "--out", str(out)],
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    records = read(out / "journal.jsonl")
+    samples = [r for r in records if r["type"] == "sample"]
+    assert len(samples) >= 20
+    # real broker metrics under Pulsar's own names, and both health views
+    pending = [b["metrics"]["pulsar_broker_lookup_pending_requests"] for s in samples
+               for b in s["brokers"].values() if b.get("metrics")]
+    assert pending and all(isinstance(p, float) for p in pending)
+    assert any(b.get("shallow_ok") is not None and b.get("functional_ok") is not None
+               for s in samples for b in s["brokers"].values())
+    # the workload really ran through the proxy
+    assert max(s["client"]["acked_total"] for s in samples) > 500
+    # broker-1 was really rolled: recreated on the target version
+    events = [r for r in records if r["type"] == "event"]
+    names = [e["name"] for e in events]
+    assert "upgrade-start" in names and "broker-recreated" in names
+    step = next(e for e in events if e["name"] in ("upgrade-done", "upgrade-wait-timeout"))
+    assert step["broker"] == "broker-1" and "functional_ok" in step
+    results = json.loads((out / "results.json").read_text())
+    flip = results["variants"][0]
+    assert flip["verdict"] in ("PASS", "FAIL")
+    assert (proc.returncode == 0) == (flip["verdict"] == "PASS")
+    if flip["verdict"] == "FAIL":
+        assert flip["reasons"]
+    else:
+        versions = {s["brokers"]["broker-1"].get("version") for s in samples if s["phase"] == "after"}
+        assert results["variants"][0]["to_version"] in versions
+    assert records[-1]["type"] == "run-end" and records[-1]["verdict"] == flip["verdict"]
+    report = (out / "report.md").read_text()
+    assert f"Verdict: {flip['verdict']}" in report
+    assert (out / "report.html").exists() and (out / "plot-flip.png").stat().st_size > 10_000
+    assert f"VERDICT: {flip['verdict']}" in proc.stdout
