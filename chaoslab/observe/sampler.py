@@ -174,7 +174,7 @@ class Observers:
         # created on demand when something asks for it.
         listed: dict[str, list | None] = {}
         for domain in ("persistent", "non-persistent"):
-            got = health.get_json(f"{url}/admin/v2/{domain}/pulsar/system", timeout=5)
+            got = health.get_json(f"{url}/admin/v2/{domain}/pulsar/system?includeSystemTopic=true", timeout=5)
             listed[domain] = got if isinstance(got, list) else None
         topics = {}
         for fqn in SYSTEM_TOPICS:

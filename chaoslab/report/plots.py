@@ -66,10 +66,12 @@ def variant_figure(samples: list[dict], events: list[dict], out: Path, title: st
         vals = []
         for s in samples:
             v = ((s.get("system_topics") or {}).get("exists") or {}).get(topic)
-            vals.append(None if v is None else (1 if v else 0) + i * 1.5)
+            vals.append(None if v is None else (1 if v else 0) + i * 0.04)
         ax.step(ts, vals, where="post", label=topic.split("/")[-1])
-    ax.set_yticks([])
-    ax.set_title("extensible load manager system topics (high = exists)")
+    ax.set_yticks([0, 1])
+    ax.set_yticklabels(["absent", "exists"])
+    ax.set_ylim(-0.2, 1.3)
+    ax.set_title("extensible load manager system topics")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("seconds since the variant's first sample (dashed: upgrade / abort / rollback / recovery)")
     _marks(ax, events, t0)

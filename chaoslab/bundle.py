@@ -1,0 +1,121 @@
+"""The bug-report bundle: a run folder made self-contained, optionally one .tar.gz, and replay.
+
+A run folder already holds the experiment as run, manifest.json (versions, image ids, settings,
+seed, host), the journal, results, histories, container logs and the report. `finish` adds
+excerpts of the container logs around each event and a README; `replay` re-runs the same
+experiment from a bundle on this machine and compares the two runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import tarfile
+import tempfile
+from pathlib import Path
+
+from chaoslab.errors import LabError
+from chaoslab.observe.journal import read
+
+EXCERPT_EVENTS = {"upgrade-start", "upgrade-done", "upgrade-wait-timeout", "abort", "rollback-start",
+                  "rollback-done", "recovery-start", "recovery-done", "outage-start", "outage-end", "interrupted"}
+_TS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})")
+WINDOW_SECS = 10
+
+
+def _line_time(line: str) -> float | None:
+    m = _TS.match(line)
+    if not m:
+        return None
+    try:
+        return dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def log_excerpts(run_dir: Path, max_lines: int = 40) -> Path:
+    """For each notable event, the container log lines within +-10 s of it (timestamps from
+    `docker logs --timestamps`), WARN/ERROR first."""
+    events = [r for r in read(run_dir / "journal.jsonl") if r["type"] == "event" and r.get("name") in EXCERPT_EVENTS]
+    logs = sorted((run_dir / "logs").rglob("*.log")) if (run_dir / "logs").exists() else []
+    parsed = {}
+    for path in logs:
+        lines = []
+        for line in path.read_text(errors="replace").splitlines():
+            t = _line_time(line)
+            if t is not None:
+                lines.append((t, line))
+        parsed[path] = lines
+    out = [f"# Log excerpts around events (+-{WINDOW_SECS} s)\n"]
+    for ev in events:
+        stamp = dt.datetime.fromtimestamp(ev["t"], dt.timezone.utc).strftime("%H:%M:%S")
+        out.append(f"\n## {stamp} {ev['name']} {json.dumps({k: v for k, v in ev.items() if k not in ('t', 'type', 'name')})[:200]}\n")
+        for path, lines in parsed.items():
+            near = [line for t, line in lines if abs(t - ev["t"]) <= WINDOW_SECS]
+            notable = [line for line in near if " ERROR " in line or " WARN " in line] or near
+            if notable:
+                out.append(f"\n### {path.relative_to(run_dir)}\n```\n" + "\n".join(l[:400] for l in notable[:max_lines]) + "\n```\n")
+    target = run_dir / "log-excerpts.md"
+    target.write_text("".join(out))
+    return target
+
+
+def finish(run_dir: Path, make_tar: bool = False) -> Path:
+    run_dir = Path(run_dir)
+    try:
+        log_excerpts(run_dir)
+    except Exception as exc:  # the bundle is still useful without excerpts
+        (run_dir / "log-excerpts.md").write_text(f"(could not extract excerpts: {exc})\n")
+    (run_dir / "BUNDLE.md").write_text(
+        "# chaoslab bug-report bundle\n\n"
+        "Read `report.md` (or `report.html`) first: verdict, KPIs, timeline. Then `log-excerpts.md`.\n\n"
+        "- `experiment.yaml`: the experiment exactly as run (environment already substituted)\n"
+        "- `manifest.json`: Pulsar/proxy/RabbitMQ/agent versions, image ids, settings, seed, host facts\n"
+        "- `journal.jsonl`: every sample (1/s) and event; `results.json`: verdicts and KPIs\n"
+        "- `history-*.jsonl`: every message sent, acknowledged and received\n"
+        "- `logs/`: container logs per variant or group\n\n"
+        f"Re-run it anywhere: `chaoslab replay {run_dir.name}{'.tar.gz' if make_tar else ''}`\n")
+    if make_tar:
+        archive = run_dir.with_name(run_dir.name + ".tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(run_dir, arcname=run_dir.name)
+        return archive
+    return run_dir
+
+
+def open_bundle(path: Path) -> Path:
+    """A bundle folder, or a .tar.gz extracted into a temporary folder."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path
+    elif path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        tmp = Path(tempfile.mkdtemp(prefix="chaoslab-bundle-"))
+        with tarfile.open(path) as tar:
+            tar.extractall(tmp, filter="data")
+        dirs = [p for p in tmp.iterdir() if p.is_dir()]
+        if len(dirs) != 1:
+            raise LabError(f"{path}: not a chaoslab bundle (expected one folder inside)")
+        folder = dirs[0]
+    else:
+        raise LabError(f"{path}: no such bundle (a run folder or its .tar.gz)")
+    for needed in ("experiment.yaml", "manifest.json"):
+        if not (folder / needed).exists():
+            raise LabError(f"{path}: not a chaoslab bundle ({needed} missing)")
+    return folder
+
+
+def summary(run_dir: Path) -> dict:
+    """Verdict and KPIs of one run, for the side-by-side comparison."""
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    parts = results.get("variants") or results.get("groups") or []
+    out = {"exit_code": results.get("exit_code")}
+    for p in parts:
+        k = p.get("kpis") or {}
+        out[p["name"]] = {"verdict": p["verdict"],
+                          "detection_s": k.get("detection_after_injection_secs"),
+                          "decision_s": k.get("decision_after_injection_secs"),
+                          "resolution_s": k.get("resolution_after_injection_secs"),
+                          "lost": (p.get("loss") or {}).get("lost", (p.get("totals") or {}).get("lost")),
+                          "first_reason": (p.get("reasons") or [""])[0][:70]}
+    return out
