@@ -33,15 +33,20 @@ def cmd_build(args) -> int:
 
 def cmd_up(args) -> int:
     from chaoslab.lab.cluster import Lab
+    from chaoslab.lab.lock import LabLock
     lab = Lab(log=_log)
-    seconds = lab.up(pico=args.pico, nano=args.nano)
+    with LabLock(lab.project):
+        seconds = lab.up(pico=args.pico, nano=args.nano)
     _log(f"lab healthy in {seconds:.0f} s — proxy {lab.proxy_service_url}, admin {lab.proxy_admin_url}")
     return 0
 
 
 def cmd_down(args) -> int:
     from chaoslab.lab.cluster import Lab
-    Lab(log=_log).down()
+    from chaoslab.lab.lock import LabLock
+    lab = Lab(log=_log)
+    with LabLock(lab.project):
+        lab.down()
     _log("lab removed")
     return 0
 
@@ -95,7 +100,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    import signal
 
     from chaoslab.experiment import spec
     from chaoslab.experiment.runner import ExperimentRunner
@@ -107,12 +111,94 @@ def cmd_experiment(args) -> int:
     else:
         runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, variants=args.variant, log=_log)
 
+    _on_sigterm()
+    _log(f"run folder {runner.run_dir}")
+    code = runner.run()
+    bundle = finish_bundle(runner, args.tar)
+    print_verdict(runner, code)
+    out.print(f"bundle: {bundle}  (chaoslab replay {bundle})")
+    return code
+
+
+def finish_bundle(runner, make_tar: bool):
+    from chaoslab import bundle
+    try:
+        return bundle.finish(runner.run_dir, make_tar)
+    except Exception as exc:
+        _log(f"could not finish the bundle: {exc}")
+        return runner.run_dir
+
+
+def _on_sigterm() -> None:
+    import signal
+
     def on_term(signum, frame):
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
-    _log(f"run folder {runner.run_dir}")
+
+
+def cmd_gate(args) -> int:
+    from chaoslab import gate
+    from chaoslab.experiment.runner import ExperimentRunner
+    base = gate.load_base(args.experiment)
+    conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
+    exp = gate.gate_experiment(base, args.from_version, args.to_version, conf)
+    runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, log=_log)
+    _on_sigterm()
+    _log(f"gate: {exp.primary.description}; run folder {runner.run_dir}")
     code = runner.run()
-    print_verdict(runner, code)
+    junit_path = args.junit or runner.run_dir / "junit.xml"
+    gate.junit(junit_path, runner, code)
+    bundle = finish_bundle(runner, args.tar)
+    change = runner.results[0] if runner.results else None
+    if code == 0:
+        out.print("GATE: SAFE - the steady state held through the change")
+    elif code == 1 and change:
+        out.print("GATE: UNSAFE")
+        for reason in change.reasons:
+            out.print(f"  - {reason}")
+        if change.first_violations:
+            out.print(f"  evidence (first violated conditions): {'; '.join(change.first_violations[:4])}")
+    elif code == 130:
+        out.print("GATE: INTERRUPTED")
+    else:
+        out.print("GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change")
+    out.print(f"report: {runner.run_dir / 'report.md'}  junit: {junit_path}  bundle: {bundle}")
+    return code
+
+
+def cmd_replay(args) -> int:
+    import json
+    import time
+
+    from chaoslab import bundle
+    from chaoslab.experiment import spec
+    from chaoslab.experiment.outage import OutageRunner
+    from chaoslab.experiment.outage_spec import OutageExperiment
+    from chaoslab.experiment.runner import ExperimentRunner
+    folder = bundle.open_bundle(args.bundle)
+    exp = spec.load(folder / "experiment.yaml", env={})  # exactly as run: no new substitutions
+    manifest = json.loads((folder / "manifest.json").read_text())
+    out_dir = args.out or folder.parent / f"{folder.name}-replay-{time.strftime('%Y%m%dT%H%M%S')}"
+    if isinstance(exp, OutageExperiment):
+        runner = OutageRunner(exp, run_dir=out_dir, keep=args.keep, log=_log)
+    else:
+        runner = ExperimentRunner(exp, run_dir=out_dir, keep=args.keep, log=_log)
+    _on_sigterm()
+    _log(f"replaying {folder.name} (seed {manifest.get('seed')}, versions {manifest.get('versions')}) into {out_dir}")
+    code = runner.run()
+    finish_bundle(runner, False)
+    before, after = bundle.summary(folder), bundle.summary(out_dir)
+    table = Table(title=f"replay of {folder.name}")
+    for col in ("variant/group", "original", "replay", "detection s", "decision s", "resolution s", "lost"):
+        table.add_column(col)
+    for name in [k for k in before if k != "exit_code"]:
+        a, b = before.get(name) or {}, after.get(name) or {}
+        table.add_row(name, a.get("verdict", "-"), b.get("verdict", "-"),
+                      f"{a.get('detection_s')} / {b.get('detection_s')}", f"{a.get('decision_s')} / {b.get('decision_s')}",
+                      f"{a.get('resolution_s')} / {b.get('resolution_s')}", f"{a.get('lost')} / {b.get('lost')}")
+    out.print(table)
+    out.print(f"original exit {before.get('exit_code')}, replay exit {code}; replay report: {out_dir / 'report.md'}")
     return code
 
 
@@ -151,7 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", help="run only this variant (repeatable)")
     p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<time>-<name>)")
+    p.add_argument("--tar", action="store_true", help="also pack the run folder into one .tar.gz bundle")
     p.set_defaults(func=cmd_experiment)
+    p = sub.add_parser("gate", help="validate a proposed upgrade/config change: exit 0 safe, 1 unsafe, 2 lab error")
+    p.add_argument("--from", dest="from_version", help="Pulsar release the brokers run now (default: the experiment's)")
+    p.add_argument("--to", dest="to_version", help="Pulsar release to roll to (default: the experiment's)")
+    p.add_argument("--broker-conf", type=Path, help="broker.conf key=value lines applied to each broker as it is rolled")
+    p.add_argument("--experiment", type=Path, default=None, help="rolling-upgrade experiment to take the method, "
+                   "hypothesis and rollback from (default experiments/transfer-shedder.yaml)")
+    p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--tar", action="store_true")
+    p.set_defaults(func=cmd_gate)
+    p = sub.add_parser("replay", help="re-run the experiment of a bundle and compare the two runs")
+    p.add_argument("bundle", type=Path, help="a run folder or its .tar.gz")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--keep", action="store_true")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 

@@ -123,6 +123,11 @@ class OutageRunner:
         return {0: "PASS", 1: "FAIL", 130: "INTERRUPTED"}.get(code, "ERROR")
 
     def run(self) -> int:
+        from chaoslab.lab.lock import LabLock
+        with LabLock(self.settings.project):
+            return self._run()
+
+    def _run(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "experiment.yaml").write_text(self.exp.source)
         self.journal = Journal(self.run_dir / "journal.jsonl")
@@ -184,17 +189,30 @@ class OutageRunner:
                                                                {"RESIDENT_MB": group.resident_mb}))
         sampler = VmSampler(self, group.name, containers)
         sampler.start()
+        bus_down = False
         try:
             self._wait_shipping(sampler, timeout=120)
             time.sleep(o.before_secs)
             result.outage_start = time.time()
             j.event("outage-start", group=group.name, target=o.target)
+            bus_down = True
             self._bus(down=True)
             time.sleep(o.duration_secs)
             j.event("outage-end", group=group.name, target=o.target)
             result.outage_end = time.time()
             self._bus(down=False)
+            bus_down = False
             self._wait_drained(sampler, result, o.recovery_secs)
+        except BaseException:
+            if bus_down:  # the rollback of an outage: bring the bus back
+                try:
+                    j.event("outage-rollback", group=group.name)
+                    self._bus(down=False)
+                except BaseException:
+                    pass
+            result.verdict, result.ended = "INTERRUPTED", time.time()
+            self.results.append(result)
+            raise
         finally:
             sampler.stop()
         final = sampler.latest()

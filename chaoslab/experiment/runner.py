@@ -94,6 +94,11 @@ class ExperimentRunner:
         self._interrupted.set()
 
     def run(self) -> int:
+        from chaoslab.lab.lock import LabLock
+        with LabLock(self.settings.project):
+            return self._run()
+
+    def _run(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "experiment.yaml").write_text(self.exp.source)
         self.journal = Journal(self.run_dir / "journal.jsonl")
@@ -112,6 +117,8 @@ class ExperimentRunner:
         except (KeyboardInterrupt, Interrupted):
             self.journal.event("interrupted")
             code = 130
+            self.log("interrupted: rolled back what was changed; removing the lab" if not self.keep
+                     else "interrupted: rolled back what was changed; the lab is left running (--keep)")
         except LabError as exc:
             self.journal.event("lab-error", error=str(exc))
             self.log(f"lab error: {exc}")
@@ -168,6 +175,7 @@ class ExperimentRunner:
         sample_topics = [t.fqn + ("-partition-0" if t.partitions else "") for t in layout.topics]
         observers = Observers(self.lab, sample_topics)
         ticker = Ticker(self, variant.name, observers, stats, driver)
+        upgraded: list[int] = []
         driver.start()
         lookups.start()
         observers.start()
@@ -185,13 +193,12 @@ class ExperimentRunner:
             ticker.phase = "method"
             injection = time.time()
             result.kpis["injection_t"] = injection
-            upgraded: list[int] = []
             for n in exp.method.brokers:
                 self._check_interrupt()
                 config = dict(variant.broker_config)
+                upgraded.append(n)
                 step = faults.roll_broker(self.lab, j, n, version, config, exp.method.wait_for,
                                           exp.method.wait_timeout_secs)
-                upgraded.append(n)
                 result.steps.append(step)
                 if not step["wait_ok"]:
                     ticker.abort_reason = (f"broker-{n} did not pass the {exp.method.wait_for} check "
@@ -219,7 +226,20 @@ class ExperimentRunner:
             ticker.phase = "after"
             self._watch(exp.phases.after_secs, ticker, abort=False)
             return self._finish(result, ticker, driver, lookups, observers)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, Interrupted)) and ticker.phase == "method" and upgraded:
+                # the declared rollback runs on Ctrl-C / SIGTERM too; a second Ctrl-C skips it
+                j.event("interrupted", during="method", upgraded=[f"broker-{n}" for n in upgraded])
+                try:
+                    rb = exp.rollback
+                    result.rollback = faults.rollback(self.lab, j, upgraded, dict(rb.revert),
+                                                      exp.versions.from_ if rb.rollback_version else None,
+                                                      min(rb.wait_timeout_secs, 60))
+                except BaseException:
+                    j.event("rollback-skipped", reason="interrupted again")
+            result.verdict, result.ended = "INTERRUPTED", time.time()
+            result.reasons.append("interrupted")
+            self.results.append(result)
             ticker.stop()
             lookups.stop()
             observers.stop()

@@ -1,0 +1,46 @@
+"""A short bus outage with 3 VM containers: the measurements are real (the blocking memory buffer
+grows during the outage, in the agent and in the cgroup, and drains after)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from chaoslab.observe.journal import read
+
+EXPERIMENT = Path(__file__).parent / "experiments" / "vector-buffer-short.yaml"
+
+
+def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(EXPERIMENT), "--out", str(out)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    records = read(out / "journal.jsonl")
+    events = {r["name"]: r for r in records if r["type"] == "event" and r.get("group") == "block"}
+    start, end = events["outage-start"]["t"], events["outage-end"]["t"]
+    samples = [r for r in records if r["type"] == "vm-sample" and r["group"] == "block"]
+    before = [s for s in samples if s["t"] < start]
+    during = [s for s in samples if start <= s["t"] <= end]
+    after = [s for s in samples if s["t"] > end + 5]
+    vm = sorted(samples[0]["vms"])[0]
+
+    def buf(s):
+        return (s["vms"][vm].get("agent") or {}).get("vector_buffer_size_events") or 0
+
+    def mem(s):
+        return (s["vms"][vm].get("cgroup") or {}).get("memory.usage_in_bytes") or 0
+
+    assert max(buf(s) for s in during) > 10 * max(buf(s) for s in before) + 1000
+    assert max(mem(s) for s in during) > max(mem(s) for s in before) + 5 * 2**20  # the cgroup saw it
+    assert min(buf(s) for s in after) <= 200  # drained once the bus came back
+    assert samples[0]["vms"][vm]["cgroup"]["memory.limit_in_bytes"] == 256 * 2**20
+    assert "psi_io" in samples[0]["host"] and "d_state_tasks" in samples[0]["host"]
+    results = json.loads((out / "results.json").read_text())
+    block = next(g for g in results["groups"] if g["name"] == "block")
+    drop = next(g for g in results["groups"] if g["name"] == "drop")
+    assert block["totals"]["generated"] > 0 and block["totals"]["delivered"] > 0
+    assert drop["totals"]["dropped_by_policy"] > 0  # drop_newest really dropped, and counted it
+    assert (out / "report.md").exists() and (out / "plot-block.png").exists()
