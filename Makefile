@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHAOSLAB := $(VENV)/bin/chaoslab
 export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO
 
-.PHONY: setup test unit integration up down status experiment bench
+.PHONY: setup test unit integration up down status experiment gate bench bench-experiment
 
 setup:
 	@bash scripts/setup.sh
@@ -32,5 +32,12 @@ status: setup
 experiment: setup
 	$(CHAOSLAB) experiment experiments/$(NAME).yaml
 
+# Pre-upgrade gate: make gate TO=3.2.3 BROKER_CONF=my-change.conf  (exit 0 safe, 1 unsafe, 2 lab error)
+gate: setup
+	$(CHAOSLAB) gate $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(if $(BROKER_CONF),--broker-conf $(BROKER_CONF))
+
 bench: setup
 	$(PY) bench/lab_bench.py
+
+bench-experiment: setup
+	$(PY) bench/experiment_bench.py experiments/$(NAME).yaml

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,15 +30,28 @@ def main() -> int:
     for v in args.variant:
         cmd += ["--variant", v]
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner = psutil.Process(proc.pid)
+    cpu = 0.0
+    while proc.poll() is None:  # the runner's own CPU: workload clients, observers, samplers
+        try:
+            t = runner.cpu_times()
+            cpu = t.user + t.system
+        except psutil.Error:
+            pass
+        time.sleep(1)
     took = time.monotonic() - started
     print(f"time_to_verdict_seconds {took:.0f}")
     print(f"exit_code               {proc.returncode}")
+    print(f"runner_cpu_seconds      {cpu:.0f}  ({100 * cpu / took:.1f}% of one core: workload + sampling)")
     results = out / "results.json"
     if results.exists():
-        for v in json.loads(results.read_text())["variants"]:
+        for v in json.loads(results.read_text()).get("variants", []):
             print(f"variant {v['name']:12} {v['verdict']:5} {v['ended'] - v['started']:6.0f} s")
     print(f"run folder              {out}")
+    if results.exists() and "groups" in json.loads(results.read_text()):
+        for g in json.loads(results.read_text())["groups"]:
+            print(f"group {g['name']:14} {g['verdict']:5} {g['totals']}")
     return 0
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from chaoslab.errors import LabError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
@@ -130,11 +130,14 @@ def finish_bundle(runner, make_tar: bool):
 
 
 def _on_sigterm() -> None:
+    """Ctrl-C and SIGTERM both interrupt the run (and trigger its rollback). SIGINT is set
+    explicitly: a shell starting us in the background would otherwise leave it ignored."""
     import signal
 
     def on_term(signum, frame):
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def cmd_gate(args) -> int:

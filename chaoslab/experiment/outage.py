@@ -193,6 +193,13 @@ class OutageRunner:
         try:
             self._wait_shipping(sampler, timeout=120)
             time.sleep(o.before_secs)
+            backlog = max(((v.get("agent") or {}).get("vector_buffer_size_events") or 0)
+                          for v in sampler.latest().values())
+            if backlog > max(1000, group.rate * 5):
+                # the agents cannot keep up even with the bus up: an outage result would be meaningless
+                j.event("no-steady-state", group=group.name, buffer_events=backlog)
+                result.reasons.append(f"agents could not keep up before the outage ({backlog:.0f} events buffered "
+                                      f"at {group.rate}/s per VM): lower the rate for this machine")
             result.outage_start = time.time()
             j.event("outage-start", group=group.name, target=o.target)
             bus_down = True
@@ -262,8 +269,10 @@ class OutageRunner:
             reasons.append(f"host io PSI some avg10 peaked at {io_peak:.1f} (> {hyp.host_io_psi_some_avg10_max})")
         if totals["lost"] > hyp.lost_events_max:
             reasons.append(f"{totals['lost']} events lost without being counted (> {hyp.lost_events_max})")
-        result.verdict = "FAIL" if reasons else "PASS"
-        result.reasons = reasons
+        if result.reasons:  # no steady state before the outage
+            result.verdict, result.reasons = "ERROR", result.reasons + reasons
+        else:
+            result.verdict, result.reasons = ("FAIL" if reasons else "PASS"), reasons
         result.ended = time.time()
         self.lab.save_logs(self.run_dir / "logs" / group.name, since=result.started)
         for c in containers:

@@ -69,6 +69,7 @@ def missing_artifact(maven_output: str) -> str | None:
         r"Could not find artifact (\S+)",
         r"Failure to find (\S+)",
         r"Non-resolvable import POM: (?:Could not find artifact |Failure to find )?(\S+)",
+        r"(\S+:\S+:\S+:[\w.\-]+) was not found in",
     ):
         match = re.search(pattern, maven_output)
         if match:

@@ -34,3 +34,11 @@ def test_settings_ports_are_loopback_urls():
     s = LabSettings()
     assert s.service_url.startswith("pulsar://127.0.0.1:")
     assert s.broker_http_port("broker-3") == s.broker_http_base_port + 2
+
+
+def test_cached_maven_failure_names_the_artifact():
+    from chaoslab.lab.pulsar_dist import missing_artifact
+    out = ("[ERROR] Failed to execute goal on project pulsar-classpath: Could not resolve dependencies for project "
+           "chaoslab:pulsar-classpath:pom:3.3.1: org.apache.pulsar:pulsar-broker:jar:3.3.1 was not found in "
+           "https://repo.maven.apache.org/maven2 during a previous attempt.")
+    assert missing_artifact(out) == "org.apache.pulsar:pulsar-broker:jar:3.3.1"
