@@ -99,6 +99,8 @@ class ExperimentRunner:
             return self._run()
 
     def _run(self) -> int:
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise LabError(f"run folder {self.run_dir} already holds a run: choose another --out")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "experiment.yaml").write_text(self.exp.source)
         self.journal = Journal(self.run_dir / "journal.jsonl")
