@@ -35,6 +35,7 @@ def cmd_up(args) -> int:
     from chaoslab.lab.cluster import Lab
     from chaoslab.lab.lock import LabLock
     lab = Lab(log=_log)
+    lab.client  # no engine: say so first
     with LabLock(lab.project):
         seconds = lab.up(pico=args.pico, nano=args.nano)
     _log(f"lab healthy in {seconds:.0f} s — proxy {lab.proxy_service_url}, admin {lab.proxy_admin_url}")
@@ -45,6 +46,7 @@ def cmd_down(args) -> int:
     from chaoslab.lab.cluster import Lab
     from chaoslab.lab.lock import LabLock
     lab = Lab(log=_log)
+    lab.client  # no engine: say so first
     with LabLock(lab.project):
         lab.down()
     _log("lab removed")

@@ -17,6 +17,7 @@ def test_a_version_that_is_not_a_release_is_one_line_and_exit_2(monkeypatch, cap
 
 def test_missing_engine_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("CHAOSLAB_PROJECT", "unit-no-engine")
     assert cli.main(["down"]) == 2
     assert "no container engine answers" in capsys.readouterr().err
 

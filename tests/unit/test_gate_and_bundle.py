@@ -1,0 +1,64 @@
+import json
+import time
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
+
+import pytest
+
+from chaoslab import bundle, gate
+from chaoslab.errors import LabError
+from chaoslab.experiment.spec import SpecError
+from chaoslab.observe.journal import Journal
+
+
+def test_broker_conf_lines(tmp_path):
+    f = tmp_path / "change.conf"
+    f.write_text("# my change\nloadBalancerDebugModeEnabled=true\n\n  maxConcurrentLookupRequest = 100\n")
+    assert gate.read_broker_conf(f) == {"loadBalancerDebugModeEnabled": "true", "maxConcurrentLookupRequest": "100"}
+    f.write_text("this is not a setting\n")
+    with pytest.raises(SpecError, match="line 1: expected key=value"):
+        gate.read_broker_conf(f)
+
+
+def test_gate_experiment_replaces_the_flip_with_the_change():
+    base = gate.load_base(None)
+    exp = gate.gate_experiment(base, "3.2.2", "3.2.3", {"loadBalancerDebugModeEnabled": "true"})
+    assert [v.name for v in exp.variants] == ["change"] and exp.primary.role == "primary"
+    assert exp.primary.broker_config == {"loadBalancerDebugModeEnabled": "true"}
+    assert exp.versions.from_ == "3.2.2" and exp.versions.to == "3.2.3"
+    assert exp.hypothesis == base.hypothesis and exp.method == base.method
+    with pytest.raises(LabError, match="not a Pulsar release"):
+        gate.gate_experiment(base, None, "latest", {})
+
+
+def test_junit_has_a_failure_with_the_evidence(tmp_path):
+    r = SimpleNamespace(name="change", description="d", verdict="FAIL", reasons=["aborted: x"], started=0, ended=5,
+                        first_violations=["lookups: none completed"], loss={"lost": 0},
+                        steps=[{"broker": "broker-1", "wait_secs": 3, "functional_ok": False, "shallow_ok": True,
+                                "functional_detail": "timed out"}])
+    runner = SimpleNamespace(exp=SimpleNamespace(name="gate"), results=[r])
+    gate.junit(tmp_path / "j.xml", runner, 1)
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "2"
+    assert "aborted: x" in ET.tostring(suite).decode()
+
+
+def test_bundle_excerpts_tar_and_reopen(tmp_path):
+    run = tmp_path / "20260101T000000-x"
+    (run / "logs" / "flip").mkdir(parents=True)
+    j = Journal(run / "journal.jsonl")
+    t = time.time()
+    j.write("event", name="upgrade-start", broker="broker-1")
+    j.close()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    (run / "logs" / "flip" / "broker-1.log").write_text(
+        f"{stamp}.000000000Z 2026 [main] WARN  something near the event\n1999-01-01T00:00:00.0Z far away\n")
+    (run / "experiment.yaml").write_text("name: x\n")
+    (run / "manifest.json").write_text(json.dumps({"seed": 1}))
+    archive = bundle.finish(run, make_tar=True)
+    excerpts = (run / "log-excerpts.md").read_text()
+    assert "something near the event" in excerpts and "far away" not in excerpts
+    opened = bundle.open_bundle(archive)
+    assert (opened / "journal.jsonl").exists() and (opened / "BUNDLE.md").exists()
+    with pytest.raises(LabError, match="no such bundle"):
+        bundle.open_bundle(tmp_path / "nope")
