@@ -148,13 +148,33 @@ def cmd_gate(args) -> int:
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
     exp = gate.gate_experiment(base, args.from_version, args.to_version, conf)
-    runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, log=_log)
+    if not 1 <= args.repeat <= 50:
+        raise LabError(f"--repeat must be between 1 and 50, got {args.repeat}")
     _on_sigterm()
-    _log(f"gate: {exp.primary.description}; run folder {runner.run_dir}")
-    code = runner.run()
-    junit_path = args.junit or runner.run_dir / "junit.xml"
-    gate.junit(junit_path, runner, code)
-    bundle = finish_bundle(runner, args.tar)
+    codes = []
+    for attempt in range(1, args.repeat + 1):
+        run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
+        runner = ExperimentRunner(exp, run_dir=run_dir, keep=args.keep and attempt == args.repeat, log=_log)
+        _log(f"gate{f' run {attempt}/{args.repeat}' if args.repeat > 1 else ''}: {exp.primary.description}; "
+             f"run folder {runner.run_dir}")
+        code = runner.run()
+        codes.append(code)
+        junit_path = args.junit or runner.run_dir / "junit.xml"
+        if args.repeat > 1 and args.junit:
+            junit_path = args.junit.with_name(f"{args.junit.stem}-{attempt}{args.junit.suffix}")
+        gate.junit(junit_path, runner, code)
+        bundle = finish_bundle(runner, args.tar)
+        _print_gate(runner, code, junit_path, bundle)
+        if code in (1, 130):
+            break  # unsafe once is unsafe; an interrupt stops the series
+    final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
+    if args.repeat > 1:
+        out.print(f"GATE over {len(codes)} run(s): {['SAFE', 'UNSAFE', 'LAB ERROR'][min(final, 2)] if final != 130 else 'INTERRUPTED'}"
+                  f" (exit codes {codes})")
+    return final
+
+
+def _print_gate(runner, code: int, junit_path, bundle) -> None:
     change = runner.results[0] if runner.results else None
     if code == 0:
         out.print("GATE: SAFE - the steady state held through the change")
@@ -169,7 +189,6 @@ def cmd_gate(args) -> int:
     else:
         out.print("GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change")
     out.print(f"report: {runner.run_dir / 'report.md'}  junit: {junit_path}  bundle: {bundle}")
-    return code
 
 
 def cmd_replay(args) -> int:
@@ -251,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", type=Path, default=None, help="rolling-upgrade experiment to take the method, "
                    "hypothesis and rollback from (default experiments/transfer-shedder.yaml)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
+    p.add_argument("--repeat", type=int, default=1, help="run the change N times, each on a fresh lab: unsafe if "
+                   "any run is (a flaky failure is still a failure; the flip broke 2 of 3 runs here)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")
