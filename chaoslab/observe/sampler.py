@@ -12,6 +12,7 @@ The runner's ticker reads `snapshot()` once a second and writes it into the jour
 from __future__ import annotations
 
 import copy
+import json
 import re
 import threading
 import time
@@ -57,6 +58,22 @@ def _status(url: str, timeout: float) -> int:
         return exc.code
     except Exception:
         return 0
+
+
+def owner_of(url: str, fqn: str, timeout: float = 5) -> str | None:
+    """The broker that owns a topic's bundle, from a lookup that is not followed (a 307 names it)."""
+    try:
+        with _opener.open(f"{url}/lookup/v2/topic/{topic_path(fqn)}", timeout=timeout) as resp:
+            data = json.loads(resp.read().decode() or "{}")
+            owner = data.get("brokerUrl") or data.get("httpUrl")
+    except urllib.error.HTTPError as exc:
+        owner = exc.headers.get("Location") if exc.code in (301, 302, 307) else None
+    except Exception:
+        owner = None
+    if not owner:
+        return None
+    host = owner.split("://", 1)[-1].split("/", 1)[0]
+    return host.split(":", 1)[0]
 
 
 def topic_path(fqn: str) -> str:
@@ -181,6 +198,7 @@ class Observers:
             names = listed[fqn.split("://")[0]]
             topics[fqn] = None if names is None else any(n == fqn or n.startswith(fqn + "-partition-") for n in names)
         self._set("system_topics", "exists", topics)
+        self._set("system_topics", "owner", {t: owner_of(url, t) for t, exists in topics.items() if exists})
         proxy = scrape(f"{self.lab.proxy_admin_url}/metrics/", PROXY_METRICS)
         self._set("proxy", "metrics", proxy)
         if self.topics:

@@ -95,8 +95,11 @@ def build_report(run_dir: Path) -> Path:
             b.append(("table", ["broker", "version", "load manager", "shallow", "functional", "owned bundles",
                                 "peak pending lookups", "lookup failures", "notable log lines"], rows))
             st = (last.get("system_topics") or {}).get("exists") or {}
+            owners = (last.get("system_topics") or {}).get("owner") or {}
             if st:
-                b.append(("p", "System topics at the end: " + ", ".join(f"{k.split('/')[-1]}={v2}" for k, v2 in st.items())))
+                b.append(("p", "System topics at the end: " + ", ".join(
+                    f"{k.split('/')[-1]}={'exists' if v2 else 'absent' if v2 is False else 'unknown'}"
+                    + (f" (owner {owners[k]})" if owners.get(k) else "") for k, v2 in st.items())))
             errors = {}
             for s in samples:
                 for k2, c in (s["client"].get("errors") or {}).items():
