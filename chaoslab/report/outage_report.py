@@ -68,7 +68,12 @@ def group_figure(samples: list[dict], group: dict, out: Path) -> Path | None:
     for key, label in (("psi_memory", "memory some avg10"), ("psi_io", "io some avg10"), ("psi_cpu", "cpu some avg10")):
         ax.plot(ts, [(s["host"].get(key) or {}).get("some_avg10") for s in samples], label=label)
     ax.plot(ts, [(s["host"].get("psi_memory") or {}).get("full_avg10") for s in samples], label="memory full avg10")
-    ax.set_title("host pressure (/proc/pressure)")
+    ax3 = ax.twinx()
+    ax3.plot(ts, _rate([(s["host"].get("disk_read_bytes") or 0) / MIB for s in samples], ts), color="gray",
+             linestyle=":", label="host disk read MiB/s")
+    ax3.set_ylabel("MiB/s")
+    ax3.legend(loc="upper right", fontsize=8)
+    ax.set_title("host pressure (/proc/pressure) and host disk reads")
     ax.set_xlabel("seconds since the group's first sample")
     ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"group {group['name']}: {group['count']} {group['flavour']} VMs, buffer {group['buffer']}")
@@ -90,19 +95,26 @@ def build_outage_report(run_dir: Path) -> Path:
                       ("p", f"Run {start.get('run_id')}, seed {start.get('seed')}, host {start.get('host')}. "
                             f"Outage: {results.get('outage')}. Hypothesis: {results.get('hypothesis')}.")]
     groups = results.get("groups", [])
+    host_reads = {}
+    for g in groups:
+        hs = [r["host"] for r in records if r["type"] == "vm-sample" and r.get("group") == g["name"]]
+        reads = [h.get("disk_read_bytes") for h in hs if h.get("disk_read_bytes") is not None]
+        host_reads[g["name"]] = round((reads[-1] - reads[0]) / MIB, 1) if len(reads) > 1 else None
+        d = [h.get("d_state_tasks") or 0 for h in hs]
+        g["peaks"]["d_state_tasks_max"] = max(d) if d else None
     if groups:
         b.append(("h2", "Delivered, dropped and lost per configuration"))
         b.append(("table", ["group", "role", "VMs", "buffer", "verdict", "generated", "delivered", "dropped by policy",
                             "failed sends (counted)", "lost", "OOM-killed", "peak VM MiB", "peak buffer events",
-                            "pgmajfault", "blkio read MiB", "host io PSI peak", "host mem PSI peak", "longest D state s"],
+                            "pgmajfault", "host disk read MiB", "host io PSI peak", "host mem PSI peak", "D-state tasks max", "longest D state s"],
                   [[g["name"], g["role"], f"{g['count']} {g['flavour']}",
                     f"{g['buffer']['type']} {g['buffer']['when_full']} max_events={g['buffer']['max_events']} max_size={g['buffer']['max_size']}",
                     g["verdict"], g["totals"].get("generated"), g["totals"].get("delivered"),
                     g["totals"].get("dropped_by_policy"), g["totals"].get("failed_sends"), g["totals"].get("lost"),
                     len(g["oom_killed"]), g["peaks"].get("vm_memory_max_mib"), g["peaks"].get("agent_buffer_events_max"),
-                    g["peaks"].get("pgmajfault_total"), g["peaks"].get("blkio_read_mib_total"),
+                    g["peaks"].get("pgmajfault_total"), host_reads.get(g["name"]),
                     g["peaks"].get("host_io_psi_some_avg10"), g["peaks"].get("host_memory_psi_some_avg10"),
-                    g["peaks"].get("d_state_longest_secs")] for g in groups]))
+                    g["peaks"].get("d_state_tasks_max"), g["peaks"].get("d_state_longest_secs")] for g in groups]))
         b.append(("p", "Dropped by policy (when_full = drop_newest) and failed sends are counted by the agent and are "
                        "not loss; lost = generated - delivered - counted drops (events that vanished, e.g. in an OOM kill). "
                        "Delivered is counted by reading the group's topic from the beginning."))
