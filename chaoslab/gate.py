@@ -15,7 +15,9 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from chaoslab.experiment.spec import Experiment, SpecError, Variant, load
+import yaml
+
+from chaoslab.experiment.spec import Experiment, SpecError, Variant, load, parse
 from chaoslab.settings import REPO_ROOT, check_version
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
@@ -50,9 +52,16 @@ def gate_experiment(base: Experiment, from_: str | None, to: str | None, broker_
     revert = {**{k: base.lab.broker_config.get(k, "") for k in broker_conf if k not in base.rollback.revert},
               **base.rollback.revert}
     revert = {k: v for k, v in revert.items() if v != ""}
-    return dataclasses.replace(base, name=f"gate", title=f"gate: {change.description}", versions=versions,
-                               variants=(change,), rollback=dataclasses.replace(base.rollback, revert=revert),
-                               source=base.source + f"\n# gate: {change.description}\n")
+    # The gate's own experiment file, so that its bundle replays exactly this gate (validated again).
+    doc = yaml.safe_load(base.source)
+    doc["name"] = "gate"
+    doc["title"] = f"gate: {change.description}"
+    doc["versions"] = {"from": versions.from_, "to": versions.to, "fixed": versions.fixed}
+    doc.setdefault("rollback", {})["revert"] = revert
+    doc["variants"] = [{"name": change.name, "role": "primary", "to": "to", "description": change.description,
+                        "broker_config": dict(broker_conf)}]
+    text = "# written by chaoslab gate\n" + yaml.safe_dump(doc, sort_keys=False)
+    return parse(text, env={})
 
 
 def junit(path: Path, runner, code: int) -> None:

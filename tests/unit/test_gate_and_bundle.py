@@ -62,3 +62,12 @@ def test_bundle_excerpts_tar_and_reopen(tmp_path):
     assert (opened / "journal.jsonl").exists() and (opened / "BUNDLE.md").exists()
     with pytest.raises(LabError, match="no such bundle"):
         bundle.open_bundle(tmp_path / "nope")
+
+
+def test_a_gate_bundle_replays_the_gate_not_the_base_experiment():
+    from chaoslab.experiment.spec import parse
+    exp = gate.gate_experiment(gate.load_base(None), None, None, {"loadBalancerDebugModeEnabled": "true"})
+    again = parse(exp.source, env={})
+    assert [v.name for v in again.variants] == ["change"]
+    assert again.primary.broker_config == {"loadBalancerDebugModeEnabled": "true"}
+    assert again.versions == exp.versions and again.hypothesis == exp.hypothesis
