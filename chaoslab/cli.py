@@ -104,9 +104,9 @@ def cmd_validate(args) -> int:
 def cmd_experiment(args) -> int:
 
     from chaoslab.experiment import spec
-    from chaoslab.experiment.runner import ExperimentRunner
-    from chaoslab.experiment.outage import OutageRunner
-    from chaoslab.experiment.outage_spec import OutageExperiment
+    from chaoslab.experiment.rolling_upgrade import ExperimentRunner
+    from chaoslab.experiment.bus_outage import OutageRunner
+    from chaoslab.experiment.bus_outage_spec import OutageExperiment
     exp = spec.load(args.file)  # a broken file stops here, before any container starts
     if isinstance(exp, OutageExperiment):
         runner = OutageRunner(exp, run_dir=args.out, keep=args.keep, log=_log)
@@ -144,7 +144,7 @@ def _on_sigterm() -> None:
 
 def cmd_gate(args) -> int:
     from chaoslab import gate
-    from chaoslab.experiment.runner import ExperimentRunner
+    from chaoslab.experiment.rolling_upgrade import ExperimentRunner
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
     exp = gate.gate_experiment(base, args.from_version, args.to_version, conf)
@@ -197,9 +197,9 @@ def cmd_replay(args) -> int:
 
     from chaoslab import bundle
     from chaoslab.experiment import spec
-    from chaoslab.experiment.outage import OutageRunner
-    from chaoslab.experiment.outage_spec import OutageExperiment
-    from chaoslab.experiment.runner import ExperimentRunner
+    from chaoslab.experiment.bus_outage import OutageRunner
+    from chaoslab.experiment.bus_outage_spec import OutageExperiment
+    from chaoslab.experiment.rolling_upgrade import ExperimentRunner
     folder = bundle.open_bundle(args.bundle)
     exp = spec.load(folder / "experiment.yaml", env={})  # exactly as run: no new substitutions
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -94,3 +94,14 @@ def recover(lab: Lab, journal: Journal, delete_topics: list[str], timeout: float
               "secs": round(time.monotonic() - started, 1)}
     journal.event("recovery-done", **result)
     return result
+
+
+def bus_outage(lab: Lab, target: str, down: bool) -> None:
+    """Take the bus away from the VMs (target "proxy": their only way in; "brokers": all of them),
+    or bring it back and wait until it is healthy."""
+    services = ["proxy"] if target == "proxy" else lab.broker_names()
+    for service in services:
+        if down:
+            lab.stop_service(service, timeout=5)
+        else:
+            lab.start_service(service, wait=True, timeout=300)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from chaoslab.experiment.spec import Experiment, SpecError, Variant, load, parse
+from chaoslab.experiment.spec import Experiment, SpecError, load, parse
 from chaoslab.settings import REPO_ROOT, check_version
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
@@ -45,9 +45,8 @@ def read_broker_conf(path: Path) -> dict[str, str]:
 def gate_experiment(base: Experiment, from_: str | None, to: str | None, broker_conf: dict[str, str]) -> Experiment:
     versions = dataclasses.replace(base.versions, from_=check_version(from_) if from_ else base.versions.from_,
                                    to=check_version(to) if to else base.versions.to)
-    change = Variant(name="change", role="primary", to="to", broker_config=dict(broker_conf),
-                     description=f"rolling upgrade {versions.from_} -> {versions.to}"
-                                 + (f" with {', '.join(f'{k}={v}' for k, v in broker_conf.items())}" if broker_conf else ""))
+    description = (f"rolling upgrade {versions.from_} -> {versions.to}"
+                   + (f" with {', '.join(f'{k}={v}' for k, v in broker_conf.items())}" if broker_conf else ""))
     # a rollback must at least revert what the change set, to the values the cluster ran before
     revert = {**{k: base.lab.broker_config.get(k, "") for k in broker_conf if k not in base.rollback.revert},
               **base.rollback.revert}
@@ -55,10 +54,10 @@ def gate_experiment(base: Experiment, from_: str | None, to: str | None, broker_
     # The gate's own experiment file, so that its bundle replays exactly this gate (validated again).
     doc = yaml.safe_load(base.source)
     doc["name"] = "gate"
-    doc["title"] = f"gate: {change.description}"
+    doc["title"] = f"gate: {description}"
     doc["versions"] = {"from": versions.from_, "to": versions.to, "fixed": versions.fixed}
     doc.setdefault("rollback", {})["revert"] = revert
-    doc["variants"] = [{"name": change.name, "role": "primary", "to": "to", "description": change.description,
+    doc["variants"] = [{"name": "change", "role": "primary", "to": "to", "description": description,
                         "broker_config": dict(broker_conf)}]
     text = "# written by chaoslab gate\n" + yaml.safe_dump(doc, sort_keys=False)
     return parse(text, env={})
@@ -69,7 +68,7 @@ def junit(path: Path, runner, code: int) -> None:
     cases = 0
     failures = errors = 0
     for r in runner.results:
-        case = ET.SubElement(suite, "testcase", classname=f"chaoslab.{runner.exp.name}", name=f"{r.name}: {r.variant_description if hasattr(r, 'variant_description') else r.description}",
+        case = ET.SubElement(suite, "testcase", classname=f"chaoslab.{runner.exp.name}", name=f"{r.name}: {r.description}",
                              time=f"{max(0.0, r.ended - r.started):.1f}")
         cases += 1
         if r.verdict == "FAIL":

@@ -271,7 +271,9 @@ def _topics(value, where):
     return tuple(value)
 
 
-def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
+def read_document(text: str, env: dict[str, str] | None, kind: str, allowed: set[str]) -> tuple[str, dict]:
+    """Interpolate, parse YAML, check the top level: what every kind of experiment file shares.
+    Returns (the text as run, the mapping)."""
     text = interpolate(text, dict(os.environ if env is None else env))
     try:
         raw = yaml.safe_load(text)
@@ -281,10 +283,9 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
         raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise SpecError("the experiment file must be a YAML mapping (name:, method:, ...)")
-    allowed = {"kind", "name", "title", "seed", "versions", "lab", "workload", "hypothesis", "phases",
-               "method", "rollback", "variants"}
-    if raw.get("kind", "rolling-upgrade") != "rolling-upgrade":
+    if raw.get("kind", "rolling-upgrade") != kind:
         raise SpecError(f"kind: must be rolling-upgrade or bus-outage, got {raw.get('kind')!r}")
+    allowed = allowed | {"kind", "name", "title", "seed", "versions"}
     unknown = set(raw) - allowed
     if unknown:
         raise SpecError(f"unknown top-level field(s) {', '.join(sorted(map(str, unknown)))} "
@@ -292,9 +293,20 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
     name = _str(raw.get("name"), "name")
     if not re.match(r"^[a-z0-9][a-z0-9-]*$", name):
         raise SpecError("name: use lowercase letters, digits and dashes")
-    seed = _number(raw.get("seed", 0), "seed", int, 0)
+    return text, raw
+
+
+def read_common(raw: dict) -> tuple[str, str, int, Versions]:
+    """name, title, seed, versions: the fields every kind has."""
     versions = _section(Versions, raw.get("versions"), "versions",
                         extra={"from": _version, "to": _version, "fixed": _version})
+    return raw["name"], str(raw.get("title", raw["name"])), _number(raw.get("seed", 0), "seed", int, 0), versions
+
+
+def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
+    text, raw = read_document(text, env, "rolling-upgrade", {"lab", "workload", "hypothesis", "phases",
+                                                             "method", "rollback", "variants"})
+    name, title, seed, versions = read_common(raw)
     lab = _section(LabSection, raw.get("lab"), "lab", nested={
         "scale_model": lambda v, w: _section(ScaleModel, v, w),
         "broker_config": _config_map, "proxy_config": _config_map})
@@ -322,7 +334,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
     if sum(v.role == "primary" for v in variants) != 1:
         raise SpecError("variants: exactly one variant must have role: primary (it decides the verdict)")
     return Experiment(
-        name=name, title=str(raw.get("title", name)), seed=seed, versions=versions, lab=lab,
+        name=name, title=title, seed=seed, versions=versions, lab=lab,
         workload=_section(Workload, raw.get("workload"), "workload"),
         hypothesis=_section(Hypothesis, raw.get("hypothesis"), "hypothesis"),
         phases=_section(Phases, raw.get("phases"), "phases"), method=method, rollback=rollback,
@@ -339,9 +351,9 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Experiment:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read {path}: {exc}") from None
     try:
-        from chaoslab.experiment import outage_spec
-        if outage_spec.kind_of(text) == "bus-outage":
-            return outage_spec.parse(text, env)
+        from chaoslab.experiment import bus_outage_spec
+        if bus_outage_spec.kind_of(text) == "bus-outage":
+            return bus_outage_spec.parse(text, env)
         return parse(text, env)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
+
+from chaoslab.observe.journal import read
 
 
 def md(blocks: list[tuple]) -> str:
@@ -48,3 +52,25 @@ def to_html(blocks: list[tuple], title: str) -> str:
              "th{background:#f3f3f3}img{max-width:100%}.PASS{color:#080}.FAIL{color:#b00}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
+    """A run folder's journal records and results, its title, and the report's opening blocks
+    (title, verdict — INCOMPLETE when the runner never wrote run-end — and run facts)."""
+    run_dir = Path(run_dir)
+    records = read(run_dir / "journal.jsonl")
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    end = next((r for r in reversed(records) if r["type"] == "run-end"), None)
+    start = next((r for r in records if r["type"] == "run-start"), {})
+    verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
+    title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
+    opening = [("h1", title), ("p", f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
+               ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
+                     f"Pulsar versions {start.get('versions')}, host {start.get('host')}.")]
+    return records, results, title, opening
+
+
+def write(run_dir: Path, blocks: list[tuple], title: str) -> Path:
+    (Path(run_dir) / "report.md").write_text(md(blocks))
+    (Path(run_dir) / "report.html").write_text(to_html(blocks, title))
+    return Path(run_dir) / "report.md"

@@ -13,7 +13,6 @@ from tenacity import retry, stop_after_delay, wait_fixed
 
 from chaoslab.checks import loss
 from chaoslab.lab import health
-from chaoslab.lab.status import collect
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
 from chaoslab.workload.layout import Layout
 

@@ -3,7 +3,6 @@ killed with SIGKILL, two runs at once. (Runs last: each test leaves no lab behin
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from chaoslab import cli
-from chaoslab.errors import PortTaken, UnknownPulsarVersion
+from chaoslab.errors import PortTaken
 from chaoslab.lab.cluster import Lab
 from chaoslab.settings import LabSettings
 

@@ -2,8 +2,8 @@ import pytest
 
 from chaoslab.agent import config as agent_config
 from chaoslab.experiment import spec
-from chaoslab.experiment.outage import agent_toml
-from chaoslab.experiment.outage_spec import OutageExperiment, parse
+from chaoslab.experiment.bus_outage import agent_toml
+from chaoslab.experiment.bus_outage_spec import OutageExperiment, parse
 from chaoslab.experiment.spec import SpecError
 from chaoslab.observe import cgroups
 from chaoslab.settings import REPO_ROOT

@@ -9,26 +9,20 @@ Exit codes: 0 PASS, 1 FAIL (the primary variant broke the hypothesis), 2 the lab
 
 from __future__ import annotations
 
-import json
-import platform
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
-
 from chaoslab import faults
 from chaoslab.checks import loss
 from chaoslab.checks.hypothesis import Tracker, evaluate
 from chaoslab.errors import LabError
+from chaoslab.experiment.run import ExperimentRun, Interrupted
 from chaoslab.experiment.spec import Experiment, Variant
 from chaoslab.lab import health
-from chaoslab.lab.cluster import Lab
-from chaoslab.observe.journal import Journal
 from chaoslab.observe.sampler import Observers
-from chaoslab.settings import RUNS_DIR, LabSettings
-from chaoslab.workload import clientlog
+from chaoslab.settings import LabSettings
 from chaoslab.workload.admin import PulsarAdmin
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
 from chaoslab.workload.layout import Layout
@@ -59,29 +53,15 @@ class VariantResult:
     ended: float = 0.0
 
 
-class Interrupted(Exception):
-    pass
+class ExperimentRunner(ExperimentRun):
+    kind = "rolling-upgrade"
 
-
-class ExperimentRunner:
     def __init__(self, experiment: Experiment, run_dir: Path | None = None, keep: bool = False,
                  variants: list[str] | None = None, log=print, settings: LabSettings | None = None):
-        self.exp = experiment
-        self.run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{experiment.name}"
-        self.run_dir = Path(run_dir or RUNS_DIR / self.run_id)
-        self.keep = keep
+        super().__init__(experiment, run_dir, keep, log, settings, pulsar_to=experiment.versions.to,
+                         pico_vms=experiment.lab.pico_vms, nano_vms=experiment.lab.nano_vms)
         self.only = variants
-        self.log = log
-        base = settings or LabSettings.from_env()
-        self.settings = LabSettings(**{**base.__dict__, "pulsar_from": experiment.versions.from_,
-                                       "pulsar_to": experiment.versions.to,
-                                       "pico_vms": experiment.lab.pico_vms, "nano_vms": experiment.lab.nano_vms})
-        self.lab = Lab(self.settings, log=log)
-        self.journal: Journal | None = None
-        self.results: list[VariantResult] = []
-        self._interrupted = threading.Event()
 
-    # -- top level -------------------------------------------------------------------------------
     def variants(self) -> list[Variant]:
         if not self.only:
             return list(self.exp.variants)
@@ -90,66 +70,21 @@ class ExperimentRunner:
             raise LabError(f"unknown variant(s) {', '.join(sorted(unknown))}")
         return [v for v in self.exp.variants if v.name in self.only]
 
-    def interrupt(self) -> None:
-        self._interrupted.set()
+    def pulsar_versions(self) -> list[str]:
+        return [self.exp.versions.from_, *[self.exp.version_of(v) for v in self.variants()]]
 
-    def run(self) -> int:
-        from chaoslab.lab.lock import LabLock
-        with LabLock(self.settings.project):
-            return self._run()
+    def execute(self) -> None:
+        for variant in self.variants():
+            self.results.append(self.run_variant(variant))
+            self.save_results()
 
-    def _run(self) -> int:
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise LabError(f"run folder {self.run_dir} already holds a run: choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "experiment.yaml").write_text(self.exp.source)
-        self.journal = Journal(self.run_dir / "journal.jsonl")
-        clientlog.to_file(self.run_dir / "pulsar-client.log")
-        self.journal.write("run-start", run_id=self.run_id, experiment=self.exp.name, seed=self.exp.seed,
-                           versions=asdict(self.exp.versions), host=host_facts())
-        self._write_manifest()
-        code = 2
-        try:
-            self.lab.build_images([self.exp.version_of(v) for v in self.variants()])
-            self._write_manifest(images=True)
-            for variant in self.variants():
-                self.results.append(self.run_variant(variant))
-                self._save_results()
-            code = self.exit_code()
-        except (KeyboardInterrupt, Interrupted):
-            self.journal.event("interrupted")
-            code = 130
-            self.log("interrupted: rolled back what was changed; removing the lab" if not self.keep
-                     else "interrupted: rolled back what was changed; the lab is left running (--keep)")
-        except LabError as exc:
-            self.journal.event("lab-error", error=str(exc))
-            self.log(f"lab error: {exc}")
-            code = 2
-        finally:
-            self._save_results()
-            if not self.keep:
-                try:
-                    self.lab.down()
-                except Exception:
-                    pass
-            self.journal.write("run-end", exit_code=code, verdict=self.verdict(code))
-            self.journal.close()
-            from chaoslab.report import build_report
-            try:
-                build_report(self.run_dir)
-            except Exception as exc:  # the journal is the record; a report bug must not hide it
-                self.log(f"report could not be built: {exc}")
-        return code
+    def results_payload(self) -> dict:
+        return {"scale_model": asdict(self.exp.lab.scale_model), "hypothesis": asdict(self.exp.hypothesis),
+                "variants": [asdict(r) for r in self.results]}
 
-    def exit_code(self) -> int:
-        primary = next((r for r in self.results if r.role == "primary"), None)
-        if primary is None or primary.verdict == "ERROR":
-            return 2
-        return 0 if primary.verdict == "PASS" else 1
-
-    @staticmethod
-    def verdict(code: int) -> str:
-        return {0: "PASS", 1: "FAIL", 130: "INTERRUPTED"}.get(code, "ERROR")
+    def build_report(self) -> None:
+        from chaoslab.report import build_report
+        build_report(self.run_dir)
 
     # -- one variant -------------------------------------------------------------------------------
     def run_variant(self, variant: Variant) -> VariantResult:
@@ -196,7 +131,7 @@ class ExperimentRunner:
             injection = time.time()
             result.kpis["injection_t"] = injection
             for n in exp.method.brokers:
-                self._check_interrupt()
+                self.check_interrupt()
                 config = dict(variant.broker_config)
                 upgraded.append(n)
                 step = faults.roll_broker(self.lab, j, n, version, config, exp.method.wait_for,
@@ -248,14 +183,10 @@ class ExperimentRunner:
             driver.close()
             raise
 
-    def _check_interrupt(self) -> None:
-        if self._interrupted.is_set():
-            raise Interrupted()
-
     def _watch(self, secs: float, ticker: "Ticker", abort: bool = True) -> None:
         until = time.monotonic() + secs
         while time.monotonic() < until:
-            self._check_interrupt()
+            self.check_interrupt()
             if abort and ticker.abort_reason:
                 return
             time.sleep(0.5)
@@ -264,7 +195,7 @@ class ExperimentRunner:
         need = self.exp.phases.steady_secs
         deadline = time.monotonic() + need + STEADY_GRACE_SECS
         while time.monotonic() < deadline:
-            self._check_interrupt()
+            self.check_interrupt()
             ok_since = ticker.ok_since
             if ok_since is not None and time.time() - ok_since >= need:
                 self.journal.event("steady-state-held", secs=need)
@@ -323,41 +254,6 @@ class ExperimentRunner:
                 kpis=result.kpis, loss=result.loss, logs=str(logs_dir.relative_to(self.run_dir)))
         self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
         return result
-
-    # -- records -----------------------------------------------------------------------------------
-    def _save_results(self) -> None:
-        data = {"run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title,
-                "exit_code": self.exit_code() if self.results else None,
-                "scale_model": asdict(self.exp.lab.scale_model),
-                "hypothesis": asdict(self.exp.hypothesis),
-                "variants": [asdict(r) for r in self.results]}
-        (self.run_dir / "results.json").write_text(json.dumps(data, indent=2, default=str))
-
-    def _write_manifest(self, images: bool = False) -> None:
-        manifest = {
-            "run_id": self.run_id, "experiment": self.exp.name, "seed": self.exp.seed,
-            "versions": asdict(self.exp.versions), "proxy_version": self.settings.proxy_version,
-            "lab": asdict(self.exp.lab), "workload": asdict(self.exp.workload),
-            "settings": {k: v for k, v in self.settings.__dict__.items() if k != "extra"},
-            "host": host_facts(),
-        }
-        if images:
-            client = self.lab.client
-            wanted = {f"chaoslab/pulsar:{v}" for v in [self.exp.versions.from_, *[self.exp.version_of(v) for v in self.variants()],
-                                                       self.settings.proxy_version]}
-            wanted |= {"chaoslab/rabbitmq:latest", self.settings.agent_image}
-            manifest["images"] = {}
-            for tag in sorted(wanted):
-                try:
-                    manifest["images"][tag] = client.images.get(tag).id
-                except Exception:
-                    manifest["images"][tag] = None
-        (self.run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-
-
-def host_facts() -> dict:
-    return {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "kernel": platform.release(), "python": platform.python_version(), "machine": platform.machine()}
 
 
 class Ticker:

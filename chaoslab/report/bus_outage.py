@@ -3,7 +3,6 @@ faults and disk reads, host PSI, and the delivered / dropped / lost table per co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from chaoslab.observe.journal import read  # noqa: E402
 from chaoslab.report import blocks as B  # noqa: E402
 
 MIB = 2 ** 20
@@ -85,15 +83,8 @@ def group_figure(samples: list[dict], group: dict, out: Path) -> Path | None:
 
 def build_outage_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
-    records = read(run_dir / "journal.jsonl")
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
-    end = next((r for r in reversed(records) if r["type"] == "run-end"), None)
-    start = next((r for r in records if r["type"] == "run-start"), {})
-    verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
-    title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
-    b: list[tuple] = [("h1", title), ("p", f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
-                      ("p", f"Run {start.get('run_id')}, seed {start.get('seed')}, host {start.get('host')}. "
-                            f"Outage: {results.get('outage')}. Hypothesis: {results.get('hypothesis')}.")]
+    records, results, title, b = B.open_run(run_dir)
+    b.append(("p", f"Outage: {results.get('outage')}. Hypothesis: {results.get('hypothesis')}."))
     groups = results.get("groups", [])
     host_reads = {}
     for g in groups:
@@ -133,6 +124,4 @@ def build_outage_report(run_dir: Path) -> Path:
         b.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "lost", "OOM", "peak MiB", "pgmajfault"],
                   [[n, v["generated"], v["delivered"], v["dropped_by_policy"], v["failed_sends"], v["lost"], v["oom_killed"],
                     round((v.get("peak_memory_bytes") or 0) / MIB, 1), v.get("pgmajfault")] for n, v in sorted(g["per_vm"].items())]))
-    (run_dir / "report.md").write_text(B.md(b))
-    (run_dir / "report.html").write_text(B.to_html(b, title))
-    return run_dir / "report.md"
+    return B.write(run_dir, b, title)

@@ -12,31 +12,18 @@ total_pgmajfault, blkio Read/Write, nr_throttled) and the agent's buffer metrics
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pulsar
-from prometheus_client.parser import text_string_to_metric_families
-
+from chaoslab import faults
+from chaoslab.checks.delivery import count_delivered
 from chaoslab.errors import LabError
-from chaoslab.experiment.outage_spec import OutageExperiment, VmGroup
-from chaoslab.experiment.runner import host_facts
+from chaoslab.experiment.bus_outage_spec import OutageExperiment, VmGroup
+from chaoslab.experiment.run import ExperimentRun
 from chaoslab.lab import vms
-from chaoslab.lab.cluster import Lab
-from chaoslab.observe import cgroups, host
-from chaoslab.observe.journal import Journal
-from chaoslab.settings import RUNS_DIR, LabSettings
-from chaoslab.workload import clientlog
-
-AGENT_METRICS = ("vector_buffer_size_events", "vector_buffer_size_bytes", "vector_buffer_events",
-                 "vector_buffer_received_events_total", "vector_buffer_sent_events_total",
-                 "vector_buffer_discarded_events_total", "vector_component_received_events_total",
-                 "vector_component_sent_events_total", "vector_component_discarded_events_total",
-                 "vector_component_errors_total")
-
+from chaoslab.observe.vm_sampler import VmSampler
+from chaoslab.settings import LabSettings
 
 def agent_toml(group: VmGroup, topic: str) -> str:
     """A config valid for real Vector and for the stand-in."""
@@ -60,23 +47,6 @@ def agent_toml(group: VmGroup, topic: str) -> str:
     ])
 
 
-def scrape_agent(ip: str, timeout: float = 1.5) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:9598/metrics", timeout=timeout) as resp:
-            text = resp.read().decode()
-    except Exception:
-        return None
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name in AGENT_METRICS:
-                key = s.name
-                if "intentional" in s.labels:
-                    key += f"{{intentional={s.labels['intentional']}}}"
-                out[key] = out.get(key, 0.0) + s.value
-    return out
-
-
 @dataclass
 class GroupResult:
     name: str
@@ -97,84 +67,33 @@ class GroupResult:
     ended: float = 0.0
 
 
-class OutageRunner:
+class OutageRunner(ExperimentRun):
+    kind = "bus-outage"
+
     def __init__(self, experiment: OutageExperiment, run_dir: Path | None = None, keep: bool = False,
                  log=print, settings: LabSettings | None = None):
-        self.exp = experiment
-        self.run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{experiment.name}"
-        self.run_dir = Path(run_dir or RUNS_DIR / self.run_id)
-        self.keep = keep
-        self.log = log
-        base = settings or LabSettings.from_env()
-        self.settings = LabSettings(**{**base.__dict__, "pulsar_from": experiment.versions.from_,
-                                       "pico_vms": 0, "nano_vms": 0})
-        self.lab = Lab(self.settings, log=log)
-        self.results: list[GroupResult] = []
-        self.journal: Journal | None = None
+        super().__init__(experiment, run_dir, keep, log, settings, pico_vms=0, nano_vms=0)
 
-    def exit_code(self) -> int:
-        primary = next((r for r in self.results if r.role == "primary"), None)
-        if primary is None or primary.verdict == "ERROR":
-            return 2
-        return 0 if primary.verdict == "PASS" else 1
+    def execute(self) -> None:
+        self.lab.down()
+        self.lab.up(pico=0, nano=0, fresh=True)
+        self.journal.event("lab-up")
+        for group in self.exp.groups:
+            self.check_interrupt()
+            self.results.append(self.run_group(group))
+            self.save_results()
 
-    @staticmethod
-    def verdict(code: int) -> str:
-        return {0: "PASS", 1: "FAIL", 130: "INTERRUPTED"}.get(code, "ERROR")
+    def results_payload(self) -> dict:
+        return {"hypothesis": asdict(self.exp.hypothesis), "outage": asdict(self.exp.outage),
+                "groups": [asdict(r) for r in self.results]}
 
-    def run(self) -> int:
-        from chaoslab.lab.lock import LabLock
-        with LabLock(self.settings.project):
-            return self._run()
+    def cleanup(self) -> None:
+        vms.remove_groups(self.lab)
+        super().cleanup()
 
-    def _run(self) -> int:
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise LabError(f"run folder {self.run_dir} already holds a run: choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "experiment.yaml").write_text(self.exp.source)
-        self.journal = Journal(self.run_dir / "journal.jsonl")
-        clientlog.to_file(self.run_dir / "pulsar-client.log")
-        self.journal.write("run-start", run_id=self.run_id, experiment=self.exp.name, kind="bus-outage",
-                           seed=self.exp.seed, versions=asdict(self.exp.versions), host=host_facts())
-        code = 2
-        try:
-            self.lab.down()
-            self.lab.up(pico=0, nano=0, fresh=True)
-            self.journal.event("lab-up")
-            for group in self.exp.groups:
-                self.results.append(self.run_group(group))
-                self._save()
-            code = self.exit_code()
-        except KeyboardInterrupt:
-            self.journal.event("interrupted")
-            code = 130
-        except LabError as exc:
-            self.journal.event("lab-error", error=str(exc))
-            self.log(f"lab error: {exc}")
-            code = 2
-        finally:
-            self._save()
-            try:
-                vms.remove_groups(self.lab)
-                if not self.keep:
-                    self.lab.down()
-            except Exception:
-                pass
-            self.journal.write("run-end", exit_code=code, verdict=self.verdict(code))
-            self.journal.close()
-            from chaoslab.report.outage_report import build_outage_report
-            try:
-                build_outage_report(self.run_dir)
-            except Exception as exc:
-                self.log(f"report could not be built: {exc}")
-        return code
-
-    def _save(self) -> None:
-        (self.run_dir / "results.json").write_text(json.dumps({
-            "run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title, "kind": "bus-outage",
-            "hypothesis": asdict(self.exp.hypothesis), "outage": asdict(self.exp.outage),
-            "exit_code": self.exit_code() if self.results else None,
-            "groups": [asdict(r) for r in self.results]}, indent=2, default=str))
+    def build_report(self) -> None:
+        from chaoslab.report.bus_outage import build_outage_report
+        build_outage_report(self.run_dir)
 
     # -- one group -------------------------------------------------------------------------------
     def run_group(self, group: VmGroup) -> GroupResult:
@@ -189,7 +108,7 @@ class OutageRunner:
                  f"when_full={group.buffer.when_full} ...")
         containers = vms.start_group(self.lab, vms.VmGroupSpec(group.name, group.flavour, group.count, config,
                                                                {"RESIDENT_MB": group.resident_mb}))
-        sampler = VmSampler(self, group.name, containers)
+        sampler = VmSampler(self.journal, group.name, containers)
         sampler.start()
         bus_down = False
         try:
@@ -205,18 +124,18 @@ class OutageRunner:
             result.outage_start = time.time()
             j.event("outage-start", group=group.name, target=o.target)
             bus_down = True
-            self._bus(down=True)
+            faults.bus_outage(self.lab, o.target, down=True)
             time.sleep(o.duration_secs)
             j.event("outage-end", group=group.name, target=o.target)
             result.outage_end = time.time()
-            self._bus(down=False)
+            faults.bus_outage(self.lab, self.exp.outage.target, down=False)
             bus_down = False
             self._wait_drained(sampler, result, o.recovery_secs)
         except BaseException:
             if bus_down:  # the rollback of an outage: bring the bus back
                 try:
                     j.event("outage-rollback", group=group.name)
-                    self._bus(down=False)
+                    faults.bus_outage(self.lab, self.exp.outage.target, down=False)
                 except BaseException:
                     pass
             result.verdict, result.ended = "INTERRUPTED", time.time()
@@ -288,14 +207,6 @@ class OutageRunner:
         self.log(f"[{group.name}] {result.verdict}: {totals}" + (f" — {reasons[0]}" if reasons else ""))
         return result
 
-    def _bus(self, down: bool) -> None:
-        services = ["proxy"] if self.exp.outage.target == "proxy" else self.lab.broker_names()
-        for s in services:
-            if down:
-                self.lab.stop_service(s, timeout=5)
-            else:
-                self.lab.start_service(s, wait=True, timeout=300)
-
     def _wait_shipping(self, sampler: "VmSampler", timeout: float) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -319,81 +230,3 @@ class OutageRunner:
                 time.sleep(5)
                 return
             time.sleep(1)
-
-
-class VmSampler:
-    def __init__(self, runner: OutageRunner, group: str, containers: list):
-        self.runner = runner
-        self.group = group
-        self.containers = containers
-        self._latest: dict = {}
-        self.peak: dict = {}
-        self.host_peak: dict = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="vm-sampler")
-        self._lock = threading.Lock()
-        self.d_state = host.DStateTracker()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def latest(self) -> dict:
-        with self._lock:
-            return json.loads(json.dumps(self._latest))
-
-    def _run(self) -> None:
-        ips = {}
-        while not self._stop.wait(1.0):
-            vms_out = {}
-            for c in self.containers:
-                if c.name not in ips:
-                    try:
-                        c.reload()
-                        ips[c.name] = next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-                    except Exception:
-                        continue
-                cg = cgroups.container_figures(c.id)
-                agent = scrape_agent(ips[c.name]) if ips.get(c.name) else None
-                prev = self._latest.get(c.name, {})
-                vms_out[c.name] = {"cgroup": cg or prev.get("cgroup"), "agent": agent or prev.get("agent"),
-                                   "alive": cg is not None}
-                peak = self.peak.setdefault(c.name, {})
-                for k, v in list((cg or {}).items()) + list((agent or {}).items()):
-                    if isinstance(v, (int, float)):
-                        peak[k] = max(peak.get(k, v), v)
-            hs = host.host_sample(self.d_state)
-            for key, value in (("io_some_avg10", (hs["psi_io"] or {}).get("some_avg10")),
-                               ("memory_some_avg10", (hs["psi_memory"] or {}).get("some_avg10")),
-                               ("memory_full_avg10", (hs["psi_memory"] or {}).get("full_avg10")),
-                               ("d_state_longest_secs", hs["d_state_longest_secs"]), ("d_state_tasks", hs["d_state_tasks"])):
-                if value is not None:
-                    self.host_peak[key] = max(self.host_peak.get(key, value), value)
-            with self._lock:
-                self._latest = vms_out
-            self.runner.journal.write("vm-sample", group=self.group, vms=vms_out, host=hs)
-
-
-def count_delivered(service_url: str, topic: str, hosts: list[str], quiet_secs: float = 5) -> dict[str, int]:
-    """Distinct sequence numbers per VM host found in the topic (read from the beginning)."""
-    seen: dict[str, set] = {h: set() for h in hosts}
-    client = pulsar.Client(service_url, operation_timeout_seconds=30, logger=clientlog.logger())
-    try:
-        reader = client.create_reader(topic, pulsar.MessageId.earliest)
-        while True:
-            try:
-                msg = reader.read_next(timeout_millis=int(quiet_secs * 1000))
-            except pulsar.Timeout:
-                break
-            try:
-                event = json.loads(msg.data())
-                seq = int(event["message"].split(" ", 1)[0])
-            except (ValueError, KeyError):
-                continue
-            seen.setdefault(event.get("host"), set()).add(seq)
-    finally:
-        client.close()
-    return {h: len(s) for h, s in seen.items()}

@@ -15,14 +15,13 @@ checked with the agent's own rules (Vector's), so a group the agent would refuse
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import yaml
 
 from chaoslab.agent.config import BufferConfig, ConfigError
 from chaoslab.experiment.spec import (SpecError, Versions, _choice, _mapping, _number, _section, _str,
-                                      _version, interpolate)
+                                      read_common, read_document)
 from chaoslab.lab.vms import FLAVOURS
 
 
@@ -78,20 +77,8 @@ def _buffer(value, where):
 
 
 def parse(text: str, env: dict[str, str] | None = None) -> OutageExperiment:
-    text = interpolate(text, dict(os.environ if env is None else env))
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError("the experiment file must be a YAML mapping")
-    allowed = {"kind", "name", "title", "seed", "versions", "vm_groups", "outage", "hypothesis"}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise SpecError(f"unknown top-level field(s) {', '.join(sorted(map(str, unknown)))} (known: {', '.join(sorted(allowed))})")
-    name = _str(raw.get("name"), "name")
+    text, raw = read_document(text, env, "bus-outage", {"vm_groups", "outage", "hypothesis"})
+    name, title, seed, versions = read_common(raw)
     groups_raw = raw.get("vm_groups")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise SpecError("vm_groups: expected a non-empty list")
@@ -129,10 +116,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> OutageExperiment:
         "oom_kills_max": lambda v, w: _number(v, w, int, 0, 10**6),
         "host_io_psi_some_avg10_max": lambda v, w: _number(v, w, float, 0, 100),
         "lost_events_max": lambda v, w: _number(v, w, int, 0, 10**12)})
-    versions = _section(Versions, raw.get("versions"), "versions",
-                        extra={"from": _version, "to": _version, "fixed": _version})
-    return OutageExperiment(name=name, title=str(raw.get("title", name)),
-                            seed=_number(raw.get("seed", 0), "seed", int, 0), versions=versions,
+    return OutageExperiment(name=name, title=title, seed=seed, versions=versions,
                             groups=tuple(groups), outage=outage, hypothesis=hyp, source=text)
 
 

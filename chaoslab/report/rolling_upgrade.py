@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from chaoslab.observe.journal import read
 from chaoslab.report import blocks as B
 from chaoslab.report.plots import variant_figure
 
@@ -30,16 +29,8 @@ def _fmt(v, digits=1):
 
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
-    records = read(run_dir / "journal.jsonl")
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
-    end = next((r for r in reversed(records) if r["type"] == "run-end"), None)
-    start = next((r for r in records if r["type"] == "run-start"), {})
-    verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
+    records, results, title, b = B.open_run(run_dir)
     variants = results.get("variants", [])
-    title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
-    b: list[tuple] = [("h1", title), ("p", f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
-                      ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
-                            f"Pulsar versions {start.get('versions')}, host {start.get('host')}.")]
     sm = results.get("scale_model")
     if sm:
         b.append(("p", f"Scale model: factor {sm.get('factor')} - {sm.get('note')}. Lookup limits and workload are "
@@ -113,6 +104,4 @@ def build_report(run_dir: Path) -> Path:
         b.append(("table", ["time (UTC)", "event", "details"],
                   [[_clock(e["t"]), e["name"], json.dumps({k: x for k, x in e.items() if k not in ("t", "type", "name")})[:180]]
                    for e in events if e.get("name") in TIMELINE_EVENTS]))
-    (run_dir / "report.md").write_text(B.md(b))
-    (run_dir / "report.html").write_text(B.to_html(b, title))
-    return run_dir / "report.md"
+    return B.write(run_dir, b, title)
