@@ -11,7 +11,7 @@ import urllib.request
 from chaoslab.lab import health
 from chaoslab.lab.cluster import Lab
 from chaoslab.observe.journal import Journal
-from chaoslab.observe.sampler import topic_path
+from chaoslab.observe.pulsar_observers import topic_path
 
 
 def wait_for_broker(lab: Lab, n: int, how: str, timeout: float, stop=None) -> tuple[bool, float]:

@@ -21,7 +21,7 @@ from chaoslab.errors import LabError
 from chaoslab.experiment.run import ExperimentRun, Interrupted
 from chaoslab.experiment.spec import Experiment, Variant
 from chaoslab.lab import health
-from chaoslab.observe.sampler import Observers
+from chaoslab.observe.pulsar_observers import Observers
 from chaoslab.settings import LabSettings
 from chaoslab.workload.admin import PulsarAdmin
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
