@@ -47,11 +47,10 @@ def main() -> int:
     results = out / "results.json"
     if results.exists():
         for v in json.loads(results.read_text()).get("variants", []):
-            print(f"variant {v['name']:12} {v['verdict']:5} {v['ended'] - v['started']:6.0f} s")
+            totals = (v.get("workload") or {}).get("totals") or (v.get("workload") or {}).get("loss") or {}
+            print(f"variant {v['name']:14} {v['verdict']:5} {v['ended'] - v['started']:6.0f} s  "
+                  + " ".join(f"{k}={x}" for k, x in totals.items() if not isinstance(x, list)))
     print(f"run folder              {out}")
-    if results.exists() and "groups" in json.loads(results.read_text()):
-        for g in json.loads(results.read_text())["groups"]:
-            print(f"group {g['name']:14} {g['verdict']:5} {g['totals']}")
     return 0
 
 

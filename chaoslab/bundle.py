@@ -16,10 +16,12 @@ import tempfile
 from pathlib import Path
 
 from chaoslab.errors import LabError
-from chaoslab.observe.journal import read
+from chaoslab.report import describe
+from chaoslab.run.journal import read
 
-EXCERPT_EVENTS = {"upgrade-start", "upgrade-done", "upgrade-wait-timeout", "abort", "rollback-start",
-                  "rollback-done", "recovery-start", "recovery-done", "outage-start", "outage-end", "interrupted"}
+# the runner's own event kinds: every step's start and end, every undo, the decisions
+EXCERPT_EVENTS = {"step-start", "step-end", "undo-start", "undo-end", "abort", "interrupted", "lab-error",
+                  "no-steady-state"}
 _TS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})")
 WINDOW_SECS = 10
 
@@ -50,7 +52,7 @@ def log_excerpts(run_dir: Path, max_lines: int = 40) -> Path:
     out = [f"# Log excerpts around events (+-{WINDOW_SECS} s)\n"]
     for ev in events:
         stamp = dt.datetime.fromtimestamp(ev["t"], dt.timezone.utc).strftime("%H:%M:%S")
-        out.append(f"\n## {stamp} {ev['name']} {json.dumps({k: v for k, v in ev.items() if k not in ('t', 'type', 'name')})[:200]}\n")
+        out.append(f"\n## {stamp} {ev.get('variant', '')} {describe(ev)[:200]}\n")
         for path, lines in parsed.items():
             near = [line for t, line in lines if abs(t - ev["t"]) <= WINDOW_SECS]
             notable = [line for line in near if " ERROR " in line or " WARN " in line] or near
@@ -74,7 +76,7 @@ def finish(run_dir: Path, make_tar: bool = False) -> Path:
         "- `manifest.json`: Pulsar/proxy/RabbitMQ/agent versions, image ids, settings, seed, host facts\n"
         "- `journal.jsonl`: every sample (1/s) and event; `results.json`: verdicts and KPIs\n"
         "- `history-*.jsonl`: every message sent, acknowledged and received\n"
-        "- `logs/`: container logs per variant or group\n\n"
+        "- `logs/`: container logs per variant\n\n"
         f"Re-run it anywhere: `chaoslab replay {run_dir.name}{'.tar.gz' if make_tar else ''}`\n")
     if make_tar:
         archive = run_dir.with_name(run_dir.name + ".tar.gz")
@@ -108,14 +110,13 @@ def open_bundle(path: Path) -> Path:
 def summary(run_dir: Path) -> dict:
     """Verdict and KPIs of one run, for the side-by-side comparison."""
     results = json.loads((Path(run_dir) / "results.json").read_text())
-    parts = results.get("variants") or results.get("groups") or []
     out = {"exit_code": results.get("exit_code")}
-    for p in parts:
-        k = p.get("kpis") or {}
+    for p in results.get("variants") or []:
+        k, w = p.get("kpis") or {}, p.get("workload") or {}
         out[p["name"]] = {"verdict": p["verdict"],
                           "detection_s": k.get("detection_after_injection_secs"),
                           "decision_s": k.get("decision_after_injection_secs"),
                           "resolution_s": k.get("resolution_after_injection_secs"),
-                          "lost": (p.get("loss") or {}).get("lost", (p.get("totals") or {}).get("lost")),
+                          "lost": (w.get("loss") or {}).get("lost", (w.get("totals") or {}).get("lost")),
                           "first_reason": (p.get("reasons") or [""])[0][:70]}
     return out

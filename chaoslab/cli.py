@@ -1,4 +1,4 @@
-"""chaoslab command line: `chaoslab up|down|status|build ...`.
+"""chaoslab command line: `chaoslab validate|schema|up|down|status|build|experiment|gate|replay`.
 
 Every error a user can act on is one line on stderr and a non-zero exit (errors.LabError).
 """
@@ -94,25 +94,30 @@ def print_status(status: dict) -> None:
 
 
 def cmd_validate(args) -> int:
-    from chaoslab.experiment import spec
-    exp = spec.load(args.file)
-    parts = getattr(exp, "variants", None) or getattr(exp, "groups", ())
-    out.print(f"{args.file}: ok ({exp.name}, {', '.join(p.name for p in parts)})")
+    from chaoslab.spec.experiment import load
+    exp = load(args.file)
+    out.print(f"{args.file}: ok ({exp.name}: variants {', '.join(v.name for v in exp.variants)}; "
+              f"primary {exp.primary.name})", highlight=False)
     return 0
 
 
+def cmd_schema(args) -> int:
+    from chaoslab.spec.experiment import json_schema
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def make_runner(exp, args, run_dir=None, variants=None, keep=None):
+    from chaoslab.run.handlers import ConsoleProgress
+    from chaoslab.run.runner import Runner
+    return Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
+                  handlers=[ConsoleProgress(err)])
+
+
 def cmd_experiment(args) -> int:
-
-    from chaoslab.experiment import spec
-    from chaoslab.experiment.rolling_upgrade import ExperimentRunner
-    from chaoslab.experiment.bus_outage import OutageRunner
-    from chaoslab.experiment.bus_outage_spec import OutageExperiment
-    exp = spec.load(args.file)  # a broken file stops here, before any container starts
-    if isinstance(exp, OutageExperiment):
-        runner = OutageRunner(exp, run_dir=args.out, keep=args.keep, log=_log)
-    else:
-        runner = ExperimentRunner(exp, run_dir=args.out, keep=args.keep, variants=args.variant, log=_log)
-
+    from chaoslab.spec.experiment import load
+    exp = load(args.file)  # a broken file stops here, before any container starts
+    runner = make_runner(exp, args, run_dir=args.out, variants=args.variant)
     _on_sigterm()
     _log(f"run folder {runner.run_dir}")
     code = runner.run()
@@ -144,7 +149,6 @@ def _on_sigterm() -> None:
 
 def cmd_gate(args) -> int:
     from chaoslab import gate
-    from chaoslab.experiment.rolling_upgrade import ExperimentRunner
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
     exp = gate.gate_experiment(base, args.from_version, args.to_version, conf)
@@ -154,7 +158,7 @@ def cmd_gate(args) -> int:
     codes = []
     for attempt in range(1, args.repeat + 1):
         run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
-        runner = ExperimentRunner(exp, run_dir=run_dir, keep=args.keep and attempt == args.repeat, log=_log)
+        runner = make_runner(exp, args, run_dir=run_dir, keep=args.keep and attempt == args.repeat)
         _log(f"gate{f' run {attempt}/{args.repeat}' if args.repeat > 1 else ''}: {exp.primary.description}; "
              f"run folder {runner.run_dir}")
         code = runner.run()
@@ -182,8 +186,9 @@ def _print_gate(runner, code: int, junit_path, bundle) -> None:
         out.print("GATE: UNSAFE")
         for reason in change.reasons:
             out.print(f"  - {reason}")
+        from chaoslab.run.runner import violation_text
         if change.first_violations:
-            out.print(f"  evidence (first violated conditions): {'; '.join(change.first_violations[:4])}")
+            out.print(f"  evidence (first violated conditions): {'; '.join(violation_text(v) for v in change.first_violations[:4])}")
     elif code == 130:
         out.print("GATE: INTERRUPTED")
     else:
@@ -192,29 +197,22 @@ def _print_gate(runner, code: int, junit_path, bundle) -> None:
 
 
 def cmd_replay(args) -> int:
-    import json
     import time
 
     from chaoslab import bundle
-    from chaoslab.experiment import spec
-    from chaoslab.experiment.bus_outage import OutageRunner
-    from chaoslab.experiment.bus_outage_spec import OutageExperiment
-    from chaoslab.experiment.rolling_upgrade import ExperimentRunner
+    from chaoslab.spec.experiment import load
     folder = bundle.open_bundle(args.bundle)
-    exp = spec.load(folder / "experiment.yaml", env={})  # exactly as run: no new substitutions
+    exp = load(folder / "experiment.yaml", env={})  # exactly as run: no new substitutions
     manifest = json.loads((folder / "manifest.json").read_text())
     out_dir = args.out or folder.parent / f"{folder.name}-replay-{time.strftime('%Y%m%dT%H%M%S')}"
-    if isinstance(exp, OutageExperiment):
-        runner = OutageRunner(exp, run_dir=out_dir, keep=args.keep, log=_log)
-    else:
-        runner = ExperimentRunner(exp, run_dir=out_dir, keep=args.keep, log=_log)
+    runner = make_runner(exp, args, run_dir=out_dir, variants=manifest.get("variants"))
     _on_sigterm()
     _log(f"replaying {folder.name} (seed {manifest.get('seed')}, versions {manifest.get('versions')}) into {out_dir}")
     code = runner.run()
     finish_bundle(runner, False)
     before, after = bundle.summary(folder), bundle.summary(out_dir)
     table = Table(title=f"replay of {folder.name}")
-    for col in ("variant/group", "original", "replay", "detection s", "decision s", "resolution s", "lost"):
+    for col in ("variant", "original", "replay", "detection s", "decision s", "resolution s", "lost"):
         table.add_column(col)
     for name in [k for k in before if k != "exit_code"]:
         a, b = before.get(name) or {}, after.get(name) or {}
@@ -227,15 +225,16 @@ def cmd_replay(args) -> int:
 
 
 def print_verdict(runner, code: int) -> None:
-    table = Table(title=f"{runner.exp.name}: {runner.verdict(code)}")
-    for col in ("variant/group", "role", "to/buffer", "verdict", "reason"):
+    from chaoslab.run.runner import VERDICTS
+    table = Table(title=f"{runner.exp.name}: {VERDICTS.get(code, 'ERROR')}")
+    for col in ("variant", "role", "parameters", "verdict", "reason"):
         table.add_column(col)
+    from chaoslab.report import words
     for r in runner.results:
-        what = getattr(r, "to_version", None) or f"{r.buffer['type']} {r.buffer['when_full']}"
-        table.add_row(r.name, r.role, what, r.verdict, (r.reasons[0] if r.reasons else "")[:90])
+        table.add_row(r.name, r.role, words(r.params, 60), r.verdict, (r.reasons[0] if r.reasons else "")[:90])
     out.print(table)
     out.print(f"report: {runner.run_dir / 'report.md'} (and report.html)")
-    out.print(f"VERDICT: {runner.verdict(code)}")
+    out.print(f"VERDICT: {VERDICTS.get(code, 'ERROR')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check an experiment file without starting anything")
     p.add_argument("file")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("schema", help="print the JSON Schema of experiment files (for editors)")
+    p.set_defaults(func=cmd_schema)
     p = sub.add_parser("experiment", help="run an experiment file against a fresh lab; prints a verdict")
     p.add_argument("file")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable)")
@@ -267,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_version", help="Pulsar release the brokers run now (default: the experiment's)")
     p.add_argument("--to", dest="to_version", help="Pulsar release to roll to (default: the experiment's)")
     p.add_argument("--broker-conf", type=Path, help="broker.conf key=value lines applied to each broker as it is rolled")
-    p.add_argument("--experiment", type=Path, default=None, help="rolling-upgrade experiment to take the method, "
-                   "hypothesis and rollback from (default experiments/transfer-shedder.yaml)")
+    p.add_argument("--experiment", type=Path, default=None, help="experiment to take the workload, probes, hypothesis and "
+                   "method from; its method must use $version and $broker_config (default experiments/transfer-shedder.yaml)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
     p.add_argument("--repeat", type=int, default=1, help="run the change N times, each on a fresh lab: unsafe if "
                    "any run is (a flaky failure is still a failure; the flip broke 2 of 3 runs here)")

@@ -3,22 +3,21 @@ safe (0) / unsafe (1) / the lab itself failed (2, never "safe").
 
     chaoslab gate [--from V] [--to V] [--broker-conf FILE] [--experiment FILE] [--junit PATH]
 
-The change replaces the transfer-shedder experiment's flip: brokers are rolled one at a time to
-`--to` with FILE's `key=value` lines applied to each, under the same steady-state hypothesis,
-abort and rollback. JUnit XML (for CI systems) and the usual run folder are written.
+The gate's experiment is a model copy of a rolling-upgrade experiment (transfer-shedder by
+default) with one variant, `change`, whose parameters are the user's release and settings: its
+method must use `$version` and `$broker_config`. Each roll-broker step's undo restores exactly the
+settings it changed; the base file's declared rollback steps (the incident's system-topic
+recovery) are left out, they belong to that incident. JUnit XML and the usual run folder are written.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import yaml
-
-from chaoslab.experiment.spec import Experiment, SpecError, load, parse
 from chaoslab.settings import REPO_ROOT, check_version
+from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
 _LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_.]*)\s*=\s*(.*)$")
@@ -43,24 +42,21 @@ def read_broker_conf(path: Path) -> dict[str, str]:
 
 
 def gate_experiment(base: Experiment, from_: str | None, to: str | None, broker_conf: dict[str, str]) -> Experiment:
-    versions = dataclasses.replace(base.versions, from_=check_version(from_) if from_ else base.versions.from_,
-                                   to=check_version(to) if to else base.versions.to)
+    versions = base.versions.model_copy(update={"from_": check_version(from_) if from_ else base.versions.from_,
+                                                "to": check_version(to) if to else base.versions.to})
     description = (f"rolling upgrade {versions.from_} -> {versions.to}"
                    + (f" with {', '.join(f'{k}={v}' for k, v in broker_conf.items())}" if broker_conf else ""))
-    # a rollback must at least revert what the change set, to the values the cluster ran before
-    revert = {**{k: base.lab.broker_config.get(k, "") for k in broker_conf if k not in base.rollback.revert},
-              **base.rollback.revert}
-    revert = {k: v for k, v in revert.items() if v != ""}
-    # The gate's own experiment file, so that its bundle replays exactly this gate (validated again).
-    doc = yaml.safe_load(base.source)
-    doc["name"] = "gate"
-    doc["title"] = f"gate: {description}"
-    doc["versions"] = {"from": versions.from_, "to": versions.to, "fixed": versions.fixed}
-    doc.setdefault("rollback", {})["revert"] = revert
-    doc["variants"] = [{"name": "change", "role": "primary", "to": "to", "description": description,
-                        "broker_config": dict(broker_conf)}]
-    text = "# written by chaoslab gate\n" + yaml.safe_dump(doc, sort_keys=False)
-    return parse(text, env={})
+    change = Variant(name="change", role="primary", description=description,
+                     params={"version": "to", "broker_config": dict(broker_conf)})
+    exp = base.model_copy(update={"name": "gate", "title": f"gate: {description}", "versions": versions,
+                                  "variants": [change], "rollbacks": []})
+    exp._source = ""  # its own YAML is written into the bundle, so replay re-runs exactly this gate
+    try:
+        exp.plan(change)
+    except SpecError as exc:
+        raise SpecError(f"the gate's experiment must roll brokers with `version: $version` and "
+                        f"`broker_config: $broker_config`: {exc}") from None
+    return exp
 
 
 def junit(path: Path, runner, code: int) -> None:
@@ -74,11 +70,11 @@ def junit(path: Path, runner, code: int) -> None:
         if r.verdict == "FAIL":
             failures += 1
             f = ET.SubElement(case, "failure", message=(r.reasons[0] if r.reasons else "hypothesis violated"))
-            f.text = "\n".join(r.reasons + [f"first violations: {r.first_violations}", f"loss: {r.loss}"])
+            f.text = "\n".join(r.reasons + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
         elif r.verdict == "ERROR":
             errors += 1
             ET.SubElement(case, "error", message=(r.reasons[0] if r.reasons else "lab error"))
-        for step in r.steps:
+        for step in (s for s in r.steps if s["type"] == "roll-broker" and "functional_ok" in s):
             sc = ET.SubElement(suite, "testcase", classname=f"chaoslab.{runner.exp.name}.{r.name}",
                                name=f"{step['broker']} healthy after roll", time=f"{step['wait_secs']}")
             cases += 1
@@ -99,7 +95,4 @@ def junit(path: Path, runner, code: int) -> None:
 
 
 def load_base(path: Path | None) -> Experiment:
-    exp = load(path or DEFAULT_EXPERIMENT)
-    if not isinstance(exp, Experiment):
-        raise SpecError(f"{path}: the gate needs a rolling-upgrade experiment")
-    return exp
+    return load(path or DEFAULT_EXPERIMENT)

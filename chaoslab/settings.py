@@ -30,6 +30,13 @@ DEFAULT_PROXY_VERSION = "3.0.0"
 
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 
+# VM flavours (shared/vector-facts.md): a hard memory cap with no swap beyond it, one vCPU at
+# reduced priority. compose/lab.yaml's vm-pico / vm-nano services carry the same figures.
+FLAVOURS = {
+    "pico": {"memory_mib": 256, "cpus": 1.0, "cpu_shares": 256},
+    "nano": {"memory_mib": 512, "cpus": 1.0, "cpu_shares": 256},
+}
+
 
 def check_version(version: str) -> str:
     if not VERSION_RE.match(version or ""):
@@ -86,6 +93,10 @@ class LabSettings:
 
     def broker_http_port(self, name: str) -> int:
         return self.broker_http_base_port + self.broker_names.index(name)
+
+    def broker_admin_url(self, n: int) -> str:
+        """broker-n's admin/HTTP port as published on the host (for probes and steps)."""
+        return f"http://127.0.0.1:{self.broker_http_base_port + n - 1}"
 
     @property
     def service_url(self) -> str:

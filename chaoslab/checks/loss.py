@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Annotated, ClassVar, Literal
 
+from pydantic import Field
+
+from chaoslab.spec.base import CheckResult, FinalCheck, register
 from chaoslab.workload.history import History
 
 
@@ -50,3 +54,22 @@ def check(history: History) -> LossReport:
     dups = {i: n for i, n in received.items() if n > 1}
     return LossReport(sent=len(sent), acked=len(acked), failed=len(failed - acked), received=len(received),
                       lost=lost, duplicated=dups, unacked_delivered=len(set(received) - acked))
+
+
+@register("check")
+class NoLoss(FinalCheck):
+    """No message that Pulsar acknowledged went undelivered to the consumer (from the history)."""
+    type: Literal["no-loss"] = "no-loss"
+    needs_workload: ClassVar[tuple[str, ...]] = ("pulsar-topics",)
+    max_lost: Annotated[int, Field(ge=0)] = 0
+
+    def check(self, ctx) -> CheckResult:
+        summary = (ctx.record.get("workload") or {}).get("loss")
+        if not summary:
+            return CheckResult("no-loss", "unknown", evidence="no history was recorded")
+        lost = summary["lost"]
+        return CheckResult("no-loss", "fail" if lost > self.max_lost else "pass", value=lost, bound=self.max_lost,
+                           evidence=f"{lost} acknowledged messages never delivered (of {summary['acked']} acked; "
+                                    f"{summary['duplicated']} duplicated), e.g. {summary.get('lost_sample', [])[:3]}"
+                           if lost else f"{summary['acked']} acked, {summary['received']} received, 0 lost",
+                           data=summary)

@@ -78,24 +78,24 @@ class Lab:
             self._client = engine()
         return self._client
 
+    # addresses come from the settings (the one place for ports and URLs)
     @property
     def proxy_service_url(self) -> str:
-        return f"pulsar://127.0.0.1:{self.settings.proxy_port}"
+        return self.settings.service_url
 
     @property
     def proxy_admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.proxy_http_port}"
+        return self.settings.admin_url
 
     @property
     def rabbitmq_url(self) -> str:
-        s = self.settings
-        return f"amqp://{s.rabbitmq_user}:{s.rabbitmq_password}@127.0.0.1:{s.rabbitmq_port}/%2F"
+        return self.settings.amqp_url
 
     def broker_admin_url(self, n: int) -> str:
-        return f"http://127.0.0.1:{self.settings.broker_http_base_port + n - 1}"
+        return self.settings.broker_admin_url(n)
 
     def broker_names(self) -> list[str]:
-        return [f"broker-{n}" for n in range(1, self.settings.brokers + 1)]
+        return self.settings.broker_names
 
     # -- state -------------------------------------------------------------------------------------
     def state(self) -> LabState:
@@ -197,15 +197,14 @@ class Lab:
             images["agent"] = self.settings.agent_image
         return images
 
-    def up(self, pico: int | None = None, nano: int | None = None,
-           broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
-           fresh: bool = False) -> float:
-        """Build what is missing, start everything, wait until healthy. Returns seconds taken.
+    def prepare(self, pico: int | None = None, nano: int | None = None,
+                broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
+                fresh: bool = False) -> LabState:
+        """Everything before `compose up`: engine, free ports, images, the state and env files.
 
         broker_config / proxy_config: settings every broker / the proxy starts with. fresh=True
         forgets per-broker versions and settings left by a previous run (all brokers on
         PULSAR_FROM)."""
-        started = time.monotonic()
         self.client  # engine first: the clearest error
         self.check_ports()
         state = LabState(broker_versions={str(n): self.settings.pulsar_from
@@ -219,6 +218,18 @@ class Lab:
         state.nano = self.settings.nano_vms if nano is None else nano
         self.build_images()
         self._write(state)
+        return state
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "lab.env"
+
+    def up(self, pico: int | None = None, nano: int | None = None,
+           broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
+           fresh: bool = False) -> float:
+        """Build what is missing, start everything, wait until healthy. Returns seconds taken."""
+        started = time.monotonic()
+        state = self.prepare(pico, nano, broker_config, proxy_config, fresh)
         self.log(f"starting the lab (3 brokers on Pulsar {', '.join(sorted(set(state.broker_versions.values())))}, "
                  f"{state.pico} pico + {state.nano} nano VMs) ...")
         try:
@@ -285,8 +296,8 @@ class Lab:
     def stop_service(self, service: str, timeout: int = 20) -> None:
         self.compose("stop", "--timeout", str(timeout), service)
 
-    def kill_service(self, service: str) -> None:
-        self.compose("kill", service)
+    def kill_service(self, service: str, signal: str = "SIGKILL") -> None:
+        self.compose("kill", "-s", signal, service)
 
     def start_service(self, service: str, wait: bool = True, timeout: float = 300) -> None:
         args = ["up", "-d", "--no-deps"]

@@ -13,11 +13,9 @@ Compose healthchecks use the functional check (pulsar-run health); `chaoslab sta
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+
+from chaoslab import http
 
 
 @dataclass
@@ -25,27 +23,14 @@ class Probe:
     ok: bool
     detail: str
     seconds: float
-
-
-def _get(url: str, timeout: float) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace") if exc.fp else ""
-        return exc.code, body
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return 0, str(reason)
+    status: int = 0             # HTTP status, 0 when no answer
 
 
 def _probe(url: str, timeout: float) -> Probe:
-    started = time.monotonic()
-    status, body = _get(url, timeout)
-    took = time.monotonic() - started
-    if status == 200:
-        return Probe(True, body.strip()[:200] or "ok", took)
-    return Probe(False, f"HTTP {status}: {body.strip()[:200]}" if status else body[:200], took)
+    resp = http.get(url, timeout)
+    if resp.status == 200:
+        return Probe(True, resp.text.strip()[:200] or "ok", resp.seconds, 200)
+    return Probe(False, resp.describe()[:200], resp.seconds, resp.status)
 
 
 def shallow(admin_url: str, timeout: float = 5) -> Probe:
@@ -54,13 +39,3 @@ def shallow(admin_url: str, timeout: float = 5) -> Probe:
 
 def functional(admin_url: str, timeout: float = 30) -> Probe:
     return _probe(f"{admin_url}/admin/v2/brokers/health?topicVersion=V2", timeout)
-
-
-def get_json(url: str, timeout: float = 10):
-    status, body = _get(url, timeout)
-    if status != 200:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.strip()

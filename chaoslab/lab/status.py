@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from chaoslab import http
 from chaoslab.lab import health
 from chaoslab.lab.cluster import Lab
 
@@ -33,13 +34,13 @@ def broker_status(lab: Lab, n: int) -> dict:
     info.update(shallow_healthy=shallow.ok, healthy=functional.ok,
                 health_detail=None if functional.ok else functional.detail,
                 health_seconds=round(functional.seconds, 3))
-    version = health.get_json(f"{url}/admin/v2/brokers/version")
+    version = http.get_json(f"{url}/admin/v2/brokers/version")
     info["version"] = version if isinstance(version, str) else None
-    runtime = health.get_json(f"{url}/admin/v2/brokers/configuration/runtime")
+    runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime")
     if isinstance(runtime, dict):
         info["loadManagerClassName"] = runtime.get("loadManagerClassName")
         info["loadBalancerLoadSheddingStrategy"] = runtime.get("loadBalancerLoadSheddingStrategy")
-    owned = health.get_json(f"{url}/admin/v2/brokers/{lab.settings.cluster}/{name}:8080/ownedNamespaces")
+    owned = http.get_json(f"{url}/admin/v2/brokers/{lab.settings.cluster}/{name}:8080/ownedNamespaces")
     if isinstance(owned, dict):
         info["owned_bundles"] = len(owned)
     return info
@@ -60,7 +61,7 @@ def collect(lab: Lab) -> dict:
         c = cs[0]
         return c.attrs["State"].get("Health", {}).get("Status") or c.status
 
-    proxy_health = health.get_json(f"{lab.proxy_admin_url}/admin/v2/clusters")
+    proxy_health = http.get_json(f"{lab.proxy_admin_url}/admin/v2/clusters")
     vms = []
     for service in ("vm-pico", "vm-nano"):
         for c in by_service.get(service, []):

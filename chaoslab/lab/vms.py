@@ -1,7 +1,7 @@
 """Groups of small-VM containers started beside the compose lab, each group with its own agent
 configuration (the vector-buffer experiment compares buffer settings side by side).
 
-Same limits as compose's vm-pico / vm-nano: a hard memory cap with no swap beyond it, one vCPU
+Same limits as compose's vm-pico / vm-nano (settings.FLAVOURS): a hard memory cap with no swap beyond it, one vCPU
 at reduced priority. Containers carry org.chaoslab.project so that `chaoslab down` removes them.
 """
 
@@ -14,12 +14,7 @@ import docker.errors
 
 from chaoslab.errors import LabError
 from chaoslab.lab.cluster import Lab
-
-MIB = 1024 * 1024
-FLAVOURS = {  # shared/vector-facts.md
-    "pico": {"memory_mib": 256, "cpus": 1.0, "cpu_shares": 256},
-    "nano": {"memory_mib": 512, "cpus": 1.0, "cpu_shares": 256},
-}
+from chaoslab.settings import FLAVOURS
 
 
 @dataclass(frozen=True)

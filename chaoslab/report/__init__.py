@@ -1,5 +1,177 @@
-"""Reports are built from a run folder's journal and results alone (chaoslab.report.build)."""
+"""One report for every experiment, built from a run folder alone (journal.jsonl, results.json):
+verdicts side by side, then per variant its reasons, final checks, steps (from step-end), what
+the rollback undid, the workload's accounting, the plots its probes declare with every step
+shaded, and a timeline in words."""
 
-from chaoslab.report.rolling_upgrade import build_report
+from __future__ import annotations
 
-__all__ = ["build_report"]
+import datetime as dt
+from pathlib import Path
+
+from chaoslab.report import blocks as B
+from chaoslab.report.plots import variant_figure
+from chaoslab.spec.base import REGISTRY, load_package
+
+MIB = 2 ** 20
+QUIET_EVENTS = {"handler-error"}
+
+
+def _clock(t: float | None) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%H:%M:%S") if t else "-"
+
+
+def words(value, limit: int = 220) -> str:
+    """A value as words for a table cell: k=v pairs, lists joined; never a Python repr."""
+    def w(v):
+        if isinstance(v, dict):
+            return ", ".join(f"{k}={w(x)}" for k, x in v.items() if x not in (None, "", [], {}))
+        if isinstance(v, (list, tuple)):
+            return "; ".join(w(x) for x in v)
+        if isinstance(v, float):
+            return f"{v:.1f}" if abs(v) < 1e6 else f"{v:.3g}"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return str(v).rsplit(".", 1)[-1] if isinstance(v, str) and v.startswith("org.apache.") else str(v)
+    text = w(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fmt(v, digits=1):
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def describe(e: dict) -> str:
+    name = e.get("name")
+    rest = {k: v for k, v in e.items() if k not in ("t", "type", "name", "variant")}
+    if name == "step-start":
+        return f"step {e['step']} ({e['step_type']}) starts: {words(e.get('spec'))}"
+    if name == "step-end":
+        return f"step {e['step']} {'done' if e.get('ok') else 'FAILED'} after {_fmt(e.get('secs'))} s: {words(e.get('result'))}"
+    if name == "undo-start":
+        return f"undo {e['step']} starts"
+    if name == "undo-end":
+        return f"undo {e['step']} after {_fmt(e.get('secs'))} s: {words(e.get('result')) or 'nothing to undo'}"
+    if name == "abort":
+        return f"ABORT: {e.get('reason')}"
+    if name == "lab-up":
+        return f"fresh lab healthy in {_fmt(e.get('secs'))} s"
+    if name == "variant-end":
+        return f"variant ends: {e.get('verdict')}" + (f" ({words(e.get('reasons'), 160)})" if e.get("reasons") else "")
+    return f"{name}" + (f": {words(rest)}" if rest else "")
+
+
+def _panels(samples: list[dict]) -> list:
+    load_package("chaoslab.probes")
+    keys = set().union(*(s.keys() for s in samples[:5])) if samples else set()
+    return [p for cls in REGISTRY["probe"].values() if cls.key in keys for p in cls.panels()]
+
+
+def _workload_blocks(v: dict) -> list[tuple]:
+    w = v.get("workload") or {}
+    out = []
+    if w.get("loss"):
+        l = w["loss"]
+        out.append(("p", f"Workload: {l['sent']} sent, {l['acked']} acknowledged, {l['received']} received, "
+                         f"{l['lost']} acknowledged but never delivered, {l['duplicated']} duplicated."))
+    if w.get("per_vm"):
+        t = w["totals"]
+        out.append(("p", f"VM group {w.get('group')}: {w.get('count')} {w.get('flavour')} VMs, buffer {words(w.get('buffer'))}. "
+                         f"Generated {t['generated']}, delivered {t['delivered']}, dropped by policy {t['dropped_by_policy']}, "
+                         f"failed sends (counted) {t['failed_sends']}, lost {t['lost']}; OOM-killed {len(w.get('oom_killed') or [])}."))
+        out.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "lost", "OOM", "peak MiB", "pgmajfault"],
+                    [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x["lost"],
+                      "yes" if x["oom_killed"] else "no", round((x.get("peak_memory_bytes") or 0) / MIB, 1), x.get("pgmajfault")]
+                     for n, x in sorted(w["per_vm"].items())]))
+    return out
+
+
+def _brokers_table(samples: list[dict]) -> list[tuple]:
+    last = next((s for s in reversed(samples) if s.get("brokers")), None)
+    if not last:
+        return []
+    peak = {}
+    for s in samples:
+        for name, br in (s.get("brokers") or {}).items():
+            p = (br.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests")
+            if p is not None:
+                peak[name] = max(peak.get(name, 0), p)
+    rows = []
+    for name, br in sorted(last["brokers"].items()):
+        m = br.get("metrics") or {}
+        rows.append([name, br.get("version") or "-", words(br.get("loadManagerClassName") or "-"),
+                     words(br.get("shallow_ok")), words(br.get("functional_ok")), _fmt(br.get("owned_bundles")),
+                     _fmt(peak.get(name), 0), _fmt(m.get("pulsar_broker_lookup_failures_total"), 0),
+                     words({k: c for k, c in (br.get("log_counts") or {}).items() if c}) or "-"])
+    out = [("h3", "Brokers at the end (peak pending lookups over the variant)"),
+           ("table", ["broker", "version", "load manager", "shallow", "functional", "owned bundles",
+                      "peak pending lookups", "lookup failures", "notable log lines"], rows)]
+    st = ((last.get("cluster") or {}).get("system_topics") or {})
+    if st.get("exists"):
+        out.append(("p", "System topics at the end: " + "; ".join(
+            f"{k.split('/')[-1]} {'exists' if x else 'absent' if x is False else 'unknown'}"
+            + (f" (owner {st.get('owner', {}).get(k)})" if (st.get("owner") or {}).get(k) else "")
+            for k, x in st["exists"].items())))
+    return out
+
+
+def build_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    records, results, title, b = B.open_run(run_dir)
+    variants = results.get("variants", [])
+    sm = results.get("scale_model") or {}
+    if sm.get("factor", 1) != 1:
+        b.append(("p", f"Scale model: factor {sm.get('factor')} - {sm.get('note')}. Limits and workload are scaled down "
+                       "together; read pending-lookup figures against the scaled limit."))
+    if variants:
+        b.append(("h2", "Variants side by side"))
+        rows = []
+        for v in variants:
+            k = v.get("kpis", {})
+            rows.append([v["name"], v["role"], words(v.get("params"), 80) or "-", v["verdict"], "yes" if v["aborted"] else "no",
+                         _fmt(v["longest_violation_secs"]), v["violated_seconds"],
+                         _fmt(k.get("detection_after_injection_secs")), _fmt(k.get("decision_after_injection_secs")),
+                         _fmt(k.get("resolution_after_injection_secs")),
+                         ", ".join(f"{c['name']} {c['outcome']}" for c in v.get("checks", [])) or "-"])
+        b.append(("table", ["variant", "role", "parameters", "verdict", "aborted", "longest violation s", "violated s",
+                            "detection +s", "decision +s", "resolution +s", "final checks"], rows))
+        b.append(("p", "KPIs are seconds after the method began: detection = first hypothesis violation, decision = "
+                       "abort, resolution = the hypothesis holding again."))
+    for v in variants:
+        b.append(("h2", f"Variant {v['name']} ({v['role']}): {v['verdict']}"))
+        if v.get("description"):
+            b.append(("p", v["description"]))
+        if v.get("reasons"):
+            b.append(("list", v["reasons"]))
+        if v.get("checks"):
+            b.append(("table", ["final check", "outcome", "value", "bound", "evidence"],
+                      [[c["name"], c["outcome"], _fmt(c.get("value")), _fmt(c.get("bound")), c.get("evidence", "")]
+                       for c in v["checks"]]))
+        if v.get("steps"):
+            b.append(("h3", "Steps"))
+            b.append(("table", ["step", "type", "ok", "secs", "what it did and saw"],
+                      [[s["id"], s["type"], words(s.get("ok")), _fmt(s.get("secs")),
+                        words({k: x for k, x in s.items() if k not in ("id", "type", "ok", "secs", "started")})]
+                       for s in v["steps"]]))
+        if v.get("undone") or v.get("rollbacks"):
+            b.append(("h3", "Rollback"))
+            b.append(("table", ["what", "step", "ok", "secs", "details"],
+                      [["undo", u["step"], words(u.get("ok")), _fmt(u.get("secs")),
+                        words({k: x for k, x in u.items() if k not in ("step", "type", "ok", "secs")})] for u in v.get("undone", [])]
+                      + [["rollback step", r["id"], words(r.get("ok")), _fmt(r.get("secs")),
+                          words({k: x for k, x in r.items() if k not in ("id", "type", "ok", "secs", "started")})]
+                         for r in v.get("rollbacks", [])]))
+        b.extend(_workload_blocks(v))
+        samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
+        events = [r for r in records if r["type"] == "event" and r.get("variant") == v["name"]]
+        b.extend(_brokers_table(samples))
+        png = variant_figure(samples, events, _panels(samples), run_dir / f"plot-{v['name']}.png",
+                             f"{v['name']}: {words(v.get('params'), 90)}")
+        if png:
+            b.append(("img", png.name, f"{v['name']}: what the probes measured; shaded bands are the steps"))
+        b.append(("h3", "Timeline"))
+        t0 = v.get("started") or (events[0]["t"] if events else 0)
+        b.append(("table", ["time (UTC)", "+s", "what happened"],
+                  [[_clock(e["t"]), _fmt(e["t"] - t0, 0), describe(e)] for e in events if e.get("name") not in QUIET_EVENTS]))
+    return B.write(run_dir, b, title)

@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from chaoslab.observe.journal import read
+from chaoslab.run.journal import read
 
 
 def md(blocks: list[tuple]) -> str:
@@ -65,8 +65,9 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
     verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
     title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
     opening = [("h1", title), ("p", f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
-               ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
-                     f"Pulsar versions {start.get('versions')}, host {start.get('host')}.")]
+               ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, Pulsar "
+                     + ", ".join(f"{k} {v}" for k, v in (start.get("versions") or {}).items())
+                     + "; host " + ", ".join(f"{k} {v}" for k, v in (start.get("host") or {}).items()) + ".")]
     return records, results, title, opening
 
 

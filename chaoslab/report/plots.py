@@ -1,4 +1,5 @@
-"""PNG plots of one variant's samples, with the fault periods marked (from the journal)."""
+"""PNG plots of one variant, from the journal alone: the panels its probes declare, with every
+step's run shaded as a band (from step-start/step-end) and the abort marked."""
 
 from __future__ import annotations
 
@@ -9,74 +10,57 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MARKS = {"upgrade-start": ("tab:orange", "upgrade"), "abort": ("tab:red", "abort"),
-         "rollback-start": ("tab:purple", "rollback"), "recovery-start": ("black", "recovery")}
+BAND_COLOURS = ["tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 
 
-def _marks(ax, events, t0):
-    for ev in events:
-        style = MARKS.get(ev.get("name"))
-        if style:
-            ax.axvline(ev["t"] - t0, color=style[0], linestyle="--", linewidth=1)
-    ax.grid(alpha=0.3)
+def bands(events: list[dict]) -> list[dict]:
+    """(label, start, end, kind) for every step run and undone, from the journal's events."""
+    out, open_ = [], {}
+    for e in events:
+        name = e.get("name")
+        if name in ("step-start", "undo-start"):
+            open_[(name[:4], e["step"])] = e
+        elif name in ("step-end", "undo-end"):
+            start = open_.pop((name[:4], e["step"]), None)
+            if start and (name == "undo-end" or start.get("band")):
+                out.append({"label": (start.get("band") or e["step"]) if name == "step-end" else f"undo {e['step']}",
+                            "start": start["t"], "end": e["t"], "kind": name[:4]})
+    for (kind, step), start in open_.items():  # never ended (interrupted): up to the last event
+        out.append({"label": step, "start": start["t"], "end": events[-1]["t"] if events else start["t"], "kind": kind})
+    return out
 
 
-def variant_figure(samples: list[dict], events: list[dict], out: Path, title: str) -> Path | None:
-    if not samples:
+def variant_figure(samples: list[dict], events: list[dict], panels: list, out: Path, title: str) -> Path | None:
+    if not samples or not panels:
         return None
     t0 = samples[0]["t"]
     ts = [s["t"] - t0 for s in samples]
-    brokers = sorted({b for s in samples for b in (s.get("brokers") or {})})
-    fig, axes = plt.subplots(5, 1, figsize=(11, 14), sharex=True)
-    ax = axes[0]
-    for b in brokers:
-        ax.plot(ts, [((s.get("brokers", {}).get(b, {}).get("metrics") or {}).get("pulsar_broker_lookup_pending_requests"))
-                     for s in samples], label=b)
-    ax.set_ylabel("pending lookups")
-    ax.set_title("pulsar_broker_lookup_pending_requests per broker")
-    ax.legend(loc="upper left", fontsize=8)
-    _marks(ax, events, t0)
-    ax = axes[1]
-    rate = [s["client"].get("publish_success_rate") for s in samples]
-    ax.plot(ts, [r * 100 if r is not None else None for r in rate], color="tab:green", label="publish success %")
-    ax.set_ylabel("publish success %")
-    ax.set_ylim(-5, 105)
-    ax2 = ax.twinx()
-    ax2.plot(ts, [s["client"].get("publish_p99_ms") for s in samples], color="tab:blue", alpha=0.7, label="p99 ms")
-    ax2.set_ylabel("publish p99 (ms)")
-    ax.set_title("client publish success and p99 latency (sliding window)")
-    _marks(ax, events, t0)
-    ax = axes[2]
-    ax.plot(ts, [s["client"].get("lookup_ok") for s in samples], color="tab:green", label="lookups completed")
-    ax.plot(ts, [s["client"].get("lookup_failed") for s in samples], color="tab:red", label="lookups failed")
-    ax.plot(ts, [s["client"].get("too_many_requests") for s in samples], color="black", label="TooManyRequests")
-    ax.set_title("lookup-heavy clients, per sliding window")
-    ax.legend(loc="upper left", fontsize=8)
-    _marks(ax, events, t0)
-    ax = axes[3]
-    for b in brokers:
-        ax.plot(ts, [s.get("brokers", {}).get(b, {}).get("owned_bundles") for s in samples], label=b)
-    ax.set_ylabel("owned bundles")
-    ax.set_title("owned bundles per broker")
-    ax.legend(loc="upper left", fontsize=8)
-    _marks(ax, events, t0)
-    ax = axes[4]
-    topics = sorted({t for s in samples for t in ((s.get("system_topics") or {}).get("exists") or {})})
-    for i, topic in enumerate(topics):
-        vals = []
-        for s in samples:
-            v = ((s.get("system_topics") or {}).get("exists") or {}).get(topic)
-            vals.append(None if v is None else (1 if v else 0) + i * 0.04)
-        ax.step(ts, vals, where="post", label=topic.split("/")[-1])
-    ax.set_yticks([0, 1])
-    ax.set_yticklabels(["absent", "exists"])
-    ax.set_ylim(-0.2, 1.3)
-    ax.set_title("extensible load manager system topics")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_xlabel("seconds since the variant's first sample (dashed: upgrade / abort / rollback / recovery)")
-    _marks(ax, events, t0)
-    fig.suptitle(title)
+    spans = bands(events)
+    aborts = [e["t"] - t0 for e in events if e.get("name") == "abort"]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.6 * len(panels) + 1), sharex=True, squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        series = panel.series(samples)
+        for label, values in series.items():
+            ax.plot(ts, values, linewidth=1, label=label)
+        for i, b in enumerate(spans):
+            colour = "tab:green" if b["kind"] == "undo" else BAND_COLOURS[i % len(BAND_COLOURS)]
+            ax.axvspan(b["start"] - t0, b["end"] - t0, color=colour, alpha=0.08)
+        for a in aborts:
+            ax.axvline(a, color="red", linestyle="--", linewidth=1)
+        if panel.ylim:
+            ax.set_ylim(*panel.ylim)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(alpha=0.3)
+        if 0 < len(series) <= 10:
+            ax.legend(loc="upper left", fontsize=7)
+    top = axes[0, 0]
+    for i, b in enumerate(spans):
+        top.annotate(b["label"], xy=(b["start"] - t0, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                     rotation=30, va="bottom", color="tab:green" if b["kind"] == "undo" else BAND_COLOURS[i % len(BAND_COLOURS)])
+    axes[-1, 0].set_xlabel("seconds since the variant's first sample (shaded: steps; green: undo; red dashed: abort)")
+    fig.suptitle(title, y=1.0)
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return out

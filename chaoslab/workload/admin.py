@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from chaoslab import http
 from chaoslab.workload.layout import Layout
 
 
@@ -29,22 +27,12 @@ class PulsarAdmin:
     @retry(retry=retry_if_exception_type(TransientAdminError), stop=stop_after_delay(120),
            wait=wait_exponential(multiplier=0.5, max=10), reraise=True)
     def request(self, method: str, path: str, body=None, ok_codes=(200, 204)):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                text = resp.read().decode()
-                return json.loads(text) if text.strip() else None
-        except urllib.error.HTTPError as exc:
-            if exc.code in ok_codes:
-                return None
-            detail = exc.read().decode(errors="replace")[:300]
-            if exc.code >= 500 or exc.code in (307, 429):
-                raise TransientAdminError(f"{method} {path}: HTTP {exc.code} {detail}") from None
-            raise AdminError(f"{method} {path}: HTTP {exc.code} {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TransientAdminError(f"{method} {path}: {exc}") from None
+        resp = http.request(method, f"{self.url}{path}", body=body, timeout=self.timeout)
+        if resp.status in ok_codes:
+            return resp.json() if resp.text.strip() else None
+        if resp.status == 0 or resp.status >= 500 or resp.status in (307, 429):
+            raise TransientAdminError(f"{method} {path}: {resp.describe()}")
+        raise AdminError(f"{method} {path}: {resp.describe()}")
 
     def ensure_tenant(self, tenant: str) -> None:
         self.request("PUT", f"/admin/v2/tenants/{tenant}",

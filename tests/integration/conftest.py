@@ -1,4 +1,12 @@
-"""One real lab for the whole integration session (brought up once, removed at the end).
+"""One real lab for the whole integration session, brought up with testcontainers' DockerCompose
+over compose/lab.yaml and removed at the end.
+
+chaoslab.lab.cluster.Lab still owns what compose cannot know: it builds the images, checks the
+ports, and writes the env files (image tags, per-broker settings) that the compose file reads.
+testcontainers then runs `docker compose up --wait` (every service's own healthcheck: brokers are
+healthy when Pulsar's health check passes) and its HTTP wait strategy checks the proxy's admin API
+from the host. Ryuk, testcontainers' reaper, is disabled: its image cannot be pulled here
+(shared/lab-environment.md); the fixture removes the lab itself.
 
 CHAOSLAB_KEEP_LAB=1 leaves it running afterwards (handy while developing).
 """
@@ -8,16 +16,38 @@ from __future__ import annotations
 import os
 
 import pytest
+import yaml
 
-from chaoslab.lab.cluster import Lab
-from chaoslab.settings import LabSettings
-from chaoslab.workload.admin import PulsarAdmin
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+from testcontainers.compose import DockerCompose  # noqa: E402
+from testcontainers.core.wait_strategies import HttpWaitStrategy  # noqa: E402
+
+from chaoslab.lab.cluster import COMPOSE_FILE, Lab  # noqa: E402
+from chaoslab.settings import LabSettings  # noqa: E402
+from chaoslab.workload.admin import PulsarAdmin  # noqa: E402
+
+VM_SERVICES = ("vm-pico", "vm-nano")
 
 
 @pytest.fixture(scope="session")
 def lab():
     lab = Lab(LabSettings.from_env(), log=lambda m: print(f"[lab] {m}", flush=True))
-    lab.up(pico=2, nano=1)
+    lab.down()
+    lab.prepare(pico=2, nano=1, fresh=True)
+    services = [s for s in yaml.safe_load(COMPOSE_FILE.read_text())["services"] if s not in VM_SERVICES]
+    os.environ["COMPOSE_PROJECT_NAME"] = lab.project  # the project Lab and `chaoslab down` know
+    compose = DockerCompose(context=str(COMPOSE_FILE.parent), compose_file_name=COMPOSE_FILE.name,
+                            env_file=str(lab.env_file), wait=True, services=services)
+    compose.waiting_for({"proxy": HttpWaitStrategy(8080, "/admin/v2/clusters").for_status_code(200)
+                         .with_startup_timeout(120)})
+    try:
+        compose.start()
+        lab.scale_vms(pico=2, nano=1)
+    except BaseException:
+        lab.save_logs(lab.state_dir / "failed-integration-up")
+        lab.down()
+        raise
     yield lab
     if os.environ.get("CHAOSLAB_KEEP_LAB") != "1":
         lab.down()

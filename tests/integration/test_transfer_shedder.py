@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chaoslab.observe.journal import read
+from chaoslab.run.journal import read
 
 EXPERIMENT = Path(__file__).parent / "experiments" / "transfer-shedder-short.yaml"
 
@@ -29,12 +29,12 @@ def test_shortened_transfer_shedder_produces_journal_report_and_verdict(tmp_path
                for s in samples for b in s["brokers"].values())
     # the workload really ran through the proxy
     assert max(s["client"]["acked_total"] for s in samples) > 500
-    # broker-1 was really rolled: recreated on the target version
+    # broker-1 was really rolled: recreated on the target version, the step journalled start and end
     events = [r for r in records if r["type"] == "event"]
     names = [e["name"] for e in events]
-    assert "upgrade-start" in names and "broker-recreated" in names
-    step = next(e for e in events if e["name"] in ("upgrade-done", "upgrade-wait-timeout"))
-    assert step["broker"] == "broker-1" and "functional_ok" in step
+    assert "step-start" in names and "broker-recreated" in names
+    step = next(e for e in events if e["name"] == "step-end" and e["step"] == "roll-broker-1")
+    assert step["result"]["broker"] == "broker-1" and "functional_ok" in step["result"]
     results = json.loads((out / "results.json").read_text())
     flip = results["variants"][0]
     assert flip["verdict"] in ("PASS", "FAIL")
@@ -43,7 +43,7 @@ def test_shortened_transfer_shedder_produces_journal_report_and_verdict(tmp_path
         assert flip["reasons"]
     else:
         versions = {s["brokers"]["broker-1"].get("version") for s in samples if s["phase"] == "after"}
-        assert results["variants"][0]["to_version"] in versions
+        assert flip["steps"][0]["version"] in versions
     assert records[-1]["type"] == "run-end" and records[-1]["verdict"] == flip["verdict"]
     report = (out / "report.md").read_text()
     assert f"Verdict: {flip['verdict']}" in report

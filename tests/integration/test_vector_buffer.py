@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chaoslab.observe.journal import read
+from chaoslab.run.journal import read
 
 EXPERIMENT = Path(__file__).parent / "experiments" / "vector-buffer-short.yaml"
 
@@ -19,9 +19,10 @@ def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path):
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     records = read(out / "journal.jsonl")
-    events = {r["name"]: r for r in records if r["type"] == "event" and r.get("group") == "block"}
-    start, end = events["outage-start"]["t"], events["outage-end"]["t"]
-    samples = [r for r in records if r["type"] == "vm-sample" and r["group"] == "block"]
+    events = [r for r in records if r["type"] == "event" and r.get("variant") == "block"]
+    start = next(e["t"] for e in events if e["name"] == "step-start" and e["step"] == "bus-outage")
+    end = next(e["t"] for e in events if e["name"] == "step-end" and e["step"] == "bus-outage")
+    samples = [r for r in records if r["type"] == "sample" and r["variant"] == "block"]
     before = [s for s in samples if s["t"] < start]
     during = [s for s in samples if start <= s["t"] <= end]
     after = [s for s in samples if s["t"] > end + 5]
@@ -39,8 +40,8 @@ def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path):
     assert samples[0]["vms"][vm]["cgroup"]["memory.limit_in_bytes"] == 256 * 2**20
     assert "psi_io" in samples[0]["host"] and "d_state_tasks" in samples[0]["host"]
     results = json.loads((out / "results.json").read_text())
-    block = next(g for g in results["groups"] if g["name"] == "block")
-    drop = next(g for g in results["groups"] if g["name"] == "drop")
+    block = next(v["workload"] for v in results["variants"] if v["name"] == "block")
+    drop = next(v["workload"] for v in results["variants"] if v["name"] == "drop")
     assert block["totals"]["generated"] > 0 and block["totals"]["delivered"] > 0
     assert drop["totals"]["dropped_by_policy"] > 0  # drop_newest really dropped, and counted it
     assert (out / "report.md").exists() and (out / "plot-block.png").exists()

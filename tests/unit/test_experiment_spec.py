@@ -1,85 +1,130 @@
-import pytest
+import json
 
-from chaoslab.experiment import spec
-from chaoslab.experiment.spec import SpecError
+import jsonschema
+import pytest
+import yaml
+
 from chaoslab.settings import REPO_ROOT
+from chaoslab.spec.experiment import SpecError, interpolate, json_schema, load, parse
 
 GOOD = """
 name: t
 versions: {from: 3.2.2, to: 3.2.3}
 variants:
-  - {name: a, role: primary, to: to, broker_config: {loadManagerClassName: X}}
+  - {name: a, role: primary, params: {cfg: {loadManagerClassName: X}}}
+workload: {type: pulsar-topics}
+probes: [{type: pulsar-brokers}, {type: pulsar-client}]
+steady_state: {conditions: [{type: publish-success-rate, min: 0.99}]}
+method:
+  - {type: roll-broker, broker: 1, broker_config: $cfg}
+  - {type: roll-broker, broker: 2, broker_config: $cfg}
 """
 
 
-def test_the_shipped_experiments_validate():
-    for path in (REPO_ROOT / "experiments").glob("*.yaml"):
-        exp = spec.load(path, env={})
+def test_the_shipped_experiments_validate_and_match_the_json_schema():
+    schema = json_schema()
+    for path in sorted((REPO_ROOT / "experiments").glob("*.yaml")):
+        exp = load(path, env={})
         assert exp.primary.role == "primary"
+        doc = yaml.safe_load(interpolate(path.read_text(), {}))
+        jsonschema.validate(doc, schema)  # what an editor checks
 
 
-def test_minimal_file_gets_defaults():
-    exp = spec.parse(GOOD, env={})
-    assert exp.method.brokers == (1, 2, 3) and exp.method.wait_for == "shallow"
-    assert exp.version_of(exp.primary) == "3.2.3"
-    assert exp.hypothesis.tolerance_secs == 20
+def test_the_schema_rejects_what_the_loader_rejects():
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "t", "variants": [{"name": "a"}], "method": [{"type": "reboot-everything"}]},
+                            json_schema())
+
+
+def test_minimal_file_gets_defaults_and_step_ids():
+    exp = parse(GOOD, env={})
+    plan = exp.plan(exp.primary)
+    assert [s.id for s in plan.method] == ["roll-broker-1", "roll-broker-2"]
+    assert plan.method[0].wait_for == "shallow" and plan.method[0].version == "to"
+    assert plan.method[0].broker_config == {"loadManagerClassName": "X"}
+    assert plan.steady_state.tolerance_secs == 20 and exp.release("to") == "3.2.3"
+    assert exp.releases() == ["3.2.2", "3.2.3"]
 
 
 def test_env_interpolation_with_default():
     text = GOOD.replace("to: 3.2.3", "to: ${PULSAR_TO:-3.2.3}")
-    assert spec.parse(text, env={"PULSAR_TO": "3.3.2"}).versions.to == "3.3.2"
-    assert spec.parse(text, env={}).versions.to == "3.2.3"
+    assert parse(text, env={"PULSAR_TO": "3.3.2"}).versions.to == "3.3.2"
+    assert parse(text, env={}).versions.to == "3.2.3"
+
+
+def test_setting_values_become_broker_conf_strings():
+    exp = parse(GOOD.replace("loadManagerClassName: X", "maxConcurrentLookupRequest: 50, debug: true"), env={})
+    assert exp.plan("a").method[0].broker_config == {"maxConcurrentLookupRequest": "50", "debug": "true"}
 
 
 BROKEN = [
     ("name: [x", "not valid YAML at line 1"),
     ("- a\n- b", "must be a YAML mapping"),
-    (GOOD + "colour: red\n", "unknown top-level field(s) colour"),
-    (GOOD.replace("name: t", "name: T T"), "name: use lowercase"),
-    (GOOD + "hypothesis: {publish_p99_ms_max: fast}\n", "hypothesis.publish_p99_ms_max: expected a number, got 'fast'"),
-    (GOOD + "hypothesis: {publish_success_rate_min: 7}\n", "hypothesis.publish_success_rate_min: must be <= 1"),
-    (GOOD + "workload: {tenants: -1}\n", "workload.tenants: must be >= 1"),
-    (GOOD + "workload: {tenants: 2.5}\n", "workload.tenants: expected an integer"),
-    (GOOD + "workload: {rate: true}\n", "workload.rate: expected a number"),
-    (GOOD + "lab: {pico_vms: 100000}\n", "lab.pico_vms: must be <= 200"),
-    (GOOD + "method: {type: reboot_everything}\n", "method.type: must be one of rolling_upgrade"),
-    (GOOD + "method: {brokers: [1, 7]}\n", "method.brokers: must be <= 3"),
-    (GOOD + "method: {brokers: []}\n", "method.brokers: expected a non-empty list"),
-    (GOOD + "method: {wait_for: vibes}\n", "method.wait_for: must be one of shallow, functional"),
-    (GOOD + "phases: {steady_sec: 3}\n", "phases: unknown field(s) steady_sec"),
-    (GOOD + "rollback: {revert: {loadManagerClassName: [a]}}\n", "rollback.revert.loadManagerClassName: expected a scalar"),
-    (GOOD + "rollback: {recovery: yes-please}\n", "rollback.recovery: expected true or false"),
-    (GOOD.replace("from: 3.2.2", "from: 3.2"), "versions.from: '3.2' is not a Pulsar release"),
-    ("name: t\nvariants: []\n", "variants: expected a non-empty list"),
-    ("name: t\nvariants: [{role: primary}]\n", "variants[0].name is required"),
-    ("name: t\nvariants: [{name: a, role: control}]\n", "exactly one variant must have role: primary"),
-    ("name: t\nvariants: [{name: a, role: boss}]\n", "variants[0].role: must be one of"),
-    ("name: t\nvariants: [{name: a, to: latest}]\n", "variants[0].to: 'latest' is not a Pulsar release"),
-    ("name: t\nvariants: [{name: a}, {name: a, role: control}]\n", "names must be unique"),
+    (GOOD + "colour: red\n", "colour: unknown field"),
+    (GOOD.replace("name: t", "name: T T"), "name: String should match pattern"),
+    (GOOD.replace("min: 0.99", "min: fast"), r"steady_state.conditions\[0\].min: Input should be a valid number"),
+    (GOOD.replace("min: 0.99", "min: 7"), r"steady_state.conditions\[0\].min: Input should be less than or equal to 1"),
+    (GOOD.replace("type: pulsar-topics", "type: pulsar-topics, tenants: -1"), "workload.tenants: Input should be greater"),
+    (GOOD.replace("type: pulsar-topics", "type: pulsar-topics, tenants: 2.5"), "workload.tenants: Input should be a valid integer"),
+    (GOOD.replace("type: pulsar-topics", "type: pulsar-topics, rate: true"), "workload.rate: Input should be a valid number"),
+    (GOOD + "lab: {pico_vms: 100000}\n", "lab.pico_vms: Input should be less than or equal to 200"),
+    (GOOD.replace("- {type: roll-broker, broker: 1", "- {type: reboot-everything, broker: 1"),
+     r"method\[0\].type: unknown type 'reboot-everything'"),
+    (GOOD.replace("broker: 2", "broker: 17"), r"method\[1\].broker: Input should be less than or equal to 9"),
+    (GOOD.replace("broker: 2,", "broker: 2, wait_for: vibes,"), r"method\[1\].wait_for: Input should be 'shallow' or 'functional'"),
+    (GOOD.replace("broker: 2,", "broker: 2, after: nowhere,"), r"method\[1\].after: 'nowhere' is not an earlier step"),
+    (GOOD.replace("broker: 2,", "broker: 2, version: latest,"), r"method\[1\].version: 'latest' is not a Pulsar release"),
+    (GOOD.replace("broker_config: $cfg}\n  - ", "broker_config: $cgf}\n  - "), r"method\[0\].broker_config: \$cgf is not a parameter"),
+    (GOOD.replace("params: {cfg:", "params: {unused: 1, cfg:"), r"variants\[0\].params: unused used nowhere"),
+    (GOOD.replace("{type: pulsar-topics}", "{type: none}"), r"probes\[1\]: pulsar-client needs a workload of type pulsar-topics"),
+    (GOOD.replace("steady_state: {", "steady_state: {steady_sec: 3, "), "steady_state.steady_sec: unknown field"),
+    (GOOD.replace("from: 3.2.2", "from: 3.2"), "versions.from: 3.2 is not a Pulsar release|versions.from: Input should be a valid string"),
+    ("name: t\nvariants: []\nmethod: [{type: kill-service, service: proxy}]\n", "variants: List should have at least 1 item"),
+    ("name: t\nvariants: [{role: primary}]\nmethod: [{type: kill-service, service: proxy}]\n", r"variants\[0\].name: required"),
+    ("name: t\nvariants: [{name: a, role: control}]\nmethod: [{type: kill-service, service: proxy}]\n", "exactly one variant must have role: primary"),
+    ("name: t\nvariants: [{name: a, role: boss}]\nmethod: [{type: kill-service, service: proxy}]\n", r"variants\[0\].role: Input should be"),
+    ("name: t\nvariants: [{name: a}, {name: a, role: control}]\nmethod: [{type: kill-service, service: proxy}]\n", "names must be unique"),
+    ("name: t\nvariants: [{name: a}]\n", "method: required"),
+    ("name: t\nvariants: [{name: a}]\nmethod: [{type: kill-service, service: bookie-x}]\n", r"method\[0\].service: String should match"),
     ("name: t\nversions: {to: ${NOPE}}\nvariants: [{name: a}]\n", "NOPE is used by the file but not set"),
 ]
 
 
-@pytest.mark.parametrize("text,message", BROKEN, ids=[m[:40] for _, m in BROKEN])
-def test_broken_files_are_rejected_naming_the_field(text, message):
-    with pytest.raises(SpecError) as err:
-        spec.parse(text, env={})
-    assert message in str(err.value)
-    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+@pytest.mark.parametrize("text,message", BROKEN)
+def test_broken_files_are_refused_naming_the_field(text, message):
+    with pytest.raises(SpecError, match=message) as info:
+        parse(text, env={})
+    assert "\n" not in str(info.value)
 
 
-def test_missing_file(tmp_path):
+def test_load_names_the_file(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("name: [x")
+    with pytest.raises(SpecError, match=f"{f}: not valid YAML"):
+        load(f)
     with pytest.raises(SpecError, match="no experiment file"):
-        spec.load(tmp_path / "nope.yaml")
+        load(tmp_path / "missing.yaml")
 
 
-def test_cli_validate_exit_codes(tmp_path, capsys):
-    from chaoslab import cli
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: t\nworkload: {rate: lots}\nvariants: [{name: a}]\n")
-    assert cli.main(["validate", str(bad)]) == 2
-    assert "workload.rate: expected a number" in capsys.readouterr().err
-    assert cli.main(["experiment", str(bad)]) == 2  # rejected before any container starts
-    good = tmp_path / "good.yaml"
-    good.write_text(GOOD)
-    assert cli.main(["validate", str(good)]) == 0
+def test_vm_group_rules_are_the_agents():
+    base = """
+name: vb
+variants: [{name: a, params: {g: {type: vm-agents, flavour: pico, count: 2, buffer: {type: disk, max_size: 268435488, when_full: drop_newest}}}}]
+workload: $g
+method: [{type: stop-service, service: proxy, for_secs: 5}]
+"""
+    assert parse(base, env={}).plan("a").workload.count == 2
+    for old, new, message in [("max_size: 268435488", "max_size: 1000", "at least 268435488"),
+                              ("when_full: drop_newest", "when_full: panic", "when_full: Input should be"),
+                              ("flavour: pico", "flavour: large", "flavour: Input should be 'pico' or 'nano'"),
+                              ("count: 2", "count: 500", "count: Input should be less than or equal to 100"),
+                              ("count: 2,", "count: 2, resident_mb: 300,", "does not fit in a pico VM")]:
+        with pytest.raises(SpecError, match=message):
+            parse(base.replace(old, new), env={})
+
+
+def test_cli_schema_prints_json(capsys):
+    from chaoslab.cli import main
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "chaoslab experiment" and "method" in schema["properties"]

@@ -7,8 +7,8 @@ import pytest
 
 from chaoslab import bundle, gate
 from chaoslab.errors import LabError
-from chaoslab.experiment.spec import SpecError
-from chaoslab.observe.journal import Journal
+from chaoslab.run.journal import Journal
+from chaoslab.spec.experiment import SpecError, parse, source
 
 
 def test_broker_conf_lines(tmp_path):
@@ -20,22 +20,34 @@ def test_broker_conf_lines(tmp_path):
         gate.read_broker_conf(f)
 
 
-def test_gate_experiment_replaces_the_flip_with_the_change():
+def test_gate_experiment_is_a_model_copy_with_the_change():
     base = gate.load_base(None)
     exp = gate.gate_experiment(base, "3.2.2", "3.2.3", {"loadBalancerDebugModeEnabled": "true"})
     assert [v.name for v in exp.variants] == ["change"] and exp.primary.role == "primary"
-    assert exp.primary.broker_config == {"loadBalancerDebugModeEnabled": "true"}
+    plan, base_plan = exp.plan("change"), base.plan("flip")
+    assert all(s.broker_config == {"loadBalancerDebugModeEnabled": "true"} for s in plan.method)
     assert exp.versions.from_ == "3.2.2" and exp.versions.to == "3.2.3"
-    assert exp.hypothesis == base.hypothesis and exp.method == base.method
+    assert plan.steady_state.model_dump() == base_plan.steady_state.model_dump()
+    assert plan.workload.model_dump() == base_plan.workload.model_dump()
+    assert [s.id for s in plan.method] == [s.id for s in base_plan.method]
+    assert plan.rollbacks == [] and base_plan.rollbacks  # the incident's recovery is not every gate's
+    assert base.variants[1].name == "flip"  # the base is untouched
     with pytest.raises(LabError, match="not a Pulsar release"):
         gate.gate_experiment(base, None, "latest", {})
 
 
+def test_a_gate_needs_an_experiment_that_takes_the_change(tmp_path):
+    f = tmp_path / "fixed.yaml"
+    f.write_text("name: fixed\nvariants: [{name: a}]\nmethod: [{type: roll-broker, broker: 1}]\n")
+    with pytest.raises(SpecError, match="must roll brokers with"):
+        gate.gate_experiment(gate.load_base(f), None, None, {"x": "1"})
+
+
 def test_junit_has_a_failure_with_the_evidence(tmp_path):
     r = SimpleNamespace(name="change", description="d", verdict="FAIL", reasons=["aborted: x"], started=0, ended=5,
-                        first_violations=["lookups: none completed"], loss={"lost": 0},
-                        steps=[{"broker": "broker-1", "wait_secs": 3, "functional_ok": False, "shallow_ok": True,
-                                "functional_detail": "timed out"}])
+                        checks=[{"name": "no-loss", "outcome": "pass", "evidence": "0 lost"}],
+                        steps=[{"type": "roll-broker", "broker": "broker-1", "wait_secs": 3, "functional_ok": False,
+                                "shallow_ok": True, "functional_detail": "timed out"}])
     runner = SimpleNamespace(exp=SimpleNamespace(name="gate"), results=[r])
     gate.junit(tmp_path / "j.xml", runner, 1)
     suite = ET.parse(tmp_path / "j.xml").getroot()
@@ -48,7 +60,7 @@ def test_bundle_excerpts_tar_and_reopen(tmp_path):
     (run / "logs" / "flip").mkdir(parents=True)
     j = Journal(run / "journal.jsonl")
     t = time.time()
-    j.write("event", name="upgrade-start", broker="broker-1")
+    j.write("event", name="step-start", step="roll-broker-1", step_type="roll-broker", spec={"broker": 1})
     j.close()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
     (run / "logs" / "flip" / "broker-1.log").write_text(
@@ -65,9 +77,8 @@ def test_bundle_excerpts_tar_and_reopen(tmp_path):
 
 
 def test_a_gate_bundle_replays_the_gate_not_the_base_experiment():
-    from chaoslab.experiment.spec import parse
     exp = gate.gate_experiment(gate.load_base(None), None, None, {"loadBalancerDebugModeEnabled": "true"})
-    again = parse(exp.source, env={})
+    again = parse(source(exp), env={})
     assert [v.name for v in again.variants] == ["change"]
-    assert again.primary.broker_config == {"loadBalancerDebugModeEnabled": "true"}
-    assert again.versions == exp.versions and again.hypothesis == exp.hypothesis
+    assert again.plan("change").method[0].broker_config == {"loadBalancerDebugModeEnabled": "true"}
+    assert again.versions == exp.versions and again.plan("change").model_dump() == exp.plan("change").model_dump()

@@ -1,0 +1,73 @@
+"""Checks on the VM containers and the host: agents keeping up (a steady-state condition), and
+the final checks of a bus outage — OOM kills, host I/O pressure, events lost uncounted."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Violation, register
+
+
+@register("condition")
+class AgentBufferEvents(Condition):
+    """Every VM's agent keeps up: its buffer holds at most `max` events (an agent that cannot
+    keep up with the bus up makes an outage result meaningless)."""
+    type: Literal["agent-buffer-events"] = "agent-buffer-events"
+    max: Annotated[int, Field(ge=0)] = 1000
+
+    def violations(self, sample: dict) -> list[Violation]:
+        out = []
+        for name, vm in sorted((sample.get("vms") or {}).items()):
+            size = (vm.get("agent") or {}).get("vector_buffer_size_events")
+            if size is None:
+                out.append(Violation("agent_buffer_events", None, self.max, subject=name, detail="agent metrics unavailable"))
+            elif size > self.max:
+                out.append(Violation("agent_buffer_events", size, self.max, subject=name))
+        return out
+
+
+@register("check")
+class OomKills(FinalCheck):
+    type: Literal["oom-kills"] = "oom-kills"
+    needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
+    max: Annotated[int, Field(ge=0)] = 0
+
+    def check(self, ctx) -> CheckResult:
+        killed = (ctx.record.get("workload") or {}).get("oom_killed")
+        if killed is None:
+            return CheckResult("oom-kills", "unknown", evidence="no VM accounting was recorded")
+        return CheckResult("oom-kills", "fail" if len(killed) > self.max else "pass", len(killed), self.max,
+                           evidence=f"{len(killed)} VM(s) OOM-killed" + (f": {', '.join(killed[:5])}" if killed else ""))
+
+
+@register("check")
+class HostIoPressure(FinalCheck):
+    type: Literal["host-io-psi"] = "host-io-psi"
+    max: Annotated[float, Field(ge=0, le=100)] = 25.0
+
+    def check(self, ctx) -> CheckResult:
+        peak = ((ctx.record.get("probes") or {}).get("host") or {}).get("host_peak", {}).get("io_some_avg10")
+        if peak is None:
+            return CheckResult("host-io-psi", "unknown", bound=self.max, evidence="no host PSI was sampled")
+        return CheckResult("host-io-psi", "fail" if peak > self.max else "pass", peak, self.max,
+                           evidence=f"host io PSI some avg10 peaked at {peak:.1f}")
+
+
+@register("check")
+class EventsLost(FinalCheck):
+    """Events generated but neither delivered, dropped by policy (counted) nor counted as failed."""
+    type: Literal["events-lost"] = "events-lost"
+    needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
+    max: Annotated[int, Field(ge=0)] = 0
+
+    def check(self, ctx) -> CheckResult:
+        totals = (ctx.record.get("workload") or {}).get("totals")
+        if not totals:
+            return CheckResult("events-lost", "unknown", evidence="no VM accounting was recorded")
+        lost = totals["lost"]
+        return CheckResult("events-lost", "fail" if lost > self.max else "pass", lost, self.max,
+                           evidence=f"{lost} events lost without being counted (generated {totals['generated']}, "
+                                    f"delivered {totals['delivered']}, dropped by policy {totals['dropped_by_policy']})",
+                           data=totals)

@@ -1,0 +1,204 @@
+"""Probes of the Pulsar cluster.
+
+- `pulsar-brokers` (key `brokers`): per broker, every period: /metrics (Pulsar's names) and the
+  operator's shallow check (/status.html); every `slow_period_secs`: Pulsar's health check,
+  version, loadManagerClassName, owned bundles, notable log lines (the incident's messages).
+- `pulsar-cluster` (key `cluster`): the extensible load manager's system topics (exist? owner?),
+  the proxy's /metrics, and a rotating sample of workload topics looked up (owned or not).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, PrivateAttr
+
+from chaoslab import http
+from chaoslab.lab import health
+from chaoslab.observe.metrics import scrape
+from chaoslab.spec.base import Panel, Probe, register
+
+BROKER_METRICS = (
+    "pulsar_broker_lookup_pending_requests",
+    "pulsar_broker_topic_load_pending_requests",
+    "pulsar_broker_lookup_answers_total",
+    "pulsar_broker_lookup_failures_total",
+    "pulsar_broker_lookup_redirects_total",
+    "pulsar_topic_load_failed_count",
+    "pulsar_broker_topics_count",
+    "pulsar_producers_count",
+    "pulsar_subscriptions_count",
+    "pulsar_sunit_state_chn_owned_su_total",
+    "pulsar_sunit_state_chn_owner_lookup_total",
+    "pulsar_sunit_state_chn_inactive_broker_cleanup_ops_total",
+    "pulsar_lb_unload_broker_breakdown_total",
+    "pulsar_lb_assign_broker_breakdown_total",
+)
+PROXY_METRICS = (
+    "pulsar_proxy_active_connections",
+    "pulsar_proxy_new_connections_total",
+    "pulsar_proxy_rejected_connections_total",
+    "pulsar_proxy_lookup_requests_total",
+    "pulsar_proxy_rejected_lookup_requests_total",
+    "pulsar_proxy_partitions_metadata_requests_total",
+    "pulsar_proxy_rejected_partitions_metadata_requests_total",
+)
+LOG_PATTERNS = {
+    "failed_to_wait_for_owner": re.compile(r"failed to wait for owner", re.I),
+    "owner_is_inactive": re.compile(r"is inactive", re.I),
+    "too_many_pending_lookups": re.compile(r"too many pending lookup", re.I),
+    "registry_already_closed": re.compile(r"registry already closed", re.I),
+    "failed_to_start_load_manager": re.compile(r"(failed to start|error starting).{0,80}load ?manager", re.I),
+    "failed_to_acquire_ownership": re.compile(r"Failed to acquire ownership", re.I),
+    "metadata_conflict": re.compile(r"BadVersion|ConflictException", re.I),
+    "failed_to_set_role": re.compile(r"failed to set the role", re.I),
+}
+SYSTEM_TOPICS = (
+    "non-persistent://pulsar/system/loadbalancer-broker-load-data",
+    "non-persistent://pulsar/system/loadbalancer-top-bundles-load-data",
+    "persistent://pulsar/system/loadbalancer-service-unit-state",
+)
+
+
+def topic_path(fqn: str) -> str:
+    domain, rest = fqn.split("://", 1)
+    return f"{domain}/{rest}"
+
+
+def lookup(url: str, fqn: str, timeout: float = 5) -> http.Response:
+    """An HTTP topic lookup that is not followed (a 307 names the owner: the topic is owned)."""
+    return http.get(f"{url}/lookup/v2/topic/{topic_path(fqn)}", timeout=timeout, follow_redirects=False)
+
+
+def owner_of(url: str, fqn: str, timeout: float = 5) -> str | None:
+    """The broker that owns a topic's bundle (host name), from a lookup that is not followed."""
+    resp = lookup(url, fqn, timeout)
+    if resp.status == 200:
+        data = resp.json(default={}) or {}
+        owner = data.get("brokerUrl") or data.get("httpUrl")
+    elif resp.status in (301, 302, 307):
+        owner = resp.headers.get("Location")
+    else:
+        owner = None
+    if not owner:
+        return None
+    return owner.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+@register("probe")
+class PulsarBrokers(Probe):
+    type: Literal["pulsar-brokers"] = "pulsar-brokers"
+    slow_period_secs: Annotated[float, Field(ge=1, le=600)] = 5.0
+    key: ClassVar[str] = "brokers"
+    _log_totals: dict = PrivateAttr(default_factory=dict)
+    _log_since: dict = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def panels(cls) -> list[Panel]:
+        def per_broker(field, metric=None):
+            def series(samples):
+                names = sorted({b for s in samples for b in (s.get("brokers") or {})})
+                return {b: [((s.get("brokers") or {}).get(b) or {}).get(field) if metric is None else
+                            ((((s.get("brokers") or {}).get(b) or {}).get("metrics") or {}).get(metric))
+                            for s in samples] for b in names}
+            return series
+        return [Panel("pulsar_broker_lookup_pending_requests per broker", "pending lookups",
+                      per_broker(None, "pulsar_broker_lookup_pending_requests")),
+                Panel("owned bundles per broker", "bundles", per_broker("owned_bundles"))]
+
+    def start(self, ctx) -> None:
+        for n in range(1, ctx.settings.brokers + 1):
+            self.loop(ctx, self._fast, self.period_secs, n)
+            self.loop(ctx, self._slow, self.slow_period_secs, n)
+
+    def _fast(self, ctx, n: int) -> None:
+        url = ctx.lab.broker_admin_url(n)
+        metrics = scrape(f"{url}/metrics/", BROKER_METRICS)
+        shallow = health.shallow(url, timeout=2)
+        self.update({"metrics": metrics, "metrics_ok": metrics is not None, "shallow_ok": shallow.ok}, under=f"broker-{n}")
+
+    def _slow(self, ctx, n: int) -> None:
+        name, url = f"broker-{n}", ctx.lab.broker_admin_url(n)
+        functional = health.functional(url, timeout=10)
+        version = http.get_json(f"{url}/admin/v2/brokers/version", timeout=5)
+        runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime", timeout=5)
+        owned = http.get_json(f"{url}/admin/v2/brokers/{ctx.settings.cluster}/{name}:8080/ownedNamespaces", timeout=5)
+        self.update({"functional_ok": functional.ok,
+                     "functional_detail": None if functional.ok else functional.detail[:160],
+                     "version": version if isinstance(version, str) else None,
+                     "loadManagerClassName": runtime.get("loadManagerClassName") if isinstance(runtime, dict) else None,
+                     "owned_bundles": len(owned) if isinstance(owned, dict) else None,
+                     "log_counts": self._count_logs(ctx, name)}, under=name)
+
+    def _count_logs(self, ctx, service: str) -> dict[str, int]:
+        totals = self._log_totals.setdefault(service, {k: 0 for k in LOG_PATTERNS})
+        containers = ctx.lab.containers(service)
+        if not containers:
+            return dict(totals)
+        container = containers[0]
+        since = self._log_since.get(container.id)
+        until = int(time.time())
+        try:
+            raw = container.logs(since=since, until=until) if since else container.logs(until=until)
+        except Exception:
+            return dict(totals)
+        self._log_since[container.id] = until
+        for line in raw.decode(errors="replace").splitlines():
+            for pattern_name, pattern in LOG_PATTERNS.items():
+                if pattern.search(line):
+                    totals[pattern_name] += 1
+        return dict(totals)
+
+
+@register("probe")
+class PulsarCluster(Probe):
+    type: Literal["pulsar-cluster"] = "pulsar-cluster"
+    period_secs: Annotated[float, Field(ge=0.5, le=600)] = 5.0
+    lookup_sample: Annotated[int, Field(ge=0, le=1000, description="workload topics looked up per period")] = 10
+    key: ClassVar[str] = "cluster"
+
+    @classmethod
+    def panels(cls) -> list[Panel]:
+        def system_topics(samples):
+            names = sorted({t for s in samples for t in (((s.get("cluster") or {}).get("system_topics") or {}).get("exists") or {})})
+            out = {}
+            for i, t in enumerate(names):
+                vals = [(((s.get("cluster") or {}).get("system_topics") or {}).get("exists") or {}).get(t) for s in samples]
+                out[t.split("/")[-1]] = [None if v is None else int(v) + i * 0.04 for v in vals]
+            return out
+
+        def unowned(samples):
+            return {"unowned of sampled": [((s.get("cluster") or {}).get("ownership") or {}).get("unowned") for s in samples]}
+        return [Panel("extensible load manager system topics (1 = exists)", "exists", system_topics, (-0.2, 1.3)),
+                Panel("sampled workload topics without an owner", "topics", unowned)]
+
+    def _any_broker_url(self, ctx) -> str:
+        brokers = (ctx.probe("brokers").latest() if ctx.probe("brokers") else {})
+        for n in range(1, ctx.settings.brokers + 1):
+            if brokers.get(f"broker-{n}", {}).get("shallow_ok"):
+                return ctx.lab.broker_admin_url(n)
+        return ctx.lab.broker_admin_url(1)
+
+    def collect(self, ctx) -> dict:
+        url = self._any_broker_url(ctx)
+        # Listing (not stats) so that looking never creates a topic: a non-persistent topic is
+        # created on demand when something asks for it.
+        listed: dict[str, list | None] = {}
+        for domain in ("persistent", "non-persistent"):
+            got = http.get_json(f"{url}/admin/v2/{domain}/pulsar/system?includeSystemTopic=true", timeout=5)
+            listed[domain] = got if isinstance(got, list) else None
+        exists = {}
+        for fqn in SYSTEM_TOPICS:
+            names = listed[fqn.split("://")[0]]
+            exists[fqn] = None if names is None else any(n == fqn or n.startswith(fqn + "-partition-") for n in names)
+        out = {"system_topics": {"exists": exists, "owner": {t: owner_of(url, t) for t, e in exists.items() if e}},
+               "proxy": {"metrics": scrape(f"{ctx.lab.proxy_admin_url}/metrics/", PROXY_METRICS)}}
+        topics = ctx.workload.sample_topics() if hasattr(ctx.workload, "sample_topics") else []
+        if topics and self.lookup_sample:
+            start = int(time.time() / self.period_secs) * self.lookup_sample
+            sample = [topics[(start + i) % len(topics)] for i in range(min(self.lookup_sample, len(topics)))]
+            unowned = [t for t in sample if lookup(url, t).status not in (200, 307)]
+            out["ownership"] = {"sampled": len(sample), "unowned": len(unowned), "unowned_sample": unowned[:3]}
+        return out

@@ -1,0 +1,115 @@
+"""Probes of the VM containers and of the host they share (the incident's hypervisor).
+
+- `vm-agents` (key `vms`): per VM container, its cgroup's own files (memory.usage_in_bytes,
+  failcnt, oom_kill, pgmajfault, blkio, throttling) and its agent's Vector buffer metrics.
+- `host` (key `host`): /proc/pressure/{memory,io,cpu}, /proc/vmstat, disk bytes, load, tasks in
+  D state (and the longest).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import PrivateAttr
+
+from chaoslab.observe import cgroups, host
+from chaoslab.spec.base import Panel, Probe, rate, register
+from chaoslab.workload.vm_agents import scrape_agent
+
+
+def _peaks(into: dict, values: dict) -> None:
+    for k, v in values.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            into[k] = max(into.get(k, v), v)
+
+
+@register("probe")
+class VmAgentsProbe(Probe):
+    type: Literal["vm-agents"] = "vm-agents"
+    key: ClassVar[str] = "vms"
+    needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
+    _peak: dict = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def panels(cls) -> list[Panel]:
+        def per_vm(part, key, scale=1.0):
+            def series(samples):
+                names = sorted({n for s in samples for n in (s.get("vms") or {})})
+                out = {}
+                for n in names:
+                    vals = []
+                    for s in samples:
+                        vm = (s.get("vms") or {}).get(n) or {}
+                        v = (vm.get(part) or {}).get(key) if vm.get("alive", True) else None
+                        vals.append(v * scale if isinstance(v, (int, float)) else None)
+                    out[n] = vals
+                return out
+            return series
+
+        def faults(samples):
+            total = [sum(((vm.get("cgroup") or {}).get("total_pgmajfault") or 0) for vm in (s.get("vms") or {}).values())
+                     for s in samples]
+            return {"pgmajfault/s (group)": rate(total)}
+        return [Panel("memory.usage_in_bytes per VM", "MiB", per_vm("cgroup", "memory.usage_in_bytes", 1 / 2**20)),
+                Panel("agent buffer: vector_buffer_size_events per VM", "events", per_vm("agent", "vector_buffer_size_events")),
+                Panel("major page faults of the group's VMs", "faults/s", faults)]
+
+    def collect(self, ctx) -> dict:
+        prev = self.latest()
+        out = {}
+        for c in ctx.workload.containers:
+            cg = cgroups.container_figures(c.id)
+            ip = ctx.workload.ip(c)
+            agent = scrape_agent(ip) if ip else None
+            out[c.name] = {"cgroup": cg or (prev.get(c.name) or {}).get("cgroup"),
+                           "agent": agent or (prev.get(c.name) or {}).get("agent"), "alive": cg is not None}
+            _peaks(self._peak.setdefault(c.name, {}), {**(cg or {}), **(agent or {})})
+        with self._lock:
+            self._latest = out
+        return None
+
+    def summary(self) -> dict:
+        peak = self._peak
+        return {"per_vm_peak": peak,
+                "vm_memory_max_mib": round(max((p.get("memory.usage_in_bytes") or 0 for p in peak.values()), default=0) / 2**20, 1),
+                "agent_buffer_events_max": max((p.get("vector_buffer_size_events") or 0 for p in peak.values()), default=0)}
+
+
+@register("probe")
+class HostProbe(Probe):
+    type: Literal["host"] = "host"
+    key: ClassVar[str] = "host"
+    _d_state: host.DStateTracker = PrivateAttr(default_factory=host.DStateTracker)
+    _peak: dict = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def panels(cls) -> list[Panel]:
+        def psi(samples):
+            out = {}
+            for key, label in (("psi_memory", "memory some"), ("psi_io", "io some"), ("psi_cpu", "cpu some")):
+                out[label] = [((s.get("host") or {}).get(key) or {}).get("some_avg10") for s in samples]
+            out["memory full"] = [((s.get("host") or {}).get("psi_memory") or {}).get("full_avg10") for s in samples]
+            return out
+
+        def reads(samples):
+            vals = [(s.get("host") or {}).get("disk_read_bytes") for s in samples]
+            return {"host disk read MiB/s": [None if v is None else v / 2**20 for v in rate(vals)]}
+
+        def d_state(samples):
+            return {"tasks in D state": [(s.get("host") or {}).get("d_state_tasks") for s in samples]}
+        return [Panel("host pressure (/proc/pressure, avg10)", "%", psi),
+                Panel("host disk reads", "MiB/s", reads),
+                Panel("host tasks in uninterruptible sleep", "tasks", d_state)]
+
+    def collect(self, ctx) -> dict:
+        hs = host.host_sample(self._d_state)
+        _peaks(self._peak, {"io_some_avg10": (hs["psi_io"] or {}).get("some_avg10"),
+                            "memory_some_avg10": (hs["psi_memory"] or {}).get("some_avg10"),
+                            "memory_full_avg10": (hs["psi_memory"] or {}).get("full_avg10"),
+                            "d_state_longest_secs": hs["d_state_longest_secs"], "d_state_tasks": hs["d_state_tasks"]})
+        with self._lock:
+            self._latest = hs
+        return None
+
+    def summary(self) -> dict:
+        return {"host_peak": dict(self._peak)}

@@ -1,0 +1,145 @@
+"""What a running variant shares with its steps, probes, checks and workload (RunContext), how
+violations are tracked over time (Tracker), and the one result type every variant produces."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chaoslab.run.wait import sleep_unless
+
+if TYPE_CHECKING:
+    from chaoslab.lab.cluster import Lab
+    from chaoslab.run.journal import Journal
+    from chaoslab.spec.experiment import Experiment, Plan, Variant
+
+
+class Interrupted(Exception):
+    """Ctrl-C / SIGTERM reached the run."""
+
+
+@dataclass
+class Tracker:
+    """Per-second violations -> the KPIs: first violation (detection), a violation longer than
+    the tolerance (abort), the hypothesis holding again (resolution)."""
+    tolerance_secs: float
+    first_violation_t: float | None = None
+    current_since: float | None = None
+    longest_secs: float = 0.0
+    violated_seconds: int = 0
+    first_violations: list[dict] = field(default_factory=list)
+    resolved_t: float | None = None
+    ok_since: float | None = None
+
+    def update(self, t: float, violations: list[dict]) -> bool:
+        """Feed one sample; True when the ongoing violation exceeds the tolerance."""
+        if violations:
+            self.ok_since = None
+            self.violated_seconds += 1
+            if self.first_violation_t is None:
+                self.first_violation_t = t
+                self.first_violations = violations
+            if self.current_since is None:
+                self.current_since = t
+                self.resolved_t = None
+            self.longest_secs = max(self.longest_secs, t - self.current_since)
+            return t - self.current_since > self.tolerance_secs
+        if self.current_since is not None:
+            self.resolved_t = t
+        self.current_since = None
+        self.ok_since = self.ok_since or t
+        return False
+
+    @property
+    def exceeded(self) -> bool:
+        return self.longest_secs > self.tolerance_secs
+
+    def held_for(self, now: float) -> float:
+        return now - self.ok_since if self.ok_since is not None else 0.0
+
+
+@dataclass
+class VariantResult:
+    """The one result type: every experiment's variants produce this."""
+    name: str
+    role: str
+    description: str
+    params: dict
+    verdict: str = "ERROR"                 # PASS | FAIL | ERROR | INTERRUPTED
+    reasons: list[str] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)       # step-end records, in order
+    aborted: bool = False
+    abort_reason: str | None = None
+    undone: list[dict] = field(default_factory=list)      # what the rollback undid
+    rollbacks: list[dict] = field(default_factory=list)   # declared rollback steps
+    checks: list[dict] = field(default_factory=list)      # final checks
+    workload: dict = field(default_factory=dict)          # the workload's accounting
+    probes: dict = field(default_factory=dict)            # probe summaries (peaks, totals)
+    kpis: dict = field(default_factory=dict)
+    longest_violation_secs: float = 0.0
+    violated_seconds: int = 0
+    first_violations: list[dict] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+
+class RunContext:
+    def __init__(self, lab: "Lab", journal: "Journal", run_dir: Path, experiment: "Experiment",
+                 variant: "Variant", plan: "Plan", interrupted: threading.Event, log=print):
+        self.lab = lab
+        self.settings = lab.settings
+        self.journal = journal
+        self.run_dir = Path(run_dir)
+        self.experiment = experiment
+        self.variant = variant
+        self.plan = plan
+        self.log = log
+        self.interrupted = interrupted
+        self.workload = plan.workload
+        self.probes = {p.key: p for p in plan.probes}
+        self.phase = "start"
+        self.running_steps: list[str] = []
+        self.abort_reason: str | None = None
+        self.abort_t: float | None = None
+        self.aborted = threading.Event()
+        self.step_threads: list[threading.Thread] = []
+        self.record: dict = {}      # what final checks read: the workload's accounting, probe summaries
+        self.tracker = Tracker(plan.steady_state.tolerance_secs)
+        self.last_sample: dict = {}
+        self.started = time.time()
+
+    # -- journal -------------------------------------------------------------------------------
+    def event(self, name: str, **fields) -> dict:
+        return self.journal.event(name, **fields)
+
+    # -- releases --------------------------------------------------------------------------------
+    def release(self, name: str) -> str:
+        """A Pulsar release number from X.Y.Z or from/to/fixed (the experiment's `versions`)."""
+        return self.experiment.release(name)
+
+    # -- stopping ----------------------------------------------------------------------------------
+    def check_interrupt(self) -> None:
+        if self.interrupted.is_set():
+            raise Interrupted()
+
+    def should_stop(self) -> bool:
+        """For steps' waits: give up when the run aborts or is interrupted."""
+        return self.aborted.is_set() or self.interrupted.is_set()
+
+    def abort(self, reason: str) -> None:
+        if not self.aborted.is_set():
+            self.abort_reason = reason
+            self.abort_t = time.time()
+            self.aborted.set()
+
+    def watch(self, secs: float) -> bool:
+        """Let `secs` pass while the hypothesis is checked; False if the run aborted meanwhile."""
+        done = sleep_unless(secs, self.should_stop)
+        self.check_interrupt()
+        return done and not self.aborted.is_set()
+
+    def probe(self, key: str) -> Any:
+        return self.probes.get(key)

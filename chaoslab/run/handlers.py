@@ -1,0 +1,91 @@
+"""Run handlers shipped with chaoslab. `ConsoleProgress` shows a run as it happens: on a
+terminal a live panel (variant, phase, running steps, elapsed, hypothesis state, per-broker or
+per-VM health) with each event printed above it; elsewhere (CI, a pipe) one line per event and a
+status line every 30 s."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from chaoslab.report import describe
+
+SHOWN = {"variant-start", "lab-up", "steady-state-held", "no-steady-state", "step-start", "step-end", "abort",
+         "rollback-start", "undo-end", "rollback-done", "variant-end", "interrupted", "lab-error", "steps-skipped",
+         "agents-shipping", "final-health"}
+
+
+class ConsoleProgress:
+    def __init__(self, console: Console, status_every_secs: float = 30):
+        self.console = console
+        self.live: Live | None = None
+        self.last: dict = {}
+        self.variant = "-"
+        self.started = time.time()
+        self.status_every = status_every_secs
+        self._last_status = 0.0
+        if console.is_terminal:
+            self.live = Live(self._panel(), console=console, refresh_per_second=2, transient=True)
+            self.live.start()
+
+    def on_event(self, e: dict) -> None:
+        if e.get("type") == "run-end" and self.live:
+            self.live.stop()
+            self.live = None
+        if e.get("type") != "event" or e.get("name") not in SHOWN:
+            return
+        if e.get("name") == "variant-start":
+            self.variant = e.get("variant", "-")
+        line = f"[{time.strftime('%H:%M:%S', time.localtime(e['t']))}] {e.get('variant', '')} {describe(e)}"
+        self.console.print(line[:220], highlight=False, markup=False)
+
+    def on_sample(self, s: dict) -> None:
+        self.last = s
+        if self.live:
+            self.live.update(self._panel())
+        elif time.time() - self._last_status >= self.status_every:
+            self._last_status = time.time()
+            self.console.print(self._status_line(), highlight=False, markup=False)
+
+    def _hypothesis(self) -> str:
+        v = self.last.get("violations") or []
+        if not self.last:
+            return "-"
+        if not v:
+            return "holds"
+        first = v[0]
+        subject = f"[{first['subject']}]" if first.get("subject") else ""
+        return f"VIOLATED ({len(v)}): {first['name']}{subject}={first['value']} vs {first['bound']}"
+
+    def _health(self) -> str:
+        brokers = self.last.get("brokers") or {}
+        if brokers:
+            def view(v):
+                return "?" if v is None else "ok" if v else "FAIL"
+            return "  ".join(f"{n}:{view(b.get('shallow_ok'))}/{view(b.get('functional_ok'))}" for n, b in sorted(brokers.items()))
+        vms = self.last.get("vms") or {}
+        if vms:
+            alive = sum(1 for x in vms.values() if x.get("alive"))
+            buf = max(((x.get("agent") or {}).get("vector_buffer_size_events") or 0) for x in vms.values())
+            mem = max(((x.get("cgroup") or {}).get("memory.usage_in_bytes") or 0) for x in vms.values()) / 2**20
+            return f"VMs alive {alive}/{len(vms)}, max buffer {buf:.0f} events, max memory {mem:.0f} MiB"
+        return "-"
+
+    def _status_line(self) -> str:
+        return (f"  {self.variant} | {self.last.get('phase', '-')} | steps {','.join(self.last.get('steps') or []) or '-'} | "
+                f"{time.time() - self.started:.0f} s | hypothesis {self._hypothesis()} | {self._health()}")
+
+    def _panel(self) -> Table:
+        t = Table.grid(padding=(0, 2))
+        t.add_column(style="bold")
+        t.add_column()
+        t.add_row("variant", self.variant)
+        t.add_row("phase", str(self.last.get("phase", "-")))
+        t.add_row("steps", ", ".join(self.last.get("steps") or []) or "-")
+        t.add_row("elapsed", f"{time.time() - self.started:.0f} s")
+        t.add_row("hypothesis", self._hypothesis())
+        t.add_row("health", self._health() + "  (shallow/functional)" if self.last.get("brokers") else self._health())
+        return t

@@ -1,0 +1,81 @@
+"""The run's journal: one JSON object per line, flushed as it is written, and the bus that run
+handlers listen on.
+
+Samples (every second), events (step-start/step-end, decisions, evidence), checks and the verdict
+all go here; the report is built from this file alone, and a runner killed with SIGKILL leaves it
+readable up to the last line. Every record is also handed to the run handlers (console progress,
+monitors, ...): a handler that raises is logged once in the journal and never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+
+class RunHandler(Protocol):
+    def on_sample(self, sample: dict) -> None: ...
+    def on_event(self, event: dict) -> None: ...
+
+
+class Journal:
+    def __init__(self, path: Path, handlers: list | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+        self._last_sync = time.monotonic()
+        self.handlers: list = list(handlers or [])
+        self._failed_handlers: set[int] = set()
+        self.context: dict = {}   # fields added to every record (e.g. the variant being run)
+
+    def write(self, type_: str, **fields) -> dict:
+        record = {"t": round(time.time(), 3), "type": type_, **self.context, **fields}
+        line = json.dumps(record, default=str)
+        with self._lock:
+            if self._fh.closed:
+                return record
+            self._fh.write(line + "\n")
+            if time.monotonic() - self._last_sync > 2:
+                os.fsync(self._fh.fileno())
+                self._last_sync = time.monotonic()
+        self._dispatch(record)
+        return record
+
+    def event(self, name: str, **fields) -> dict:
+        return self.write("event", name=name, **fields)
+
+    def _dispatch(self, record: dict) -> None:
+        for handler in list(self.handlers):
+            try:
+                if record["type"] == "sample":
+                    handler.on_sample(record)
+                else:
+                    handler.on_event(record)
+            except Exception as exc:  # a failing handler is logged, never fatal
+                if id(handler) not in self._failed_handlers:
+                    self._failed_handlers.add(id(handler))
+                    self.write("handler-error", handler=type(handler).__name__, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+
+
+def read(path: Path) -> list[dict]:
+    """Every complete line; a torn last line (runner killed mid-write) is skipped."""
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records

@@ -1,0 +1,482 @@
+"""The one runner. For each variant, one phase loop:
+
+    lab -> workload -> probes -> steady state -> method (the hypothesis checked every second;
+    abort when violated longer than the tolerance, or when a step fails) -> rollback (undo
+    what was applied, newest first; declared rollback steps after an abort) -> after ->
+    final checks -> verdict
+
+Everything goes into runs/<id>/journal.jsonl as it happens (step-start/step-end for every step);
+the report is built from that journal. The run's verdict is the primary variant's (or, when only
+some variants were asked for, the worst of those run).
+
+Exit codes: 0 PASS, 1 FAIL, 2 the lab itself failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import psutil
+
+from chaoslab.errors import LabError
+from chaoslab.lab import vms
+from chaoslab.lab.cluster import Lab
+from chaoslab.lab.lock import LabLock
+from chaoslab.run.context import Interrupted, RunContext, Tracker, VariantResult
+from chaoslab.run.journal import Journal
+from chaoslab.run.wait import sleep_unless, wait_until
+from chaoslab.settings import RUNS_DIR, LabSettings
+from chaoslab.spec.base import CheckResult, Violation
+from chaoslab.spec.experiment import Experiment, Variant, source
+from chaoslab.workload import clientlog
+
+
+def host_facts() -> dict:
+    return {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "kernel": platform.release(), "python": platform.python_version(), "machine": platform.machine()}
+
+
+def violation_text(v: dict) -> str:
+    return Violation(**v).text()
+
+
+VERDICTS = {0: "PASS", 1: "FAIL", 130: "INTERRUPTED"}
+
+
+class Sampler:
+    """Once a second: every probe's latest figures -> one sample; the steady-state conditions ->
+    violations; the tracker -> abort when violated longer than the tolerance; the journal."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self.started = time.time()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        ctx, ss = self.ctx, self.ctx.plan.steady_state
+        while not self._stop.wait(1.0):
+            sample = {"phase": ctx.phase, "steps": list(ctx.running_steps),
+                      "elapsed": round(time.time() - self.started, 1)}
+            for key, probe in ctx.probes.items():
+                sample[key] = probe.latest()
+            violations, errors = [], {}
+            for cond in ss.conditions:
+                try:
+                    violations += cond.violations(sample)
+                except Exception as exc:  # a broken condition is recorded, never fatal
+                    errors[cond.type] = f"{type(exc).__name__}: {exc}"[:200]
+            found = [v.as_dict() for v in violations]
+            # while the workload is being stopped, what clients do no longer says anything
+            exceeded = ctx.phase != "finish" and ctx.tracker.update(time.time(), found)
+            if exceeded and ctx.phase == "method" and ss.abort_on_violation:
+                ctx.abort(f"hypothesis violated for more than {ss.tolerance_secs:.0f} s: "
+                          + "; ".join(v.text() for v in violations[:3]))
+            if errors:
+                sample["condition_errors"] = errors
+            ctx.last_sample = sample
+            ctx.journal.write("sample", violations=found, **sample)
+
+
+class Runner:
+    def __init__(self, experiment: Experiment, run_dir: Path | None = None, keep: bool = False,
+                 variants: list[str] | None = None, log=print, settings: LabSettings | None = None,
+                 handlers: list | None = None):
+        self.exp = experiment
+        self.run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{experiment.name}"
+        self.run_dir = Path(run_dir or RUNS_DIR / self.run_id)
+        self.keep = keep
+        self.log = log
+        self.only = variants
+        base = settings or LabSettings.from_env()
+        self.settings = LabSettings(**{**base.__dict__, "pulsar_from": experiment.versions.from_,
+                                       "pulsar_to": experiment.versions.to})
+        self.lab = Lab(self.settings, log=log)
+        self.handlers = list(handlers or [])
+        self.journal: Journal | None = None
+        self.results: list[VariantResult] = []
+        self.interrupted = threading.Event()
+        self.selected = self._select()
+
+    # -- which variants ----------------------------------------------------------------------------
+    def _select(self) -> list[Variant]:
+        if not self.only:
+            return list(self.exp.variants)
+        return [self.exp.variant(name) for name in dict.fromkeys(self.only)]
+
+    def exit_code(self) -> int:
+        if not self.results:
+            return 2
+        primary = next((r for r in self.results if r.role == "primary"), None)
+        decisive = [primary] if primary else self.results
+        verdicts = {r.verdict for r in decisive}
+        if "INTERRUPTED" in verdicts:
+            return 130
+        if "ERROR" in verdicts:
+            return 2
+        return 1 if "FAIL" in verdicts else 0
+
+    # -- the run -------------------------------------------------------------------------------------
+    def run(self) -> int:
+        with LabLock(self.settings.project):
+            return self._run()
+
+    def _run(self) -> int:
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise LabError(f"run folder {self.run_dir} already holds a run: choose another --out")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "experiment.yaml").write_text(source(self.exp))
+        self.journal = Journal(self.run_dir / "journal.jsonl", self.handlers)
+        clientlog.to_file(self.run_dir / "pulsar-client.log")
+        self.journal.write("run-start", run_id=self.run_id, experiment=self.exp.name, seed=self.exp.seed,
+                           versions=self.exp.versions.model_dump(by_alias=True), host=host_facts(),
+                           variants=[v.name for v in self.selected])
+        self.write_manifest()
+        code = 2
+        try:
+            self.lab.build_images(self.releases())
+            self.write_manifest(images=True)
+            for i, variant in enumerate(self.selected):
+                self.results.append(self.run_variant(variant, first=i == 0))
+                self.save_results()
+            code = self.exit_code()
+        except (KeyboardInterrupt, Interrupted):
+            self.interrupted.set()
+            self.journal.context = {}
+            self.journal.event("interrupted")
+            code = 130
+            self.log("interrupted: rolled back what was changed; " +
+                     ("the lab is left running (--keep)" if self.keep else "removing the lab"))
+        except LabError as exc:
+            self.journal.context = {}
+            self.journal.event("lab-error", error=str(exc))
+            self.log(f"lab error: {exc}")
+            code = 2
+        finally:
+            self.journal.context = {}
+            self.save_results()
+            try:
+                vms.remove_groups(self.lab)
+                if not self.keep:
+                    self.lab.down()
+            except Exception:
+                pass
+            self.journal.write("run-end", exit_code=code, verdict=VERDICTS.get(code, "ERROR"))
+            self.journal.close()
+            try:
+                from chaoslab.report import build_report
+                build_report(self.run_dir)
+            except Exception as exc:  # the journal is the record; a report bug must not hide it
+                self.log(f"report could not be built: {exc}")
+        return code
+
+    def releases(self) -> list[str]:
+        out = [self.exp.versions.from_]
+        for v in self.selected:
+            plan = self.exp.plan(v)
+            for item in [*plan.steps(), plan.workload]:
+                out += [self.exp.release(r) for r in item.pulsar_releases()]
+        return list(dict.fromkeys(out))
+
+    # -- one variant -----------------------------------------------------------------------------------
+    def run_variant(self, variant: Variant, first: bool) -> VariantResult:
+        plan = self.exp.plan(variant)
+        j = self.journal
+        j.context = {"variant": variant.name}
+        ctx = RunContext(self.lab, j, self.run_dir, self.exp, variant, plan, self.interrupted, self.log)
+        result = VariantResult(variant.name, variant.role, variant.description, dict(variant.params), started=time.time())
+        j.event("variant-start", role=variant.role, description=variant.description, params=variant.params)
+        if plan.lab.fresh == "per-variant" or first:
+            self.log(f"[{variant.name}] fresh lab on Pulsar {self.exp.versions.from_} ...")
+            self.lab.down()
+            ctx.phase = "lab"
+            secs = self.lab.up(pico=plan.lab.pico_vms, nano=plan.lab.nano_vms, broker_config=plan.lab.broker_config,
+                               proxy_config=plan.lab.proxy_config, fresh=True)
+            j.event("lab-up", secs=round(secs, 1), broker_config=plan.lab.broker_config,
+                    proxy_config=plan.lab.proxy_config, scale_model=plan.lab.scale_model.model_dump())
+        sampler = Sampler(ctx)
+        applied: list = []
+        try:
+            ctx.phase = "workload"
+            plan.workload.start(ctx)
+            for probe in plan.probes:
+                probe.start(ctx)
+            sampler.start()
+            # 1. the steady state, before anything is changed
+            ctx.phase = "steady"
+            ss = plan.steady_state
+            held = wait_until(lambda: ctx.tracker.held_for(time.time()) >= ss.hold_secs,
+                              ss.hold_secs + ss.grace_secs, interval=0.5, stop=self.interrupted.is_set)
+            ctx.check_interrupt()
+            if not held.ok:
+                firsts = [violation_text(v) for v in ctx.tracker.first_violations[:3]]
+                result.reasons.append(f"steady state never held for {ss.hold_secs:.0f} s before the method "
+                                      f"(first violations: {'; '.join(firsts)})")
+                j.event("no-steady-state", violations=ctx.tracker.first_violations)
+                return self._finish(ctx, result, sampler, verdict="ERROR")
+            j.event("steady-state-held", secs=ss.hold_secs)
+            # 2. the method, watched
+            ctx.tracker = Tracker(ss.tolerance_secs)
+            ctx.phase = "method"
+            result.kpis["injection_t"] = time.time()
+            self._method(ctx, result, applied)
+            # 3. rollback: undo what was applied; declared rollback steps after an abort
+            self._roll_back(ctx, result, applied)
+            # 4. after
+            ctx.phase = "after"
+            self._after(ctx)
+            return self._finish(ctx, result, sampler)
+        except BaseException as exc:
+            interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
+            if interrupted:
+                self.interrupted.set()
+            ctx.abort("interrupted" if interrupted else f"lab error: {exc}")
+            for t in ctx.step_threads:
+                t.join(60)
+            if interrupted and applied and ctx.phase in ("method", "rollback"):
+                # the declared rollback runs on Ctrl-C / SIGTERM too; a second Ctrl-C skips it
+                j.event("interrupted", during=ctx.phase, applied=[s.id for s in applied])
+                try:
+                    self._undo(ctx, result, [s for s in applied if s.undo_when != "never"])
+                except BaseException:
+                    j.event("rollback-skipped", reason="interrupted again")
+            result.verdict = "INTERRUPTED" if interrupted else "ERROR"
+            result.reasons.append("interrupted" if interrupted else f"lab error: {exc}")
+            result.ended = time.time()
+            self.results.append(result)
+            sampler.stop()
+            for probe in plan.probes:
+                probe.stop()
+            try:
+                plan.workload.close(ctx)
+            except Exception:
+                pass
+            raise
+
+    def _method(self, ctx: RunContext, result: VariantResult, applied: list) -> None:
+        """Start each step when its turn comes (after the previous step, or after the step it
+        names, plus delay_secs; or at at_secs from the method's start); stop starting steps once
+        the run aborts."""
+        steps = ctx.plan.method
+        began = time.time()
+        ended: dict[str, float] = {}
+        pending = list(steps)
+        threads: dict[str, threading.Thread] = {}
+        errors: list[BaseException] = []
+        ctx.step_threads = []
+        previous = {s.id: (steps[i - 1].id if i else None) for i, s in enumerate(steps)}
+
+        def run_one(step):
+            try:
+                out = self._run_step(ctx, step, result, applied)
+                if not out.get("ok", True) and step.ok_required:
+                    ctx.abort(f"step {step.id} did not succeed: {out.get('error') or out}")
+            except BaseException as exc:  # LabError and the like: the lab failed, not the step
+                errors.append(exc)
+                ctx.abort(f"step {step.id}: {exc}")
+            finally:
+                ended[step.id] = time.time()
+
+        while pending or any(t.is_alive() for t in threads.values()):
+            ctx.check_interrupt()
+            if errors:
+                raise errors[0]
+            if ctx.aborted.is_set() and pending:
+                ctx.event("steps-skipped", steps=[s.id for s in pending], reason=ctx.abort_reason)
+                pending = []
+            now = time.time()
+            for step in list(pending):
+                dep = step.after or (None if step.at_secs is not None else previous[step.id])
+                if dep is not None and dep not in ended:
+                    continue
+                if step.at_secs is not None and now < began + step.at_secs:
+                    continue
+                if now < ended.get(dep, began) + step.delay_secs:
+                    continue
+                pending.remove(step)
+                t = threading.Thread(target=run_one, args=(step,), name=f"step-{step.id}", daemon=True)
+                threads[step.id] = t
+                ctx.step_threads.append(t)
+                t.start()
+            time.sleep(0.25)
+        if errors:
+            raise errors[0]
+        if ctx.aborted.is_set():
+            result.aborted, result.abort_reason = True, ctx.abort_reason
+            result.kpis["decision_t"] = ctx.abort_t
+
+    def _run_step(self, ctx: RunContext, step, result: VariantResult, into: list | None) -> dict:
+        spec = step.model_dump(exclude={"id", "type"}, exclude_defaults=True)
+        ctx.running_steps.append(step.id)
+        started = time.time()
+        ctx.event("step-start", step=step.id, step_type=step.type, band=step.band(), spec=spec)
+        if into is not None:
+            into.append(step)
+        try:
+            out = step.run(ctx) or {}
+        except (LabError, KeyboardInterrupt, Interrupted):
+            ctx.running_steps.remove(step.id)
+            ctx.event("step-end", step=step.id, step_type=step.type, ok=False, secs=round(time.time() - started, 1),
+                      result={"error": "the lab failed or the run was interrupted during this step"})
+            raise
+        except Exception as exc:
+            out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        out.setdefault("ok", True)
+        secs = round(time.time() - started, 1)
+        ctx.running_steps.remove(step.id)
+        ctx.event("step-end", step=step.id, step_type=step.type, ok=out["ok"], secs=secs, result=out)
+        record = {"id": step.id, "type": step.type, "secs": secs, "started": started, **out}
+        (result.steps if into is not None else result.rollbacks).append(record)
+        return out
+
+    def _undo(self, ctx: RunContext, result: VariantResult, steps: list) -> None:
+        if not steps:
+            return
+        ctx.phase = "rollback"
+        ctx.event("rollback-start", steps=[s.id for s in reversed(steps)])
+        for step in reversed(steps):
+            ctx.event("undo-start", step=step.id, step_type=step.type)
+            started = time.time()
+            try:
+                out = step.undo(ctx)
+            except (LabError, KeyboardInterrupt, Interrupted):
+                raise
+            except Exception as exc:
+                out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            secs = round(time.time() - started, 1)
+            ctx.event("undo-end", step=step.id, step_type=step.type, secs=secs, result=out)
+            if out is not None:
+                result.undone.append({"step": step.id, "type": step.type, "secs": secs, **out})
+        ctx.event("rollback-done", undone=[u["step"] for u in result.undone])
+
+    def _roll_back(self, ctx: RunContext, result: VariantResult, applied: list) -> None:
+        aborted = ctx.aborted.is_set()
+        if aborted:
+            ctx.event("abort", reason=ctx.abort_reason)
+            self.log(f"[{ctx.variant.name}] abort: {ctx.abort_reason} -> rollback")
+        due = [s for s in applied if s.undo_when == "at-end" or (aborted and s.undo_when == "on-abort")]
+        self._undo(ctx, result, due)
+        if aborted and ctx.plan.rollbacks:
+            ctx.phase = "recovery"
+            for step in ctx.plan.rollbacks:
+                ctx.check_interrupt()
+                self._run_step(ctx, step, result, None)
+
+    def _after(self, ctx: RunContext) -> None:
+        after = ctx.plan.after
+        if after.until_held_secs is None:
+            sleep_unless(after.secs, self.interrupted.is_set)
+        else:
+            wait_until(lambda: ctx.tracker.held_for(time.time()) >= after.until_held_secs, after.secs,
+                       interval=0.5, stop=self.interrupted.is_set)
+        ctx.check_interrupt()
+
+    def _finish(self, ctx: RunContext, result: VariantResult, sampler: Sampler, verdict: str | None = None) -> VariantResult:
+        plan, j = ctx.plan, self.journal
+        ctx.phase = "finish"
+        workload = plan.workload.stop(ctx)
+        sampler.stop()
+        for probe in plan.probes:
+            probe.stop()
+        ctx.record = {"workload": workload, "probes": {p.key: p.summary() for p in plan.probes}}
+        result.workload, result.probes = workload, ctx.record["probes"]
+        tr = ctx.tracker
+        result.longest_violation_secs = round(tr.longest_secs, 1)
+        result.violated_seconds = tr.violated_seconds
+        result.first_violations = tr.first_violations
+        inj = result.kpis.get("injection_t")
+        if tr.first_violation_t and inj:
+            result.kpis["detection_t"] = tr.first_violation_t
+        if tr.first_violation_t and tr.current_since is None and tr.resolved_t:
+            result.kpis["resolution_t"] = tr.resolved_t
+        for key in ("detection", "decision", "resolution"):
+            if inj and f"{key}_t" in result.kpis:
+                result.kpis[f"{key}_after_injection_secs"] = round(result.kpis[f"{key}_t"] - inj, 1)
+        if verdict is None:
+            for check in plan.checks:
+                try:
+                    res = check.check(ctx)
+                except Exception as exc:
+                    res = CheckResult(check.type, "unknown", evidence=f"the check itself failed: {type(exc).__name__}: {exc}")
+                result.checks.append(asdict(res))
+                j.write("check", **asdict(res))
+            verdict = self._verdict(ctx, result)
+        result.verdict = verdict
+        result.ended = time.time()
+        logs_dir = self.lab.save_logs(self.run_dir / "logs" / result.name, since=result.started)
+        j.event("variant-end", verdict=verdict, reasons=result.reasons, kpis=result.kpis,
+                checks={c["name"]: c["outcome"] for c in result.checks}, logs=str(logs_dir.relative_to(self.run_dir)))
+        j.context = {}
+        self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
+        return result
+
+    def _verdict(self, ctx: RunContext, result: VariantResult) -> str:
+        ss, tr = ctx.plan.steady_state, ctx.tracker
+        reasons = []
+        if result.aborted:
+            reasons.append(f"aborted: {result.abort_reason}")
+        if ss.abort_on_violation:
+            if tr.exceeded and not result.aborted:
+                reasons.append(f"hypothesis violated for {tr.longest_secs:.0f} s (> {ss.tolerance_secs:.0f} s)")
+            if tr.current_since is not None:
+                now = [violation_text(v) for v in self._last_violations(ctx)]
+                reasons.append("hypothesis still violated at the end: " + "; ".join(now[:3]))
+        for c in result.checks:
+            if c["outcome"] == "fail":
+                reasons.append(f"{c['name']}: {c['evidence']}")
+        for r in result.rollbacks:
+            if not r.get("ok"):
+                reasons.append(f"rollback step {r['id']} did not succeed: {r.get('error') or 'brokers not back'}")
+        result.reasons = reasons + ([f"first violation: {'; '.join(violation_text(v) for v in tr.first_violations[:3])}"]
+                                    if tr.first_violations and reasons else [])
+        return "FAIL" if reasons else "PASS"
+
+    @staticmethod
+    def _last_violations(ctx: RunContext) -> list[dict]:
+        sample = ctx.last_sample or {}
+        out = []
+        for cond in ctx.plan.steady_state.conditions:
+            try:
+                out += [v.as_dict() for v in cond.violations(sample)]
+            except Exception:
+                pass
+        return out
+
+    # -- files -----------------------------------------------------------------------------------------
+    def save_results(self) -> None:
+        data = {"run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title,
+                "exit_code": self.exit_code() if self.results else None,
+                "scale_model": self.exp.plan(self.exp.primary).lab.scale_model.model_dump(),
+                "variants": [asdict(r) for r in self.results]}
+        (self.run_dir / "results.json").write_text(json.dumps(data, indent=2, default=str))
+
+    def write_manifest(self, images: bool = False) -> None:
+        manifest = {
+            "run_id": self.run_id, "experiment": self.exp.name, "seed": self.exp.seed,
+            "versions": self.exp.versions.model_dump(by_alias=True), "proxy_version": self.settings.proxy_version,
+            "variants": [v.name for v in self.selected],
+            "settings": {k: v for k, v in self.settings.__dict__.items() if k != "extra"},
+            "host": host_facts(),
+        }
+        if images:
+            wanted = {f"chaoslab/pulsar:{v}" for v in [*self.releases(), self.settings.proxy_version]}
+            wanted |= {"chaoslab/rabbitmq:latest", self.settings.agent_image}
+            manifest["images"] = {}
+            for tag in sorted(wanted):
+                try:
+                    manifest["images"][tag] = self.lab.client.images.get(tag).id
+                except Exception:
+                    manifest["images"][tag] = None
+        (self.run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))

@@ -1,0 +1,245 @@
+"""The vocabulary's base classes and its registry.
+
+A step, probe, condition, final check or workload is a pydantic model whose `type` field (a
+Literal) names it in the experiment file, and whose methods do the work. Registering it is the
+decorator; the experiment schema builds its discriminated unions from the registry, so a new one
+is one file in steps/, probes/, checks/ or workload/ and a line in an experiment file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
+
+if TYPE_CHECKING:
+    from chaoslab.run.context import RunContext
+
+REGISTRY: dict[str, dict[str, type]] = {"step": {}, "probe": {}, "condition": {}, "check": {}, "workload": {}}
+
+
+def register(family: str):
+    def deco(cls):
+        name = cls.model_fields["type"].default
+        if name in REGISTRY[family]:
+            raise RuntimeError(f"two {family}s are registered as {name!r}")
+        REGISTRY[family][name] = cls
+        return cls
+    return deco
+
+
+def load_package(package: str) -> None:
+    """Import every module of a vocabulary package, so that each registers what it defines."""
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{package}.{info.name}")
+
+
+class Model(BaseModel):
+    """Strict (no silent coercion of `true` to 1 or "3" to 3) and closed (unknown fields are errors)."""
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# -- field types shared by the vocabulary --------------------------------------------------------
+def _setting_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return v
+
+
+SettingName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
+SettingValue = Annotated[str, BeforeValidator(_setting_value), WithJsonSchema({"type": ["string", "number", "boolean"]})]
+Settings = dict[SettingName, SettingValue]    # broker.conf / proxy.conf key=value pairs
+Secs = Annotated[float, Field(ge=0, le=86_400)]
+VERSION_KEYS = ("from", "to", "fixed")
+Release = Annotated[str, Field(pattern=r"^(from|to|fixed|\d+\.\d+\.\d+)$",
+                               description="a Pulsar release X.Y.Z, or from/to/fixed from `versions`")]
+
+
+# -- results the vocabulary produces -------------------------------------------------------------
+@dataclass
+class Violation:
+    """One violated steady-state condition in one sample: machine-readable, not prose."""
+    name: str
+    value: Any
+    bound: Any
+    subject: str | None = None      # e.g. "broker-2"
+    detail: str = ""                # evidence (e.g. which lookups failed and how)
+
+    def text(self) -> str:
+        what = f"{self.name}[{self.subject}]" if self.subject else self.name
+        value = f"{self.value:.3g}" if isinstance(self.value, float) else self.value
+        return f"{what}: {value} vs bound {self.bound}" + (f" ({self.detail})" if self.detail else "")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    outcome: Literal["pass", "fail", "unknown"]
+    value: Any = None
+    bound: Any = None
+    evidence: str = ""
+    data: dict = field(default_factory=dict)
+
+
+# -- the families --------------------------------------------------------------------------------
+class Step(Model):
+    """A fault or an operator action. `run` does it and returns what it did (journalled as
+    step-end); `undo` puts back exactly what `run` changed (None: nothing to undo)."""
+    type: str
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="default: <type>-<n>")
+    after: str | None = Field(None, description="start when this earlier step has ended (default: the previous step)")
+    delay_secs: Secs = Field(0, description="then wait this long before starting")
+    at_secs: Secs | None = Field(None, description="or: start this long after the method began")
+    undo_when: Literal["on-abort", "at-end", "never"] = Field(
+        "on-abort", description="on-abort: undone by the rollback; at-end: undone when the method ends")
+    description: str = ""
+    ok_required: bool = Field(True, description="a step that does not succeed aborts the method")
+
+    def run(self, ctx: "RunContext") -> dict:
+        raise NotImplementedError
+
+    def undo(self, ctx: "RunContext") -> dict | None:
+        return None
+
+    def pulsar_releases(self) -> list[str]:
+        """Releases (or from/to/fixed) this step needs images for."""
+        return []
+
+    def band(self) -> str | None:
+        """Label of the shaded band plots draw over this step's run (None: no band)."""
+        return self.id
+
+
+class Probe(Model):
+    """Sampled every `period_secs` in its own thread; never fatal. `latest()` is what goes into
+    each second's sample under `key`."""
+    type: str
+    period_secs: Annotated[float, Field(ge=0.5, le=600)] = 1.0
+    key: ClassVar[str] = ""
+    needs_workload: ClassVar[tuple[str, ...]] = ()
+    _latest: dict = PrivateAttr(default_factory=dict)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _stop: Any = PrivateAttr(default_factory=threading.Event)
+    _threads: list = PrivateAttr(default_factory=list)
+
+    def collect(self, ctx: "RunContext") -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def panels(cls) -> list["Panel"]:
+        """The plot panels this probe's figures make (the report draws them)."""
+        return []
+
+    def start(self, ctx: "RunContext") -> None:
+        self.loop(ctx, self.collect, self.period_secs)
+
+    def loop(self, ctx: "RunContext", fn, period: float, *args) -> None:
+        def body():
+            while not self._stop.is_set():
+                started = _now()
+                try:
+                    out = fn(ctx, *args)
+                    if out is not None:
+                        self.update(out)
+                except Exception as exc:  # a probe must never take the run down
+                    self.update({"probe_error": f"{type(exc).__name__}: {exc}"[:200]})
+                self._stop.wait(max(0.0, period - (_now() - started)))
+        t = threading.Thread(target=body, daemon=True, name=f"probe-{self.type}")
+        t.start()
+        self._threads.append(t)
+
+    def update(self, values: dict, under: str | None = None) -> None:
+        """Merge values into the latest figures (into latest[under] when given)."""
+        with self._lock:
+            target = self._latest.setdefault(under, {}) if under else self._latest
+            target.update(values)
+
+    def latest(self) -> dict:
+        with self._lock:
+            return _copy(self._latest)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def summary(self) -> dict:
+        """Figures over the whole variant (peaks, totals) for the result; default none."""
+        return {}
+
+
+class Condition(Model):
+    """A steady-state condition: one sample in, violations out (a pure function)."""
+    type: str
+
+    def violations(self, sample: dict) -> list[Violation]:
+        raise NotImplementedError
+
+
+class FinalCheck(Model):
+    """Judged once at the end of a variant, from what was recorded (and, for checks that say
+    so, one last look at the lab)."""
+    type: str
+
+    def check(self, ctx: "RunContext") -> CheckResult:
+        raise NotImplementedError
+
+
+class Workload(Model):
+    """What the clients do during a variant: started before the steady state, stopped after the
+    after-phase; `stop` returns its accounting for the result."""
+    type: str
+
+    def start(self, ctx: "RunContext") -> None:
+        pass
+
+    def stop(self, ctx: "RunContext") -> dict:
+        return {}
+
+    def close(self, ctx: "RunContext") -> None:
+        """Release everything quickly (the run was interrupted or the lab failed)."""
+
+    def pulsar_releases(self) -> list[str]:
+        return []
+
+
+def _now() -> float:
+    import time
+    return time.monotonic()
+
+
+def _copy(value):
+    import copy
+    return copy.deepcopy(value)
+
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass
+class Panel:
+    """One plot panel a probe declares: `series(samples)` -> {label: [value per sample]}, read
+    from the journal's samples (so a report can be rebuilt from a run folder alone)."""
+    title: str
+    ylabel: str
+    series: Any
+    ylim: tuple | None = None
+
+
+def rate(values: list) -> list:
+    """Per-second rate of a counter sampled once a second (None where unknown or reset)."""
+    out = [None]
+    for a, b in zip(values, values[1:]):
+        out.append(None if a is None or b is None or b < a else b - a)
+    return out

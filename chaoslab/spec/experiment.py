@@ -1,0 +1,368 @@
+"""The experiment file, validated by pydantic before any container starts.
+
+An experiment is data:
+
+    name, title, seed
+    versions:   {from, to, fixed}          Pulsar releases that `version: to` etc. refer to
+    variants:   [{name, role: primary|control|compare, description, params: {...}}]
+    lab:        {pico_vms, nano_vms, fresh: per-variant|once, scale_model, broker_config, proxy_config}
+    workload:   {type: pulsar-topics | vm-agents | none, ...}
+    probes:     [{type: ..., period_secs}]                   sampled into every second's sample
+    steady_state: {window_secs, hold_secs, grace_secs, tolerance_secs, abort_on_violation,
+                   conditions: [{type: ..., min|max}]}
+    method:     [{type: ..., id, after, delay_secs, at_secs, undo_when}]   the steps
+    rollbacks:  [{type: ...}]             declared steps run after an abort (after every undo)
+    after:      {secs, until_held_secs}
+    checks:     [{type: ...}]             final checks
+
+A string `$name` anywhere in lab/workload/probes/steady_state/method/rollbacks/after/checks is
+the variant's parameter `name`; each variant's document is substituted and validated on its own
+(`Experiment.plan`). `${VAR:-default}` in the file's text is replaced from the environment first,
+so `PULSAR_TO=3.3.2 make experiment` changes the release without editing the file.
+
+Every error is one line naming the field path (`method[1].broker: ...`); the CLI exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
+
+from chaoslab.errors import LabError
+from chaoslab.settings import DEFAULT_PULSAR_FIXED, DEFAULT_PULSAR_FROM, DEFAULT_PULSAR_TO
+from chaoslab.spec.base import (NAME_RE, REGISTRY, VERSION_KEYS, Model, Secs, Settings, load_package)
+
+for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload"):
+    load_package(_package)
+
+
+class SpecError(LabError):
+    """A broken experiment file. Exit code 2, nothing started."""
+
+
+# -- ${VAR:-default} -----------------------------------------------------------------------------
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """The one `${VAR}` / `${VAR:-default}` interpolator (the VM agent keeps its own copy only
+    because it ships alone into the VM image)."""
+    def sub(match: re.Match) -> str:
+        value = env.get(match.group(1))
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise SpecError(f"environment variable {match.group(1)} is used by the file but not set")
+    return _VAR.sub(sub, text)
+
+
+# -- the vocabulary as discriminated unions --------------------------------------------------------
+def _union(family: str):
+    classes = tuple(REGISTRY[family].values())
+    return Annotated[Union[classes], Field(discriminator="type")]  # noqa: UP007
+
+
+StepU = _union("step")
+ProbeU = _union("probe")
+ConditionU = _union("condition")
+CheckU = _union("check")
+WorkloadU = _union("workload")
+
+
+class ScaleModel(Model):
+    factor: Annotated[float, Field(ge=1, le=1e6)] = 1.0
+    note: str = ""
+
+
+class LabSpec(Model):
+    pico_vms: Annotated[int, Field(ge=0, le=200)] = 0
+    nano_vms: Annotated[int, Field(ge=0, le=200)] = 0
+    fresh: Literal["per-variant", "once"] = Field(
+        "per-variant", description="a fresh lab for every variant, or one lab for all of them")
+    scale_model: ScaleModel = ScaleModel()
+    broker_config: Settings = {}
+    proxy_config: Settings = {}
+
+
+class SteadyState(Model):
+    window_secs: Annotated[float, Field(ge=1, le=600)] = 5.0
+    hold_secs: Secs = Field(20.0, description="the hypothesis must hold this long before the method")
+    grace_secs: Secs = Field(90.0, description="how long it may take to establish itself")
+    tolerance_secs: Secs = Field(20.0, description="violated longer than this during the method: abort")
+    abort_on_violation: bool = True
+    conditions: list[ConditionU] = []
+
+
+class After(Model):
+    secs: Secs = Field(30.0, description="after the method (and any rollback), watch this long")
+    until_held_secs: Secs | None = Field(None, description="or stop earlier, once the hypothesis held this long")
+
+
+class Plan(Model):
+    """One variant's experiment, parameters substituted, fully typed."""
+    lab: LabSpec = LabSpec()
+    workload: WorkloadU = Field(default_factory=lambda: REGISTRY["workload"]["none"]())
+    probes: list[ProbeU] = []
+    steady_state: SteadyState = SteadyState()
+    method: Annotated[list[StepU], Field(min_length=1)]
+    rollbacks: list[StepU] = []
+    after: After = After()
+    checks: list[CheckU] = []
+
+    @model_validator(mode="after")
+    def _wire(self):
+        seen: list[str] = []
+        for section, steps in (("method", self.method), ("rollbacks", self.rollbacks)):
+            for i, step in enumerate(steps):
+                if step.id is None:
+                    step.id = f"{step.type}-{i + 1}" if section == "method" else f"rollback-{step.type}-{i + 1}"
+                if step.id in seen:
+                    raise ValueError(f"{section}[{i}].id: {step.id!r} is used twice")
+                if step.after is not None and (section != "method" or step.after not in seen):
+                    raise ValueError(f"{section}[{i}].after: {step.after!r} is not an earlier step of the method")
+                seen.append(step.id)
+        keys = [p.key for p in self.probes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("probes: two probes of the same kind")
+        for i, p in enumerate(self.probes):
+            if p.needs_workload and self.workload.type not in p.needs_workload:
+                raise ValueError(f"probes[{i}]: {p.type} needs a workload of type {' or '.join(p.needs_workload)}, "
+                                 f"not {self.workload.type}")
+        for i, c in enumerate(self.checks):
+            needs = getattr(c, "needs_workload", ())
+            if needs and self.workload.type not in needs:
+                raise ValueError(f"checks[{i}]: {c.type} needs a workload of type {' or '.join(needs)}")
+        return self
+
+    def steps(self) -> list:
+        return [*self.method, *self.rollbacks]
+
+
+class Versions(Model):
+    from_: str = Field(DEFAULT_PULSAR_FROM, alias="from", pattern=r"^\d+\.\d+\.\d+$")
+    to: str = Field(DEFAULT_PULSAR_TO, pattern=r"^\d+\.\d+\.\d+$")
+    fixed: str = Field(DEFAULT_PULSAR_FIXED, pattern=r"^\d+\.\d+\.\d+$")
+    model_config = {**Model.model_config, "populate_by_name": True}
+
+
+class Variant(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    role: Literal["primary", "control", "compare"] = "primary"
+    description: str = ""
+    params: dict[str, Any] = Field({}, description="values for `$name` references in the experiment")
+
+
+SECTIONS = ("lab", "workload", "probes", "steady_state", "method", "rollbacks", "after", "checks")
+_PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def substitute(value, params: dict, path: str, used: set):
+    """Replace every string `$name` by params[name] (whole values only: a dict param can stand
+    for a whole table)."""
+    if isinstance(value, str):
+        m = _PARAM.match(value)
+        if m:
+            if m.group(1) not in params:
+                raise SpecError(f"{path}: ${m.group(1)} is not a parameter of this variant "
+                                f"(its params: {', '.join(sorted(params)) or 'none'})")
+            used.add(m.group(1))
+            return params[m.group(1)]
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, params, f"{path}.{k}" if path else str(k), used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, params, f"{path}[{i}]", used) for i, v in enumerate(value)]
+    return value
+
+
+class Experiment(Model):
+    """The file as written. Sections stay plain data until a variant's plan is built."""
+    name: str = Field(pattern=NAME_RE.pattern, description="lowercase letters, digits and dashes")
+    title: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    versions: Versions = Versions()
+    variants: Annotated[list[Variant], Field(min_length=1)]
+    # sections: plain data (or a `$param` standing for the whole section) until a plan is built
+    lab: dict | str = {}
+    workload: dict | str = {}
+    probes: list | str = []
+    steady_state: dict | str = {}
+    method: list | str = []
+    rollbacks: list | str = []
+    after: dict | str = {}
+    checks: list | str = []
+    _source: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _variants(self):
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variants: names must be unique")
+        if sum(v.role == "primary" for v in self.variants) != 1:
+            raise ValueError("variants: exactly one variant must have role: primary (it decides the verdict)")
+        return self
+
+    @property
+    def primary(self) -> Variant:
+        return next(v for v in self.variants if v.role == "primary")
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise LabError(f"unknown variant {name!r} (this experiment has {', '.join(v.name for v in self.variants)})")
+
+    def release(self, name: str) -> str:
+        return {"from": self.versions.from_, "to": self.versions.to, "fixed": self.versions.fixed}.get(name, name)
+
+    def plan(self, variant: Variant | str) -> Plan:
+        variant = self.variant(variant) if isinstance(variant, str) else variant
+        used: set = set()
+        doc = {}
+        for section in SECTIONS:
+            raw = getattr(self, section)
+            if raw not in ({}, []):
+                doc[section] = substitute(raw, variant.params, section, used)
+        unused = set(variant.params) - used
+        if unused:
+            i = self.variants.index(variant)
+            raise SpecError(f"variants[{i}].params: {', '.join(sorted(unused))} used nowhere in the experiment")
+        try:
+            return Plan.model_validate(doc)
+        except ValidationError as exc:
+            where = f" (variant {variant.name})" if variant.params else ""
+            raise SpecError(describe(exc) + where) from None
+
+    def releases(self) -> list[str]:
+        """Every Pulsar release the experiment's variants run (for image builds and the manifest)."""
+        out = [self.versions.from_]
+        for v in self.variants:
+            plan = self.plan(v)
+            for item in [*plan.steps(), plan.workload]:
+                out += [self.release(r) for r in item.pulsar_releases()]
+        return list(dict.fromkeys(out))
+
+    def document(self) -> dict:
+        """The file's content as data (for the gate's own copy and replay)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+
+    def to_yaml(self, header: str = "") -> str:
+        return header + yaml.safe_dump(self.document(), sort_keys=False, width=120)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+def _tags() -> set[str]:
+    return {name for family in REGISTRY.values() for name in family}
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as 'field.path: message' (the first one, and how many more)."""
+    errors = exc.errors()
+    tags = _tags()
+    lines = []
+    for err in errors:
+        parts = ""
+        for item in err["loc"]:
+            if isinstance(item, int):
+                parts += f"[{item}]"
+            elif item in tags or str(item).startswith(("function-", "json-or-python")):
+                continue
+            else:
+                parts += f".{item}" if parts else str(item)
+        msg = err["msg"].removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (`chaoslab schema` lists the known ones)"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown type {ctx.get('tag')!r} (known: {ctx.get('expected_tags')})"
+            parts += ".type"
+        elif err["type"] == "union_tag_not_found":
+            msg = "`type` is required"
+        elif err["type"] == "string_pattern_mismatch" and parts.endswith(("from", "to", "fixed", "version")):
+            msg = f"{err.get('input')!r} is not a Pulsar release number (X.Y.Z)"
+        elif err["type"] == "missing":
+            msg = "required"
+        lines.append(f"{parts}: {msg}" if parts else msg)
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return lines[0] + more
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
+    text = interpolate(text, dict(os.environ if env is None else env))
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError("the experiment file must be a YAML mapping (name:, variants:, method:, ...)")
+    try:
+        exp = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(describe(exc)) from None
+    if not exp.title:
+        exp = exp.model_copy(update={"title": exp.name})
+    for v in exp.variants:  # every variant's plan must be valid before anything starts
+        exp.plan(v)
+    exp._source = text
+    return exp
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Experiment:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"no experiment file {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read {path}: {exc}") from None
+    try:
+        return parse(text, env)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+
+
+def source(exp: Experiment) -> str:
+    """The experiment's text as run: the file after interpolation, or (for one built in code,
+    like the gate's) its YAML dump."""
+    return getattr(exp, "_source", None) or exp.to_yaml("# written by chaoslab\n")
+
+
+# -- JSON Schema for editors -------------------------------------------------------------------------
+def json_schema() -> dict:
+    """The experiment file's JSON Schema. Section fields also accept a `$param` reference."""
+    class ExperimentFile(Plan):
+        name: str = Field(pattern=NAME_RE.pattern)
+        title: str = ""
+        seed: Annotated[int, Field(ge=0)] = 0
+        versions: Versions = Versions()
+        variants: Annotated[list[Variant], Field(min_length=1)]
+
+        @model_validator(mode="after")
+        def _wire(self):
+            return self
+
+    schema = ExperimentFile.model_json_schema(by_alias=True)
+    param = {"type": "string", "pattern": _PARAM.pattern, "description": "a variant parameter"}
+    schema.setdefault("$defs", {})["ParamRef"] = param
+    ref = {"$ref": "#/$defs/ParamRef"}
+    keep = {"Variant", "Versions"}
+    for name, d in schema["$defs"].items():
+        if name in keep or name == "ParamRef":
+            continue
+        for prop, sub in list((d.get("properties") or {}).items()):
+            if prop != "type":
+                d["properties"][prop] = {"anyOf": [sub, ref]}
+    for prop in SECTIONS:
+        if prop in schema["properties"]:
+            schema["properties"][prop] = {"anyOf": [schema["properties"][prop], ref]}
+    schema["title"] = "chaoslab experiment"
+    return schema

@@ -1,0 +1,120 @@
+"""Operator actions on Pulsar brokers.
+
+- `roll-broker`: recreate one broker on a release with settings (one rolling-upgrade step), wait
+  the operator's way (shallow: /status.html, or functional: Pulsar's health check), record what
+  the *other* check said at that moment, then let `settle_secs` pass. Its undo restores exactly
+  the settings the broker had before (and, with `undo_version`, its release) and waits until the
+  broker serves.
+- `recover-system-topics`: the incident's recovery, scripted and timed: stop every broker, start
+  one, delete the named system topics through its admin API, start the others. By default only
+  when some broker does not serve.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr
+
+from chaoslab import http
+from chaoslab.lab import health
+from chaoslab.probes.pulsar import topic_path
+from chaoslab.run.wait import Waited, wait_until
+from chaoslab.spec.base import Release, Secs, Settings, Step, register
+
+BrokerNo = Annotated[int, Field(ge=1, le=9)]
+
+
+def wait_for_broker(ctx, n: int, how: str, timeout: float, stop=None) -> Waited:
+    url = ctx.lab.broker_admin_url(n)
+    if how == "shallow":
+        return wait_until(lambda: health.shallow(url, timeout=3).ok, timeout, stop=stop)
+    return wait_until(lambda: health.functional(url, timeout=10).ok, timeout, stop=stop)
+
+
+@register("step")
+class RollBroker(Step):
+    type: Literal["roll-broker"] = "roll-broker"
+    broker: BrokerNo
+    version: Release = "to"
+    broker_config: Settings = {}
+    wait_for: Literal["shallow", "functional"] = Field("shallow", description="how the operator waits before moving on")
+    wait_timeout_secs: Annotated[float, Field(ge=5, le=3600)] = 180.0
+    settle_secs: Secs = Field(15.0, description="after the broker passed, watch this long before the step ends")
+    undo_version: bool = Field(False, description="undo also rolls the release back (default: only the settings)")
+    undo_wait_secs: Annotated[float, Field(ge=5, le=3600)] = 120.0
+    _before: dict = PrivateAttr(default_factory=dict)
+
+    def pulsar_releases(self) -> list[str]:
+        return [self.version]
+
+    def run(self, ctx) -> dict:
+        n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
+        state = ctx.lab.state()
+        runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime", timeout=10)
+        self._before = {
+            "config": dict(state.broker_config.get(str(n), {})),
+            "version": state.broker_versions.get(str(n)),
+            # what the broker itself said each changed key was (Pulsar's default when unset)
+            "values": {k: (runtime or {}).get(k) for k in self.broker_config} if isinstance(runtime, dict) else None,
+        }
+        version = ctx.release(self.version)
+        ctx.lab.set_broker(n, version=version, config=self.broker_config, wait=False)
+        ctx.event("broker-recreated", broker=f"broker-{n}", version=version)
+        waited = wait_for_broker(ctx, n, self.wait_for, self.wait_timeout_secs, stop=ctx.should_stop)
+        shallow, functional = health.shallow(url), health.functional(url, timeout=15)
+        result = {"broker": f"broker-{n}", "version": version, "waited_for": self.wait_for, "wait_ok": waited.ok,
+                  "wait_secs": round(waited.secs, 1), "shallow_ok": shallow.ok, "functional_ok": functional.ok,
+                  "functional_detail": None if functional.ok else functional.detail[:200],
+                  "previous": self._before["values"]}
+        if not waited.ok:
+            result["ok"] = False
+            result["error"] = ("stopped waiting: the run aborted" if ctx.aborted.is_set() else
+                               f"broker-{n} did not pass the {self.wait_for} check within {self.wait_timeout_secs:.0f} s")
+            return result
+        result["ok"] = ctx.watch(self.settle_secs) or not ctx.aborted.is_set()
+        return result
+
+    def undo(self, ctx) -> dict | None:
+        if not self._before:
+            return None
+        n = self.broker
+        version = self._before["version"] if self.undo_version else None
+        if self._before["config"] == ctx.lab.state().broker_config.get(str(n), {}) and version is None:
+            return None  # nothing this step changed is left to put back
+        ctx.lab.set_broker(n, version=version, config=self._before["config"], replace_config=True, wait=False)
+        timeout = min(self.undo_wait_secs, 60) if ctx.interrupted.is_set() else self.undo_wait_secs
+        waited = wait_for_broker(ctx, n, "functional", timeout)
+        return {"broker": f"broker-{n}", "restored_config": self._before["config"], "restored_values": self._before["values"],
+                "restored_version": version, "serves": waited.ok, "secs": round(waited.secs, 1), "ok": waited.ok}
+
+
+@register("step")
+class RecoverSystemTopics(Step):
+    type: Literal["recover-system-topics"] = "recover-system-topics"
+    delete_topics: list[Annotated[str, Field(pattern=r"^(non-)?persistent://[^/]+/[^/]+/.+$")]] = []
+    wait_timeout_secs: Annotated[float, Field(ge=5, le=3600)] = 120.0
+    only_if_not_serving: bool = True
+
+    def run(self, ctx) -> dict:
+        n_brokers = ctx.settings.brokers
+        if self.only_if_not_serving and all(health.functional(ctx.lab.broker_admin_url(n), timeout=10).ok
+                                            for n in range(1, n_brokers + 1)):
+            return {"ok": True, "skipped": "every broker serves"}
+        started = time.monotonic()
+        names = ctx.lab.broker_names()
+        for name in names:
+            ctx.lab.stop_service(name)
+        ctx.event("recovery-all-brokers-stopped")
+        ctx.lab.start_service(names[0], wait=False)
+        first = wait_for_broker(ctx, 1, "shallow", self.wait_timeout_secs, stop=ctx.interrupted.is_set)
+        url = ctx.lab.broker_admin_url(1)
+        deleted = {t: http.request("DELETE", f"{url}/admin/v2/{topic_path(t)}?force=true", timeout=30).status
+                   for t in self.delete_topics}
+        ctx.event("recovery-topics-deleted", status=deleted)
+        for name in names[1:]:
+            ctx.lab.start_service(name, wait=False)
+        ok = all(wait_for_broker(ctx, n, "functional", self.wait_timeout_secs, stop=ctx.interrupted.is_set).ok
+                 for n in range(1, len(names) + 1))
+        return {"ok": ok, "first_broker_up": first.ok, "deleted": deleted, "secs": round(time.monotonic() - started, 1)}

@@ -1,0 +1,82 @@
+"""`type: pulsar-topics`: the tenants' producers and consumers through the proxy (every message
+id recorded for the loss check), plus lookup-heavy clients that keep opening readers and
+reconnecting, so lookups flow while brokers roll."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr
+
+from chaoslab.checks import loss
+from chaoslab.spec.base import Workload, register
+from chaoslab.workload.admin import PulsarAdmin
+from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
+from chaoslab.workload.layout import Layout
+from chaoslab.workload.lookups import LookupClients
+from chaoslab.workload.stats import ClientStats
+
+
+@register("workload")
+class PulsarTopics(Workload):
+    type: Literal["pulsar-topics"] = "pulsar-topics"
+    tenants: Annotated[int, Field(ge=1, le=1000)] = 10
+    topics_per_tenant: Annotated[int, Field(ge=1, le=1000)] = 10
+    partitioned_every: Annotated[int, Field(ge=0, le=1000)] = 5
+    rate: Annotated[float, Field(ge=1, le=100_000, description="messages/s through the proxy")] = 200.0
+    payload_bytes: Annotated[int, Field(ge=80, le=1_000_000)] = 200
+    lookup_clients: Annotated[int, Field(ge=0, le=50)] = 2
+    lookup_topics: Annotated[int, Field(ge=1, le=100_000)] = 200
+    lookup_reconnect_secs: Annotated[float, Field(ge=0.5, le=3600)] = 5.0
+    _layout: Layout | None = PrivateAttr(None)
+    _stats: ClientStats | None = PrivateAttr(None)
+    _driver: WorkloadDriver | None = PrivateAttr(None)
+    _lookups: LookupClients | None = PrivateAttr(None)
+
+    def layout(self, seed: int) -> Layout:
+        if self._layout is None:
+            self._layout = Layout.generate(self.tenants, self.topics_per_tenant, self.partitioned_every, seed=seed)
+        return self._layout
+
+    def sample_topics(self) -> list[str]:
+        """Topics whose ownership probes may look up (partition 0 of a partitioned topic)."""
+        return [t.fqn + ("-partition-0" if t.partitions else "") for t in (self._layout.topics if self._layout else ())]
+
+    def start(self, ctx) -> None:
+        layout = self.layout(ctx.experiment.seed)
+        PulsarAdmin(ctx.lab.proxy_admin_url, ctx.settings.cluster).provision(layout)
+        self._stats = ClientStats()
+        self._driver = WorkloadDriver(ctx.lab.proxy_service_url, layout,
+                                      WorkloadConfig(rate=self.rate, messages=None, payload_bytes=self.payload_bytes),
+                                      run_id=f"{ctx.variant.name}-{ctx.experiment.seed}", stats=self._stats)
+        self._lookups = LookupClients(ctx.lab.proxy_service_url, layout, self._stats, self.lookup_clients,
+                                      self.lookup_topics, self.lookup_reconnect_secs)
+        self._driver.start()
+        self._lookups.start()
+
+    def client_window(self, window_secs: float) -> dict:
+        """What the applications saw over the last window (the pulsar-client probe samples it)."""
+        if self._stats is None or self._driver is None:
+            return {}
+        out = self._stats.window(window_secs)
+        out.update(backlog=self._driver.backlog, acked_total=self._driver.acked,
+                   received_total=self._driver.received, window_secs=window_secs,
+                   lookups_expected=self.lookup_clients > 0)
+        return out
+
+    def stop(self, ctx) -> dict:
+        if self._driver is None:
+            return {}
+        self._lookups.stop()
+        self._driver.stop_producing()
+        self._driver.drain(quiet_secs=10, timeout=60)
+        self._driver.close()
+        report = loss.check(self._driver.history)
+        self._driver.history.save(ctx.run_dir / f"history-{ctx.variant.name}.jsonl")
+        return {"loss": report.summary()}
+
+    def close(self, ctx) -> None:
+        if self._lookups:
+            self._lookups.stop()
+        if self._driver:
+            self._driver.close()

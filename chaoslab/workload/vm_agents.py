@@ -1,0 +1,184 @@
+"""`type: vm-agents`: a group of small-VM containers, each running the telemetry agent with the
+group's buffer settings and a resident application, shipping `rate` events/s into Pulsar through
+the proxy. Stopping the workload stops the agents gracefully (in-flight batches complete), reads
+the group's topic from the beginning and accounts per VM: generated, delivered, dropped by
+policy, failed sends, lost."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from chaoslab.agent.config import BufferConfig, ConfigError
+from chaoslab.errors import LabError
+from chaoslab.lab import vms
+from chaoslab.observe.metrics import scrape
+from chaoslab.run.wait import wait_until
+from chaoslab.settings import FLAVOURS
+from chaoslab.spec.base import Model, Secs, Workload, register
+from chaoslab.workload.delivery import count_delivered
+
+AGENT_METRICS = ("vector_buffer_size_events", "vector_buffer_size_bytes", "vector_buffer_events",
+                 "vector_buffer_received_events_total", "vector_buffer_sent_events_total",
+                 "vector_buffer_discarded_events_total", "vector_component_received_events_total",
+                 "vector_component_sent_events_total", "vector_component_discarded_events_total",
+                 "vector_component_errors_total")
+
+
+def container_ip(container) -> str | None:
+    try:
+        container.reload()
+        return next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"] or None
+    except Exception:
+        return None
+
+
+def scrape_agent(ip: str, timeout: float = 1.5) -> dict | None:
+    """The agent's Vector metrics from its :9598 exporter."""
+    return scrape(f"http://{ip}:9598/metrics", AGENT_METRICS, split_by=("intentional",), timeout=timeout)
+
+
+class Buffer(Model):
+    """The sink buffer, Vector's keys and rules (the agent's own parser checks them)."""
+    type: Literal["memory", "disk"] = "memory"
+    max_events: Annotated[int, Field(ge=1)] | None = None
+    max_size: Annotated[int, Field(ge=1)] | None = None
+    when_full: Literal["block", "drop_newest"] = "block"
+
+    @model_validator(mode="after")
+    def _vector_rules(self):
+        try:
+            self.config()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def config(self) -> BufferConfig:
+        return BufferConfig.parse("bus", self.model_dump(exclude_none=True))
+
+
+def agent_toml(group: "VmAgents", name: str, topic: str) -> str:
+    """A config valid for real Vector and for the stand-in."""
+    b = group.buffer.config()
+    buffer_lines = [f'type = "{b.type}"', f'when_full = "{b.when_full}"']
+    if b.max_events is not None and b.type == "memory":
+        buffer_lines.append(f"max_events = {b.max_events}")
+    if b.max_size is not None:
+        buffer_lines.append(f"max_size = {b.max_size}")
+    line = ("x" * max(0, group.line_bytes - 40)).join(["GET /api/v1/orders ", " 200"])
+    return "\n".join([
+        f"# VM group {name}: written by chaoslab for this run",
+        'data_dir = "/var/lib/vector"',
+        "[sources.app_logs]", 'type = "demo_logs"', 'format = "shuffle"', f"lines = [{json.dumps(line)}]",
+        f"interval = {1.0 / group.rate:.6f}", "sequence = true",
+        "[sources.agent_metrics]", 'type = "internal_metrics"',
+        "[sinks.bus]", 'type = "pulsar"', 'inputs = ["app_logs"]', 'endpoint = "pulsar://proxy:6650"',
+        f'topic = "{topic}"', 'encoding.codec = "json"', "batch.max_events = 100",
+        "[sinks.bus.buffer]", *buffer_lines,
+        "[sinks.prometheus]", 'type = "prometheus_exporter"', 'inputs = ["agent_metrics"]', 'address = "0.0.0.0:9598"', "",
+    ])
+
+
+@register("workload")
+class VmAgents(Workload):
+    type: Literal["vm-agents"] = "vm-agents"
+    group: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$", description="default: the variant's name")
+    flavour: Literal["pico", "nano"] = "pico"
+    count: Annotated[int, Field(ge=1, le=100)] = 5
+    rate: Annotated[float, Field(ge=0.1, le=20_000, description="events/s per VM")] = 200.0
+    line_bytes: Annotated[int, Field(ge=16, le=1_000_000)] = 1024
+    resident_mb: Annotated[int, Field(ge=0, le=4096, description="file-backed pages the VM's app keeps hot")] = 96
+    buffer: Buffer = Buffer()
+    shipping_timeout_secs: Secs = 120.0
+    _containers: list = PrivateAttr(default_factory=list)
+    _ips: dict = PrivateAttr(default_factory=dict)
+    _name: str = PrivateAttr("")
+    _topic: str = PrivateAttr("")
+
+    @model_validator(mode="after")
+    def _fits(self):
+        mib = FLAVOURS[self.flavour]["memory_mib"]
+        if self.resident_mb >= mib:
+            raise ValueError(f"resident_mb: {self.resident_mb} does not fit in a {self.flavour} VM ({mib} MiB)")
+        return self
+
+    @property
+    def containers(self) -> list:
+        return self._containers
+
+    def ip(self, container) -> str | None:
+        if container.name not in self._ips:
+            ip = container_ip(container)
+            if ip:
+                self._ips[container.name] = ip
+        return self._ips.get(container.name)
+
+    def start(self, ctx) -> None:
+        self._name = self.group or ctx.variant.name
+        self._topic = f"persistent://public/default/vm-{self._name}-{ctx.experiment.seed}"
+        config = ctx.run_dir / f"agent-{self._name}.toml"
+        config.write_text(agent_toml(self, self._name, self._topic))
+        ctx.event("vm-group-start", group=self._name, flavour=self.flavour, count=self.count,
+                  buffer=self.buffer.model_dump(), rate=self.rate, line_bytes=self.line_bytes)
+        ctx.log(f"[{ctx.variant.name}] {self.count} {self.flavour} VMs, {self.buffer.type} buffer, "
+                f"when_full={self.buffer.when_full} ...")
+        self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(self._name, self.flavour, self.count, config,
+                                                                    {"RESIDENT_MB": self.resident_mb}))
+
+        def shipping():
+            return all(((scrape_agent(self.ip(c)) or {}) if self.ip(c) else {}).get(
+                "vector_component_sent_events_total", 0) > 0 for c in self._containers)
+        if not wait_until(shipping, self.shipping_timeout_secs, stop=ctx.interrupted.is_set).ok:
+            ctx.check_interrupt()
+            raise LabError(f"the VM agents did not start shipping within {self.shipping_timeout_secs:.0f} s")
+        ctx.event("agents-shipping", group=self._name)
+
+    def stop(self, ctx) -> dict:
+        probe = ctx.probe("vms")
+        final = probe.latest() if probe else {}
+        peaks = probe.summary().get("per_vm_peak", {}) if probe else {}
+        for c in self._containers:  # gracefully, so that in-flight batches complete
+            try:
+                c.stop(timeout=15)
+            except Exception:
+                pass
+        hosts = [c.attrs["Config"]["Hostname"] for c in self._containers]
+        delivered = count_delivered(ctx.lab.proxy_service_url, self._topic, hosts)
+        totals = {"generated": 0, "delivered": 0, "dropped_by_policy": 0, "failed_sends": 0, "lost": 0}
+        per_vm, oom_killed = {}, []
+        for c in self._containers:
+            c.reload()
+            vm = final.get(c.name, {})
+            agent, cg = vm.get("agent") or {}, vm.get("cgroup") or {}
+            oom = bool(c.attrs["State"].get("OOMKilled")) or (cg.get("oom_kill") or 0) > 0
+            if oom:
+                oom_killed.append(c.name)
+            generated = int(agent.get("vector_component_received_events_total", 0))
+            dropped = int(agent.get("vector_buffer_discarded_events_total{intentional=true}", 0))
+            failed = int(agent.get("vector_component_discarded_events_total{intentional=false}", 0))
+            got = delivered.get(c.attrs["Config"]["Hostname"], 0)
+            per_vm[c.name] = {"generated": generated, "delivered": got, "dropped_by_policy": dropped,
+                              "failed_sends": failed, "lost": max(0, generated - got - dropped - failed),
+                              "oom_killed": oom, "peak_memory_bytes": peaks.get(c.name, {}).get("memory.usage_in_bytes"),
+                              "memory_limit_bytes": cg.get("memory.limit_in_bytes"),
+                              "pgmajfault": cg.get("total_pgmajfault"), "blkio_read_bytes": cg.get("blkio_read_bytes")}
+            for k in totals:
+                totals[k] += per_vm[c.name][k]
+        self._remove(ctx)
+        return {"group": self._name, "flavour": self.flavour, "count": self.count, "buffer": self.buffer.model_dump(),
+                "topic": self._topic, "totals": totals, "per_vm": per_vm, "oom_killed": oom_killed}
+
+    def _remove(self, ctx) -> None:
+        folder = ctx.run_dir / "logs" / ctx.variant.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for c in self._containers:
+            try:
+                (folder / f"{c.name}.log").write_bytes(c.logs(timestamps=True))
+                c.remove(force=True)
+            except Exception:
+                pass
+
+    def close(self, ctx) -> None:
+        self._remove(ctx)

@@ -1,0 +1,133 @@
+import json
+import time
+from types import SimpleNamespace
+
+from chaoslab.agent import config as agent_config
+from chaoslab.checks.loss import NoLoss
+from chaoslab.checks.vms import EventsLost, HostIoPressure, OomKills
+from chaoslab.observe import cgroups
+from chaoslab.observe.metrics import parse as parse_metrics
+from chaoslab.probes.pulsar import BROKER_METRICS
+from chaoslab.report import build_report, describe, words
+from chaoslab.run.journal import Journal, read
+from chaoslab.spec.experiment import load
+from chaoslab.settings import REPO_ROOT
+from chaoslab.workload.stats import ClientStats, error_kind
+from chaoslab.workload.vm_agents import AGENT_METRICS, agent_toml
+
+
+def test_client_stats_window_and_error_kinds():
+    st = ClientStats()
+    for ms in range(1, 101):
+        st.publish(True, ms)
+    st.publish(False, error="TooManyLookupRequestException")
+    st.lookup(False, error=TimeoutError("Timeout"))
+    w = st.window(10)
+    assert w["publish_ok"] == 100 and w["publish_failed"] == 1
+    assert w["publish_p99_ms"] == 100 and w["too_many_requests"] == 1
+    assert w["errors"] == {"TooManyRequests": 1, "Timeout": 1}
+    assert error_kind("Failed due to too many pending lookup requests") == "TooManyRequests"
+
+
+def test_one_metrics_reader_keeps_exporter_names_and_splits_labels():
+    text = """# TYPE pulsar_broker_lookup_pending_requests gauge
+pulsar_broker_lookup_pending_requests{cluster="lab"} 7.0
+# TYPE pulsar_broker_lookup_answers counter
+pulsar_broker_lookup_answers_total{cluster="lab"} 3.0
+pulsar_broker_lookup_answers_created{cluster="lab"} 1.7e9
+pulsar_topics_other 5
+"""
+    assert parse_metrics(text, BROKER_METRICS) == {"pulsar_broker_lookup_pending_requests": 7.0,
+                                                   "pulsar_broker_lookup_answers_total": 3.0}
+    agent = """# TYPE vector_buffer_discarded_events counter
+vector_buffer_discarded_events_total{intentional="true",component_id="bus"} 4
+vector_buffer_discarded_events_total{intentional="false",component_id="bus"} 1
+"""
+    assert parse_metrics(agent, AGENT_METRICS, split_by=("intentional",)) == {
+        "vector_buffer_discarded_events_total{intentional=true}": 4.0,
+        "vector_buffer_discarded_events_total{intentional=false}": 1.0}
+
+
+def test_generated_agent_config_is_valid_for_the_agent():
+    exp = load(REPO_ROOT / "experiments" / "vector-buffer.yaml", env={})
+    for v in exp.variants:
+        group = exp.plan(v).workload
+        cfg = agent_config.parse(agent_toml(group, v.name, "persistent://public/default/x"), env={})
+        assert cfg.sink.buffer == group.buffer.config()
+        assert cfg.sources["app_logs"].format == "shuffle" and cfg.sources["app_logs"].sequence
+
+
+def test_final_checks_pass_fail_and_unknown():
+    ctx = SimpleNamespace(record={"workload": {"loss": {"lost": 2, "acked": 10, "received": 8, "duplicated": 0,
+                                                        "lost_sample": ["m1", "m2"]}}})
+    r = NoLoss().check(ctx)
+    assert r.outcome == "fail" and r.value == 2 and "m1" in r.evidence
+    assert NoLoss().check(SimpleNamespace(record={})).outcome == "unknown"
+    ctx = SimpleNamespace(record={"workload": {"oom_killed": ["vm-1"], "totals": {"lost": 0, "generated": 5, "delivered": 5,
+                                                                                   "dropped_by_policy": 0}},
+                                  "probes": {"host": {"host_peak": {"io_some_avg10": 30.0}}}})
+    assert OomKills().check(ctx).outcome == "fail" and EventsLost().check(ctx).outcome == "pass"
+    assert HostIoPressure(max=25).check(ctx).outcome == "fail"
+    assert HostIoPressure().check(SimpleNamespace(record={"probes": {}})).outcome == "unknown"
+
+
+def test_cgroup_v1_files_are_read_with_kernel_names(tmp_path):
+    cid = "abc"
+    mem = tmp_path / "memory" / "docker" / cid
+    mem.mkdir(parents=True)
+    (mem / "memory.usage_in_bytes").write_text("1000\n")
+    (mem / "memory.limit_in_bytes").write_text("268435456\n")
+    (mem / "memory.max_usage_in_bytes").write_text("2000\n")
+    (mem / "memory.failcnt").write_text("3\n")
+    (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    (mem / "memory.stat").write_text("total_rss 10\ntotal_cache 20\ntotal_pgmajfault 7\ntotal_pgpgin 9\ntotal_mapped_file 4\n")
+    blk = tmp_path / "blkio" / "docker" / cid
+    blk.mkdir(parents=True)
+    (blk / "blkio.throttle.io_service_bytes").write_text("8:0 Read 4096\n8:0 Write 512\n8:0 Total 4608\nTotal 4608\n")
+    f = cgroups.container_figures(cid, root=tmp_path)
+    assert f["memory.limit_in_bytes"] == 268435456 and f["oom_kill"] == 1 and f["total_pgmajfault"] == 7
+    assert f["blkio_read_bytes"] == 4096 and f["blkio_write_bytes"] == 512 and f["memory.failcnt"] == 3
+    assert cgroups.container_figures("gone", root=tmp_path) is None
+
+
+def test_words_never_show_python_reprs():
+    assert words({"a": 1, "b": {"c": True}, "d": None, "e": [1, 2]}) == "a=1, b=c=yes, e=1; 2"
+    assert "{" not in words({"x": {"y": {"z": 1}}})
+    assert describe({"name": "abort", "reason": "why"}) == "ABORT: why"
+
+
+def test_report_from_a_journal_alone_bands_from_steps_and_a_torn_last_line(tmp_path):
+    j = Journal(tmp_path / "journal.jsonl")
+    j.write("run-start", run_id="r", experiment="x", seed=1, versions={"from": "3.2.2"}, host={"cores": 2})
+    t0 = time.time()
+    j.context = {"variant": "flip"}
+    j.event("variant-start", role="primary")
+    j.event("step-start", step="roll-broker-1", step_type="roll-broker", band="roll-broker-1", spec={"broker": 1})
+    for i in range(6):
+        j.write("sample", phase="method", violations=[], elapsed=i,
+                brokers={"broker-1": {"metrics": {"pulsar_broker_lookup_pending_requests": float(i)}, "shallow_ok": True}},
+                client={"publish_success_rate": 1.0, "publish_p99_ms": 5},
+                cluster={"system_topics": {"exists": {"persistent://p/s/t": i > 2}}})
+    j.event("step-end", step="roll-broker-1", step_type="roll-broker", ok=False, secs=3,
+            result={"broker": "broker-1", "wait_ok": False})
+    j.event("abort", reason="step roll-broker-1 did not succeed")
+    j.close()
+    with open(tmp_path / "journal.jsonl", "a") as fh:
+        fh.write('{"t": 1, "type": "sam')  # runner killed mid-write
+    assert len(read(tmp_path / "journal.jsonl")) == 11
+    (tmp_path / "results.json").write_text(json.dumps({"title": "x", "variants": [{
+        "name": "flip", "role": "primary", "description": "", "params": {"version": "to"}, "verdict": "FAIL",
+        "reasons": ["aborted: because"], "aborted": True,
+        "steps": [{"id": "roll-broker-1", "type": "roll-broker", "ok": False, "secs": 3, "broker": "broker-1", "wait_ok": False}],
+        "undone": [{"step": "roll-broker-1", "type": "roll-broker", "ok": True, "secs": 2, "serves": True}],
+        "rollbacks": [], "checks": [{"name": "no-loss", "outcome": "pass", "value": 0, "bound": 0, "evidence": "0 lost"}],
+        "workload": {"loss": {"sent": 1, "acked": 1, "received": 1, "lost": 0, "duplicated": 0}},
+        "kpis": {"injection_t": t0}, "longest_violation_secs": 0, "violated_seconds": 0, "first_violations": [],
+        "started": t0 - 1, "ended": time.time() + 1}]}))
+    build_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "INCOMPLETE" in md and "Variant flip (primary): FAIL" in md and "aborted: because" in md
+    assert "step roll-broker-1 (roll-broker) starts" in md and "ABORT: step roll-broker-1" in md
+    assert "no-loss | pass" in md and "{'" not in md
+    assert (tmp_path / "plot-flip.png").stat().st_size > 1000
+    assert "<table>" in (tmp_path / "report.html").read_text()
