@@ -134,12 +134,16 @@ class ImageBuilder:
         shutil.rmtree(work, ignore_errors=True)
         return BASE_IMAGE
 
-    def jre(self) -> str:
-        src = IMAGES_DIR / "jre"
+    def _from_base(self, tag: str, folder: str) -> str:
+        """An image built from a recipe folder in images/ on top of the base image."""
+        src = IMAGES_DIR / folder
         recipe = self._recipe(self.image_id(self.base()), paths=[src])
-        if not self._current(JRE_IMAGE, recipe):
-            self._build(JRE_IMAGE, src, recipe)
-        return JRE_IMAGE
+        if not self._current(tag, recipe):
+            self._build(tag, src, recipe)
+        return tag
+
+    def jre(self) -> str:
+        return self._from_base(JRE_IMAGE, "jre")
 
     def pulsar(self, version: str, components: tuple[str, ...] = ("broker",)) -> str:
         tag = pulsar_image(version)
@@ -160,11 +164,7 @@ class ImageBuilder:
         return tag
 
     def rabbitmq(self) -> str:
-        src = IMAGES_DIR / "rabbitmq"
-        recipe = self._recipe(self.image_id(self.base()), paths=[src])
-        if not self._current(RABBITMQ_IMAGE, recipe):
-            self._build(RABBITMQ_IMAGE, src, recipe)
-        return RABBITMQ_IMAGE
+        return self._from_base(RABBITMQ_IMAGE, "rabbitmq")
 
     def agent(self) -> str:
         src = IMAGES_DIR / "agent"

@@ -42,24 +42,24 @@ def _fmt(v, digits=1):
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+# how the runner's own events read in a timeline; any other event reads as "name: k=v, ..."
+EVENT_WORDS = {
+    "step-start": lambda e: f"step {e['step']} ({e['step_type']}) starts: {words(e.get('spec'))}",
+    "step-end": lambda e: (f"step {e['step']} {'done' if e.get('ok') else 'FAILED'} after {_fmt(e.get('secs'))} s: "
+                           f"{words(e.get('result'))}"),
+    "undo-start": lambda e: f"undo {e['step']} starts",
+    "undo-end": lambda e: f"undo {e['step']} after {_fmt(e.get('secs'))} s: {words(e.get('result')) or 'nothing to undo'}",
+    "abort": lambda e: f"ABORT: {e.get('reason')}",
+    "lab-up": lambda e: f"fresh lab healthy in {_fmt(e.get('secs'))} s",
+    "variant-end": lambda e: f"variant ends: {e.get('verdict')}" + (f" ({words(e.get('reasons'), 160)})" if e.get("reasons") else ""),
+}
+
+
 def describe(e: dict) -> str:
-    name = e.get("name")
+    if e.get("name") in EVENT_WORDS:
+        return EVENT_WORDS[e["name"]](e)
     rest = {k: v for k, v in e.items() if k not in ("t", "type", "name", "variant")}
-    if name == "step-start":
-        return f"step {e['step']} ({e['step_type']}) starts: {words(e.get('spec'))}"
-    if name == "step-end":
-        return f"step {e['step']} {'done' if e.get('ok') else 'FAILED'} after {_fmt(e.get('secs'))} s: {words(e.get('result'))}"
-    if name == "undo-start":
-        return f"undo {e['step']} starts"
-    if name == "undo-end":
-        return f"undo {e['step']} after {_fmt(e.get('secs'))} s: {words(e.get('result')) or 'nothing to undo'}"
-    if name == "abort":
-        return f"ABORT: {e.get('reason')}"
-    if name == "lab-up":
-        return f"fresh lab healthy in {_fmt(e.get('secs'))} s"
-    if name == "variant-end":
-        return f"variant ends: {e.get('verdict')}" + (f" ({words(e.get('reasons'), 160)})" if e.get("reasons") else "")
-    return f"{name}" + (f": {words(rest)}" if rest else "")
+    return f"{e.get('name')}" + (f": {words(rest)}" if rest else "")
 
 
 def _panels(samples: list[dict]) -> list:

@@ -58,7 +58,6 @@ SettingName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
 SettingValue = Annotated[str, BeforeValidator(_setting_value), WithJsonSchema({"type": ["string", "number", "boolean"]})]
 Settings = dict[SettingName, SettingValue]    # broker.conf / proxy.conf key=value pairs
 Secs = Annotated[float, Field(ge=0, le=86_400)]
-VERSION_KEYS = ("from", "to", "fixed")
 Release = Annotated[str, Field(pattern=r"^(from|to|fixed|\d+\.\d+\.\d+)$",
                                description="a Pulsar release X.Y.Z, or from/to/fixed from `versions`")]
 

@@ -35,7 +35,7 @@ from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from chaoslab.errors import LabError
 from chaoslab.settings import DEFAULT_PULSAR_FIXED, DEFAULT_PULSAR_FROM, DEFAULT_PULSAR_TO
-from chaoslab.spec.base import (NAME_RE, REGISTRY, VERSION_KEYS, Model, Secs, Settings, load_package)
+from chaoslab.spec.base import NAME_RE, REGISTRY, Model, Secs, Settings, load_package
 
 for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload"):
     load_package(_package)

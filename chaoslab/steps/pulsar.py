@@ -73,7 +73,8 @@ class RollBroker(Step):
             result["error"] = ("stopped waiting: the run aborted" if ctx.aborted.is_set() else
                                f"broker-{n} did not pass the {self.wait_for} check within {self.wait_timeout_secs:.0f} s")
             return result
-        result["ok"] = ctx.watch(self.settle_secs) or not ctx.aborted.is_set()
+        result["settled"] = ctx.watch(self.settle_secs)  # False: the run aborted while settling
+        result["ok"] = True
         return result
 
     def undo(self, ctx) -> dict | None:

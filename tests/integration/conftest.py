@@ -14,6 +14,9 @@ CHAOSLAB_KEEP_LAB=1 leaves it running afterwards (handy while developing).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -56,3 +59,17 @@ def lab():
 @pytest.fixture(scope="session")
 def admin(lab):
     return PulsarAdmin(lab.proxy_admin_url, cluster=lab.settings.cluster)
+
+
+
+@pytest.fixture
+def run_experiment():
+    """`chaoslab experiment FILE --out OUT` as a user runs it; returns (process, journal records)."""
+    from chaoslab.run.journal import read
+
+    def run(experiment: Path, out: Path, timeout: float):
+        proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(experiment), "--out", str(out)],
+                              capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]
+        return proc, read(out / "journal.jsonl")
+    return run

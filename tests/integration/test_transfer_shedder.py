@@ -4,21 +4,14 @@ real measurements. (Runs after test_lab.py: the runner replaces the lab with a f
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-
-from chaoslab.run.journal import read
 
 EXPERIMENT = Path(__file__).parent / "experiments" / "transfer-shedder-short.yaml"
 
 
-def test_shortened_transfer_shedder_produces_journal_report_and_verdict(tmp_path):
+def test_shortened_transfer_shedder_produces_journal_report_and_verdict(tmp_path, run_experiment):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(EXPERIMENT), "--out", str(out)],
-                          capture_output=True, text=True, timeout=1500)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    records = read(out / "journal.jsonl")
+    proc, records = run_experiment(EXPERIMENT, out, timeout=1500)
     samples = [r for r in records if r["type"] == "sample"]
     assert len(samples) >= 20
     # real broker metrics under Pulsar's own names, and both health views

@@ -4,21 +4,15 @@ grows during the outage, in the agent and in the cgroup, and drains after)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from chaoslab.run.journal import read
 
 EXPERIMENT = Path(__file__).parent / "experiments" / "vector-buffer-short.yaml"
 
 
-def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path):
+def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path, run_experiment):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(EXPERIMENT), "--out", str(out)],
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    records = read(out / "journal.jsonl")
+    proc, records = run_experiment(EXPERIMENT, out, timeout=1200)
     events = [r for r in records if r["type"] == "event" and r.get("variant") == "block"]
     start = next(e["t"] for e in events if e["name"] == "step-start" and e["step"] == "bus-outage")
     end = next(e["t"] for e in events if e["name"] == "step-end" and e["step"] == "bus-outage")
