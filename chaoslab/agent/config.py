@@ -28,6 +28,8 @@ class ConfigError(ValueError):
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
+    """Vector's `${VAR}` rules. A copy of chaoslab.spec.experiment.interpolate on purpose: the
+    agent ships alone into the VM image (chaoslab/agent only), without the rest of chaoslab."""
     def sub(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
         value = env.get(name)

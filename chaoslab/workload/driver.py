@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pulsar
 
+from chaoslab.run.wait import wait_until
 from chaoslab.workload import clientlog
 from chaoslab.workload.history import History
 from chaoslab.workload.layout import Layout
@@ -92,18 +93,17 @@ class WorkloadDriver:
 
     def drain(self, quiet_secs: float = 15, timeout: float = 180) -> None:
         """Wait until every acked message was received, or nothing arrives for quiet_secs."""
-        deadline = time.monotonic() + timeout
-        last_count, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
+        progress = {"count": -1, "since": time.monotonic()}
+
+        def drained() -> bool:
             acked = {op.id for op in self.history.ops if op.kind == "ack"}
             got = {op.id for op in self.history.ops if op.kind == "recv"}
             if acked <= got and self.pending_sends() == 0:
-                return
-            if len(got) != last_count:
-                last_count, last_change = len(got), time.monotonic()
-            elif time.monotonic() - last_change > quiet_secs:
-                return
-            time.sleep(0.5)
+                return True
+            if len(got) != progress["count"]:
+                progress.update(count=len(got), since=time.monotonic())
+            return time.monotonic() - progress["since"] > quiet_secs
+        wait_until(drained, timeout, interval=0.5)
 
     @property
     def backlog(self) -> int:
