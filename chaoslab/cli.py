@@ -117,14 +117,53 @@ def make_runner(exp, args, run_dir=None, variants=None, keep=None):
 def cmd_experiment(args) -> int:
     from chaoslab.spec.experiment import load
     exp = load(args.file)  # a broken file stops here, before any container starts
-    runner = make_runner(exp, args, run_dir=args.out, variants=args.variant)
+    if not 1 <= args.repeat <= 100:
+        raise LabError(f"--repeat must be between 1 and 100, got {args.repeat}")
     _on_sigterm()
+    if args.repeat > 1:
+        return repeat_experiment(exp, args)
+    runner = make_runner(exp, args, run_dir=args.out, variants=args.variant)
     _log(f"run folder {runner.run_dir}")
     code = runner.run()
     bundle = finish_bundle(runner, args.tar)
     print_verdict(runner, code)
     out.print(f"bundle: {bundle}  (chaoslab replay {bundle})")
     return code
+
+
+def repeat_experiment(exp, args) -> int:
+    """The selected variants N times, each run on fresh labs; failures/N per variant with a 95 %
+    interval, in rates.json beside the N run folders."""
+    import time
+
+    from chaoslab.rates import summary
+    from chaoslab.run.runner import VERDICTS
+    from chaoslab.settings import RUNS_DIR
+    base = args.out or RUNS_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{exp.name}-x{args.repeat}"
+    runners, codes = [], []
+    for i in range(1, args.repeat + 1):
+        runner = make_runner(exp, args, run_dir=base / f"run-{i}", variants=args.variant, keep=args.keep and i == args.repeat)
+        _log(f"run {i}/{args.repeat}: {runner.run_dir}")
+        code = runner.run()
+        finish_bundle(runner, args.tar)
+        runners.append(runner)
+        codes.append(code)
+        _log(f"run {i}/{args.repeat}: {VERDICTS.get(code, 'ERROR')}")
+        if code == 130:
+            break
+    names = [v.name for v in runners[0].selected]
+    rates = {n: summary([r.verdict for rn in runners for r in rn.results if r.name == n]) for n in names}
+    (base / "rates.json").write_text(json.dumps({"experiment": exp.name, "repeat": args.repeat, "exit_codes": codes,
+                                                 "variants": rates}, indent=2))
+    table = Table(title=f"{exp.name}: {len(codes)} runs")
+    for col in ("variant", "failed / judged", "rate", "95 % interval", "not judged"):
+        table.add_column(col)
+    for n, r in rates.items():
+        table.add_row(n, f"{r['failures']} / {r['runs']}", "-" if r["rate"] is None else f"{r['rate']:.2f}",
+                      f"{r['interval_95'][0]:.2f}-{r['interval_95'][1]:.2f}", str(r["not_judged"]))
+    out.print(table)
+    out.print(f"rates: {base / 'rates.json'}")
+    return 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
 
 
 def finish_bundle(runner, make_tar: bool):
@@ -155,45 +194,53 @@ def cmd_gate(args) -> int:
     if not 1 <= args.repeat <= 50:
         raise LabError(f"--repeat must be between 1 and 50, got {args.repeat}")
     _on_sigterm()
-    codes = []
+    say = err if args.json else out  # with --json, stdout holds the one JSON object
+    runners, codes = [], []
     for attempt in range(1, args.repeat + 1):
         run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
         runner = make_runner(exp, args, run_dir=run_dir, keep=args.keep and attempt == args.repeat)
         _log(f"gate{f' run {attempt}/{args.repeat}' if args.repeat > 1 else ''}: {exp.primary.description}; "
              f"run folder {runner.run_dir}")
         code = runner.run()
+        runners.append(runner)
         codes.append(code)
         junit_path = args.junit or runner.run_dir / "junit.xml"
         if args.repeat > 1 and args.junit:
             junit_path = args.junit.with_name(f"{args.junit.stem}-{attempt}{args.junit.suffix}")
         gate.junit(junit_path, runner, code)
         bundle = finish_bundle(runner, args.tar)
-        _print_gate(runner, code, junit_path, bundle)
+        _print_gate(say, runner, code, junit_path, bundle)
         if code in (1, 130):
             break  # unsafe once is unsafe; an interrupt stops the series
     final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
     if args.repeat > 1:
-        out.print(f"GATE over {len(codes)} run(s): {['SAFE', 'UNSAFE', 'LAB ERROR'][min(final, 2)] if final != 130 else 'INTERRUPTED'}"
-                  f" (exit codes {codes})")
+        say.print(f"GATE over {len(codes)} run(s): {gate.VERDICT_WORDS.get(final, 'LAB ERROR')} (exit codes {codes})")
+    if args.json:
+        print(json.dumps(gate.summary(runners, codes, final), indent=2, default=str))
     return final
 
 
-def _print_gate(runner, code: int, junit_path, bundle) -> None:
+def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
+    from chaoslab.gate import green_but_broken
     change = runner.results[0] if runner.results else None
     if code == 0:
-        out.print("GATE: SAFE - the steady state held through the change")
+        say.print("GATE: SAFE - the steady state held through the change")
     elif code == 1 and change:
-        out.print("GATE: UNSAFE")
+        say.print("GATE: UNSAFE")
         for reason in change.reasons:
-            out.print(f"  - {reason}")
+            say.print(f"  - {reason}", highlight=False)
         from chaoslab.run.runner import violation_text
         if change.first_violations:
-            out.print(f"  evidence (first violated conditions): {'; '.join(violation_text(v) for v in change.first_violations[:4])}")
+            say.print(f"  evidence (first violated conditions): {'; '.join(violation_text(v) for v in change.first_violations[:4])}",
+                      highlight=False)
     elif code == 130:
-        out.print("GATE: INTERRUPTED")
+        say.print("GATE: INTERRUPTED")
     else:
-        out.print("GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change")
-    out.print(f"report: {runner.run_dir / 'report.md'}  junit: {junit_path}  bundle: {bundle}")
+        say.print("GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change")
+    if change and green_but_broken(change):
+        say.print("  green-but-broken (both health checks passed while its topics failed): "
+                  + ", ".join(f"{b} {s} s" for b, s in green_but_broken(change).items()))
+    say.print(f"report: {runner.run_dir / 'report.md'}  junit: {junit_path}  bundle: {bundle}")
 
 
 def cmd_replay(args) -> int:
@@ -263,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<time>-<name>)")
     p.add_argument("--tar", action="store_true", help="also pack the run folder into one .tar.gz bundle")
+    p.add_argument("--repeat", type=int, default=1, help="run the variants N times, each on fresh labs, and report "
+                   "failures/N with a 95 %% interval (rates.json)")
     p.set_defaults(func=cmd_experiment)
     p = sub.add_parser("gate", help="validate a proposed upgrade/config change: exit 0 safe, 1 unsafe, 2 lab error")
     p.add_argument("--from", dest="from_version", help="Pulsar release the brokers run now (default: the experiment's)")
@@ -276,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout: verdict, runs, failed runs, "
+                   "failure-rate bound, first violation with its evidence, green-but-broken brokers")
     p.set_defaults(func=cmd_gate)
     p = sub.add_parser("replay", help="re-run the experiment of a bundle and compare the two runs")
     p.add_argument("bundle", type=Path, help="a run folder or its .tar.gz")

@@ -20,6 +20,7 @@ from chaoslab.settings import REPO_ROOT, check_version
 from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
+VERDICT_WORDS = {0: "SAFE", 1: "UNSAFE", 2: "LAB ERROR", 130: "INTERRUPTED"}
 _LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_.]*)\s*=\s*(.*)$")
 
 
@@ -92,6 +93,37 @@ def junit(path: Path, runner, code: int) -> None:
     suite.set("errors", str(errors))
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def green_but_broken(result) -> dict[str, int]:
+    """Brokers the broker-views probe found green-but-broken, with the seconds they were."""
+    seconds = ((result.probes or {}).get("views") or {}).get("seconds") or {}
+    return {b: c["green-but-broken"] for b, c in sorted(seconds.items()) if c.get("green-but-broken")}
+
+
+def summary(runners: list, codes: list[int], final: int) -> dict:
+    """`chaoslab gate --json`: one object a CI step can read."""
+    from chaoslab.rates import wilson
+    from chaoslab.run.runner import violation_text
+    judged = [c for c in codes if c in (0, 1)]
+    failed = judged.count(1)
+    lo, hi = wilson(failed, len(judged))
+    first = None
+    gbb: dict[str, int] = {}
+    for runner in runners:
+        for r in runner.results:
+            if first is None and r.verdict == "FAIL":
+                v = r.first_violations[0] if r.first_violations else None
+                first = {"run": str(runner.run_dir), "reason": r.reasons[0] if r.reasons else None,
+                         "violation": v, "text": violation_text(v) if v else None,
+                         "failed_checks": [c for c in r.checks if c["outcome"] == "fail"]}
+            for b, secs in green_but_broken(r).items():
+                gbb[b] = gbb.get(b, 0) + secs
+    return {"verdict": VERDICT_WORDS.get(final, "LAB ERROR"), "exit_code": final, "runs": len(codes),
+            "judged_runs": len(judged), "failed_runs": failed, "failure_rate_interval_95": [round(lo, 3), round(hi, 3)],
+            "failure_rate_upper_95": round(hi, 3) if failed == 0 and judged else None,
+            "first_violation": first, "green_but_broken": gbb,
+            "run_folders": [str(r.run_dir) for r in runners]}
 
 
 def load_base(path: Path | None) -> Experiment:

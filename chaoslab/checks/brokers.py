@@ -17,13 +17,34 @@ class UnownedTopics(Condition):
     max: Annotated[int, Field(ge=0)] = 0
 
     def violations(self, sample: dict) -> list[Violation]:
+        """Sampled topics whose lookup was answered without an owner. A lookup that was rejected
+        or not answered says nothing about ownership: see lookup-rejections."""
         own = (sample.get("cluster") or {}).get("ownership") or {}
         n = own.get("unowned")
         if n is None or n <= self.max:
             return []
-        return [Violation("unowned_topics", n, self.max,
-                          detail=f"{n} of {own.get('sampled')} sampled workload topics, e.g. "
-                                 + ", ".join(own.get("unowned_sample", [])[:1]))]
+        return [Violation("unowned_topics", n, self.max, detail=f"{n} of {own.get('sampled')} sampled workload topics; "
+                          + _failed(own))]
+
+
+@register("condition")
+class LookupRejections(Condition):
+    """Sampled HTTP lookups the broker refused (too many pending lookups) or did not answer."""
+    type: Literal["lookup-rejections"] = "lookup-rejections"
+    max: Annotated[int, Field(ge=0)] = 0
+
+    def violations(self, sample: dict) -> list[Violation]:
+        own = (sample.get("cluster") or {}).get("ownership") or {}
+        n = (own.get("rejected") or 0) + (own.get("no_answer") or 0)
+        if n <= self.max:
+            return []
+        return [Violation("sampled_lookups_rejected_or_unanswered", n, self.max,
+                          detail=f"{own.get('rejected')} rejected, {own.get('no_answer')} unanswered of "
+                                 f"{own.get('sampled')} asked of {own.get('asked')}; " + _failed(own))]
+
+
+def _failed(own: dict) -> str:
+    return "e.g. " + "; ".join(f"{f['topic'].split('/')[-1]}: {f['answer']}" for f in (own.get("failed_sample") or [])[:2])
 
 
 @register("condition")
@@ -39,6 +60,22 @@ class PendingLookups(Condition):
                 out.append(Violation("pending_lookups", round(pending), self.max, subject=name,
                                      detail="pulsar_broker_lookup_pending_requests"))
         return out
+
+
+@register("condition")
+class GreenButBroken(Condition):
+    """A broker that the operator's check and Pulsar's own check call healthy while the
+    workload's operations on its topics fail (broker-views probe): the incident's broker."""
+    type: Literal["green-but-broken"] = "green-but-broken"
+    max: Annotated[int, Field(ge=0, description="brokers allowed in that state")] = 0
+
+    def violations(self, sample: dict) -> list[Violation]:
+        views = (sample.get("views") or {}).get("brokers") or {}
+        bad = {b: v for b, v in views.items() if v.get("state") == "green-but-broken"}
+        if len(bad) <= self.max:
+            return []
+        return [Violation("green_but_broken", 1, self.max, subject=b,
+                          detail=f"shallow ok, health check ok, workload: {v.get('detail')}") for b, v in sorted(bad.items())]
 
 
 @register("check")

@@ -70,6 +70,10 @@ class Lab:
         self.state_dir = STATE_DIR
         self.state_path = self.state_dir / "state.json"
         self._client = None
+        # Evidence: while a run sets these, every container's log is kept (one file per
+        # incarnation) before compose recreates, stops, kills or removes it.
+        self.evidence_dir: Path | None = None
+        self.on_evidence = None   # callable(name, **fields): the run's journal
 
     # -- addresses as seen from the host --------------------------------------------------------
     @property
@@ -250,6 +254,7 @@ class Lab:
 
     def down(self) -> None:
         self.client  # a clear error when no engine answers
+        self.keep_logs(reason="lab removed")
         # containers started beside compose (VM groups) first, or the network cannot go
         for c in self.client.containers.list(all=True, filters={"label": f"org.chaoslab.project={self.project}"}):
             try:
@@ -258,6 +263,64 @@ class Lab:
                 pass
         self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
         self.state_path.unlink(missing_ok=True)
+
+    # -- evidence --------------------------------------------------------------------------------
+    def _evidence(self, name: str, **fields) -> None:
+        if self.on_evidence is not None:
+            try:
+                self.on_evidence(name, **fields)
+            except Exception:
+                pass
+
+    def keep_logs(self, service: str | None = None, reason: str = "", since: float | None = None) -> list[Path]:
+        """Save the log of each container of `service` (all when None) as
+        <evidence_dir>/<container>-<id>.log: one file per incarnation, kept before compose
+        replaces the container. Nothing when no run asked for evidence."""
+        if self.evidence_dir is None:
+            return []
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        kept = []
+        for c in self.containers(service):
+            path = self.evidence_dir / f"{c.name}-{c.id[:12]}.log"
+            try:
+                path.write_bytes(c.logs(timestamps=True, **({"since": int(since)} if since else {})))
+            except docker.errors.APIError:
+                continue
+            kept.append(path)
+            self._evidence("logs-kept", service=c.labels.get("com.docker.compose.service", c.name),
+                           container=c.name, container_id=c.id[:12], file=str(path), reason=reason)
+        return kept
+
+    def thread_dump(self, service: str, reason: str = "", wait_secs: float = 8) -> Path | None:
+        """A JVM thread dump of `service` (SIGQUIT to the JVM, which is PID 1 in the Pulsar
+        images: it prints the dump to its stdout), saved beside the kept logs."""
+        if self.evidence_dir is None:
+            return None
+        running = [c for c in self.containers(service) if c.status == "running"]
+        if not running:
+            return None
+        c = running[0]
+        started = time.time()
+        try:
+            c.kill(signal="SIGQUIT")
+        except docker.errors.APIError:
+            return None
+        text = ""
+        deadline = time.monotonic() + wait_secs
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            text = c.logs(since=int(started) - 1).decode(errors="replace")
+            if "Full thread dump" in text and ("JNI global refs" in text or "Heap" in text.split("Full thread dump")[-1]):
+                break
+        if "Full thread dump" not in text:
+            return None
+        dump = "Full thread dump" + text.split("Full thread dump", 1)[1]
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        path = self.evidence_dir / f"threaddump-{c.name}-{c.id[:12]}-{time.strftime('%H%M%S', time.gmtime(started))}.txt"
+        path.write_text(dump)
+        self._evidence("thread-dump", service=service, container=c.name, container_id=c.id[:12], file=str(path),
+                       reason=reason, threads=dump.count('\n"'))
+        return path
 
     def save_logs(self, folder: Path, since: float | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -288,15 +351,18 @@ class Lab:
             merged.update({k: str(v) for k, v in config.items()})
             state.broker_config[key] = merged
         self._write(state)
+        self.keep_logs(f"broker-{n}", reason="broker recreated")
         args = ["up", "-d", "--no-deps", "--force-recreate"]
         if wait:
             args += ["--wait", "--wait-timeout", str(int(timeout))]
         self.compose(*args, f"broker-{n}", timeout=timeout + 60)
 
     def stop_service(self, service: str, timeout: int = 20) -> None:
+        self.keep_logs(service, reason="stopped")
         self.compose("stop", "--timeout", str(timeout), service)
 
     def kill_service(self, service: str, signal: str = "SIGKILL") -> None:
+        self.keep_logs(service, reason=f"killed with {signal}")
         self.compose("kill", "-s", signal, service)
 
     def start_service(self, service: str, wait: bool = True, timeout: float = 300) -> None:

@@ -72,19 +72,39 @@ def lookup(url: str, fqn: str, timeout: float = 5) -> http.Response:
     return http.get(f"{url}/lookup/v2/topic/{topic_path(fqn)}", timeout=timeout, follow_redirects=False)
 
 
-def owner_of(url: str, fqn: str, timeout: float = 5) -> str | None:
-    """The broker that owns a topic's bundle (host name), from a lookup that is not followed."""
-    resp = lookup(url, fqn, timeout)
+def owner_host(resp: http.Response) -> str | None:
+    """The owner's host name from a lookup answer (200 with brokerUrl, or a redirect)."""
     if resp.status == 200:
         data = resp.json(default={}) or {}
-        owner = data.get("brokerUrl") or data.get("httpUrl")
+        owner = data.get("brokerUrl") or data.get("httpUrl") if isinstance(data, dict) else None
     elif resp.status in (301, 302, 307):
         owner = resp.headers.get("Location")
     else:
         owner = None
-    if not owner:
-        return None
-    return owner.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return owner.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] if owner else None
+
+
+def lookup_outcome(resp: http.Response) -> str:
+    """owned | rejected (the broker refused: too many pending lookups) | no-answer (timeout,
+    refused connection) | unowned (an answer that names no owner)."""
+    if resp.status in (200, 301, 302, 307) and owner_host(resp):
+        return "owned"
+    if resp.status == 0:
+        return "no-answer"
+    if resp.status == 429 or "too many" in resp.text.lower():
+        return "rejected"
+    return "unowned"
+
+
+def owner_of(url: str, fqn: str, timeout: float = 5) -> str | None:
+    """The broker that owns a topic's bundle (host name), from a lookup that is not followed."""
+    return owner_host(lookup(url, fqn, timeout))
+
+
+def base_topic(fqn: str) -> str:
+    """persistent://t/n/x-partition-0 -> persistent://t/n/x (what clients name)."""
+    head, sep, tail = fqn.rpartition("-partition-")
+    return head if sep and tail.isdigit() else fqn
 
 
 @register("probe")
@@ -158,6 +178,7 @@ class PulsarCluster(Probe):
     period_secs: Annotated[float, Field(ge=0.5, le=600)] = 5.0
     lookup_sample: Annotated[int, Field(ge=0, le=1000, description="workload topics looked up per period")] = 10
     key: ClassVar[str] = "cluster"
+    _owners: dict = PrivateAttr(default_factory=dict)
 
     @classmethod
     def panels(cls) -> list[Panel]:
@@ -199,6 +220,21 @@ class PulsarCluster(Probe):
         if topics and self.lookup_sample:
             start = int(time.time() / self.period_secs) * self.lookup_sample
             sample = [topics[(start + i) % len(topics)] for i in range(min(self.lookup_sample, len(topics)))]
-            unowned = [t for t in sample if lookup(url, t).status not in (200, 307)]
-            out["ownership"] = {"sampled": len(sample), "unowned": len(unowned), "unowned_sample": unowned[:3]}
+            outcomes: dict[str, list] = {"owned": [], "unowned": [], "rejected": [], "no-answer": []}
+            for t in sample:
+                resp = lookup(url, t)
+                kind = lookup_outcome(resp)
+                outcomes[kind].append({"topic": t, "answer": resp.describe()[:160]} if kind != "owned" else t)
+                if kind == "owned":
+                    with self._lock:
+                        self._owners[base_topic(t)] = owner_host(resp)
+            out["ownership"] = {"sampled": len(sample), "asked": url,
+                                "unowned": len(outcomes["unowned"]), "rejected": len(outcomes["rejected"]),
+                                "no_answer": len(outcomes["no-answer"]),
+                                "failed_sample": (outcomes["unowned"] + outcomes["rejected"] + outcomes["no-answer"])[:3]}
         return out
+
+    def owners(self) -> dict[str, str]:
+        """Last known owner (broker host) of each workload topic looked up so far."""
+        with self._lock:
+            return dict(self._owners)

@@ -116,6 +116,37 @@ def _brokers_table(samples: list[dict]) -> list[tuple]:
     return out
 
 
+def _views_blocks(v: dict, events: list[dict], run_dir: Path) -> list[tuple]:
+    """Per broker: how long each of the three views' verdicts lasted; the evidence kept."""
+    out = []
+    views = (v.get("probes") or {}).get("views") or {}
+    if views.get("seconds"):
+        states = ["healthy", "green-but-broken", "shallow-only", "down", "unknown"]
+        out.append(("h3", "Brokers seen three ways (seconds in each state)"))
+        out.append(("p", "healthy: shallow check, Pulsar's health check and the workload's operations on its topics all "
+                         "fine; green-but-broken: both checks pass while its topics' lookups or publishes fail (the "
+                         "incident's broker); shallow-only: the operator's check passes, Pulsar's fails; down: the "
+                         "shallow check fails."))
+        out.append(("table", ["broker", *states, "first green-but-broken (+s)"],
+                    [[b, *[c.get(s, 0) for s in states],
+                      _fmt(views["first"][f"{b}:green-but-broken"] - v["started"], 0) if f"{b}:green-but-broken" in views.get("first", {}) else "-"]
+                     for b, c in sorted(views["seconds"].items())]))
+    kept = [e for e in events if e.get("name") in ("thread-dump", "logs-kept")]
+    if kept:
+        t0 = v.get("started") or 0
+        out.append(("h3", "Evidence kept"))
+        out.append(("links", [(f"+{e['t'] - t0:.0f} s {'thread dump' if e['name'] == 'thread-dump' else 'log'} of "
+                               f"{e.get('container')} ({e.get('reason')})", _rel(e.get("file"), run_dir)) for e in kept]))
+    return out
+
+
+def _rel(path: str | None, run_dir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(run_dir.resolve()))
+    except (TypeError, ValueError):
+        return str(path)
+
+
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     records, results, title, b = B.open_run(run_dir)
@@ -166,6 +197,7 @@ def build_report(run_dir: Path) -> Path:
         samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
         events = [r for r in records if r["type"] == "event" and r.get("variant") == v["name"]]
         b.extend(_brokers_table(samples))
+        b.extend(_views_blocks(v, events, run_dir))
         png = variant_figure(samples, events, _panels(samples), run_dir / f"plot-{v['name']}.png",
                              f"{v['name']}: {words(v.get('params'), 90)}")
         if png:

@@ -26,6 +26,8 @@ def md(blocks: list[tuple]) -> str:
             out.extend("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows)
         elif kind == "img":
             out.append(f"![{block[2]}]({block[1]})")
+        elif kind == "links":
+            out.append("\n".join(f"- [{text}]({href})" for text, href in block[1]))
         out.append("")
     return "\n".join(out)
 
@@ -47,6 +49,8 @@ def to_html(blocks: list[tuple], title: str) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             body.append(f'<figure><img src="{e(block[1])}" alt="{e(block[2])}"><figcaption>{e(block[2])}</figcaption></figure>')
+        elif kind == "links":
+            body.append("<ul>" + "".join(f'<li><a href="{e(href)}">{e(text)}</a></li>' for text, href in block[1]) + "</ul>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
              "th{background:#f3f3f3}img{max-width:100%}.PASS{color:#080}.FAIL{color:#b00}")

@@ -78,6 +78,7 @@ class VariantResult:
     checks: list[dict] = field(default_factory=list)      # final checks
     workload: dict = field(default_factory=dict)          # the workload's accounting
     probes: dict = field(default_factory=dict)            # probe summaries (peaks, totals)
+    monitors: dict = field(default_factory=dict)          # what the monitors saw
     kpis: dict = field(default_factory=dict)
     longest_violation_secs: float = 0.0
     violated_seconds: int = 0

@@ -15,7 +15,7 @@ from chaoslab.report import describe
 
 SHOWN = {"variant-start", "lab-up", "steady-state-held", "no-steady-state", "step-start", "step-end", "abort",
          "rollback-start", "undo-end", "rollback-done", "variant-end", "interrupted", "lab-error", "steps-skipped",
-         "agents-shipping", "final-health"}
+         "agents-shipping", "final-health", "thread-dump"}
 
 
 class ConsoleProgress:
@@ -62,6 +62,9 @@ class ConsoleProgress:
 
     def _health(self) -> str:
         brokers = self.last.get("brokers") or {}
+        views = (self.last.get("views") or {}).get("brokers") or {}
+        if views:
+            return "  ".join(f"{n}:{v.get('state')}" for n, v in sorted(views.items()))
         if brokers:
             def view(v):
                 return "?" if v is None else "ok" if v else "FAIL"

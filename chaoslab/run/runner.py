@@ -206,6 +206,9 @@ class Runner:
                                proxy_config=plan.lab.proxy_config, fresh=True)
             j.event("lab-up", secs=round(secs, 1), broker_config=plan.lab.broker_config,
                     proxy_config=plan.lab.proxy_config, scale_model=plan.lab.scale_model.model_dump())
+        # from here on, a container's log is kept before anything replaces it (one file per incarnation)
+        self.lab.evidence_dir = self.run_dir / "logs" / variant.name
+        self.lab.on_evidence = j.event
         sampler = Sampler(ctx)
         applied: list = []
         try:
@@ -213,6 +216,9 @@ class Runner:
             plan.workload.start(ctx)
             for probe in plan.probes:
                 probe.start(ctx)
+            for monitor in plan.monitors:
+                monitor.start(ctx)
+                j.handlers.append(monitor)
             sampler.start()
             # 1. the steady state, before anything is changed
             ctx.phase = "steady"
@@ -259,6 +265,7 @@ class Runner:
             sampler.stop()
             for probe in plan.probes:
                 probe.stop()
+            self._detach(plan)
             try:
                 plan.workload.close(ctx)
             except Exception:
@@ -390,8 +397,10 @@ class Runner:
         sampler.stop()
         for probe in plan.probes:
             probe.stop()
-        ctx.record = {"workload": workload, "probes": {p.key: p.summary() for p in plan.probes}}
-        result.workload, result.probes = workload, ctx.record["probes"]
+        monitors = {m.type: m.stop(ctx) for m in plan.monitors}
+        self._detach(plan)
+        ctx.record = {"workload": workload, "probes": {p.key: p.summary() for p in plan.probes}, "monitors": monitors}
+        result.workload, result.probes, result.monitors = workload, ctx.record["probes"], monitors
         tr = ctx.tracker
         result.longest_violation_secs = round(tr.longest_secs, 1)
         result.violated_seconds = tr.violated_seconds
@@ -415,12 +424,16 @@ class Runner:
             verdict = self._verdict(ctx, result)
         result.verdict = verdict
         result.ended = time.time()
-        logs_dir = self.lab.save_logs(self.run_dir / "logs" / result.name, since=result.started)
+        self.lab.keep_logs(reason="variant end", since=result.started)
         j.event("variant-end", verdict=verdict, reasons=result.reasons, kpis=result.kpis,
-                checks={c["name"]: c["outcome"] for c in result.checks}, logs=str(logs_dir.relative_to(self.run_dir)))
+                checks={c["name"]: c["outcome"] for c in result.checks},
+                logs=str(self.lab.evidence_dir.relative_to(self.run_dir)))
         j.context = {}
         self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
         return result
+
+    def _detach(self, plan) -> None:
+        self.journal.handlers = [h for h in self.journal.handlers if all(h is not m for m in plan.monitors)]
 
     def _verdict(self, ctx: RunContext, result: VariantResult) -> str:
         ss, tr = ctx.plan.steady_state, ctx.tracker

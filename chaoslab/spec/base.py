@@ -20,7 +20,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 if TYPE_CHECKING:
     from chaoslab.run.context import RunContext
 
-REGISTRY: dict[str, dict[str, type]] = {"step": {}, "probe": {}, "condition": {}, "check": {}, "workload": {}}
+REGISTRY: dict[str, dict[str, type]] = {"step": {}, "probe": {}, "condition": {}, "check": {}, "workload": {},
+                                        "monitor": {}}
 
 
 def register(family: str):
@@ -127,6 +128,7 @@ class Probe(Model):
     period_secs: Annotated[float, Field(ge=0.5, le=600)] = 1.0
     key: ClassVar[str] = ""
     needs_workload: ClassVar[tuple[str, ...]] = ()
+    needs_probes: ClassVar[tuple[str, ...]] = ()     # probe types this one reads
     _latest: dict = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _stop: Any = PrivateAttr(default_factory=threading.Event)
@@ -193,6 +195,26 @@ class FinalCheck(Model):
 
     def check(self, ctx: "RunContext") -> CheckResult:
         raise NotImplementedError
+
+
+class Monitor(Model):
+    """A run handler declared in the experiment: it receives every sample and event of a variant
+    (after `start`) and may act on them — take evidence, count would-be remediations. A monitor
+    that raises is journalled once and never stops the run."""
+    type: str
+
+    def start(self, ctx: "RunContext") -> None:
+        pass
+
+    def on_sample(self, sample: dict) -> None:
+        pass
+
+    def on_event(self, event: dict) -> None:
+        pass
+
+    def stop(self, ctx: "RunContext") -> dict:
+        """What it saw, for the result."""
+        return {}
 
 
 class Workload(Model):

@@ -8,6 +8,7 @@ An experiment is data:
     lab:        {pico_vms, nano_vms, fresh: per-variant|once, scale_model, broker_config, proxy_config}
     workload:   {type: pulsar-topics | vm-agents | none, ...}
     probes:     [{type: ..., period_secs}]                   sampled into every second's sample
+    monitors:   [{type: ...}]             run handlers: see every sample and event, may take evidence
     steady_state: {window_secs, hold_secs, grace_secs, tolerance_secs, abort_on_violation,
                    conditions: [{type: ..., min|max}]}
     method:     [{type: ..., id, after, delay_secs, at_secs, undo_when}]   the steps
@@ -37,7 +38,7 @@ from chaoslab.errors import LabError
 from chaoslab.settings import DEFAULT_PULSAR_FIXED, DEFAULT_PULSAR_FROM, DEFAULT_PULSAR_TO
 from chaoslab.spec.base import NAME_RE, REGISTRY, Model, Secs, Settings, load_package
 
-for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload"):
+for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload", "chaoslab.monitor"):
     load_package(_package)
 
 
@@ -73,6 +74,7 @@ ProbeU = _union("probe")
 ConditionU = _union("condition")
 CheckU = _union("check")
 WorkloadU = _union("workload")
+MonitorU = _union("monitor")
 
 
 class ScaleModel(Model):
@@ -109,6 +111,7 @@ class Plan(Model):
     lab: LabSpec = LabSpec()
     workload: WorkloadU = Field(default_factory=lambda: REGISTRY["workload"]["none"]())
     probes: list[ProbeU] = []
+    monitors: list[MonitorU] = []
     steady_state: SteadyState = SteadyState()
     method: Annotated[list[StepU], Field(min_length=1)]
     rollbacks: list[StepU] = []
@@ -130,10 +133,14 @@ class Plan(Model):
         keys = [p.key for p in self.probes]
         if len(set(keys)) != len(keys):
             raise ValueError("probes: two probes of the same kind")
+        types = {p.type for p in self.probes}
         for i, p in enumerate(self.probes):
             if p.needs_workload and self.workload.type not in p.needs_workload:
                 raise ValueError(f"probes[{i}]: {p.type} needs a workload of type {' or '.join(p.needs_workload)}, "
                                  f"not {self.workload.type}")
+            missing = [n for n in p.needs_probes if n not in types]
+            if missing:
+                raise ValueError(f"probes[{i}]: {p.type} reads the probes {', '.join(missing)}: add them")
         for i, c in enumerate(self.checks):
             needs = getattr(c, "needs_workload", ())
             if needs and self.workload.type not in needs:
@@ -158,7 +165,7 @@ class Variant(Model):
     params: dict[str, Any] = Field({}, description="values for `$name` references in the experiment")
 
 
-SECTIONS = ("lab", "workload", "probes", "steady_state", "method", "rollbacks", "after", "checks")
+SECTIONS = ("lab", "workload", "probes", "monitors", "steady_state", "method", "rollbacks", "after", "checks")
 _PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -192,6 +199,7 @@ class Experiment(Model):
     lab: dict | str = {}
     workload: dict | str = {}
     probes: list | str = []
+    monitors: list | str = []
     steady_state: dict | str = {}
     method: list | str = []
     rollbacks: list | str = []

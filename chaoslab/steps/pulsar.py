@@ -119,3 +119,73 @@ class RecoverSystemTopics(Step):
         ok = all(wait_for_broker(ctx, n, "functional", self.wait_timeout_secs, stop=ctx.interrupted.is_set).ok
                  for n in range(1, len(names) + 1))
         return {"ok": ok, "first_broker_up": first.ok, "deleted": deleted, "secs": round(time.monotonic() - started, 1)}
+
+
+@register("step")
+class ObserveBroker(Step):
+    """Watch one broker for `secs` and name what became of it: `exits` (the process ended),
+    `up-but-broken` (running, but Pulsar's health check fails or it is not registered as an
+    active broker), or `fine`; and whether the operator's shallow wait would have rolled on
+    (/status.html answered 200 while the broker was not fine)."""
+    type: Literal["observe-broker"] = "observe-broker"
+    broker: BrokerNo
+    secs: Annotated[float, Field(ge=5, le=3600)] = 90.0
+    every_secs: Annotated[float, Field(ge=1, le=60)] = 3.0
+
+    def run(self, ctx) -> dict:
+        n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
+        name = f"broker-{n}"
+        seen = []
+        deadline = time.monotonic() + self.secs
+        while time.monotonic() < deadline and not ctx.interrupted.is_set():
+            containers = ctx.lab.containers(name)
+            c = containers[0] if containers else None
+            state = c.status if c else "absent"
+            exit_code = c.attrs["State"].get("ExitCode") if c and state != "running" else None
+            shallow = health.shallow(url, timeout=3).ok if state == "running" else False
+            functional = health.functional(url, timeout=10).ok if state == "running" else False
+            others = [ctx.lab.broker_admin_url(m) for m in range(1, ctx.settings.brokers + 1) if m != n]
+            active = next((x for x in (http.get_json(f"{o}/admin/v2/brokers/{ctx.settings.cluster}", timeout=5)
+                                       for o in others) if isinstance(x, list)), None)
+            registered = None if active is None else any(a.split(":")[0] == name for a in active)
+            seen.append({"t": round(time.time(), 1), "container": state, "exit_code": exit_code, "shallow": shallow,
+                         "functional": functional, "registered": registered})
+            time.sleep(self.every_secs)
+        last = seen[-1] if seen else {}
+        exited = any(s["container"] != "running" for s in seen)
+        fine = last.get("container") == "running" and last.get("functional") and last.get("registered") is not False
+        outcome = "fine" if fine else ("exits" if exited and last.get("container") != "running" else "up-but-broken")
+        would_roll_on = any(s["shallow"] and not (s["functional"] and s["registered"] is not False) for s in seen)
+        ctx.event("broker-outcome", broker=name, outcome=outcome, shallow_wait_would_roll_on=would_roll_on)
+        return {"broker": name, "outcome": outcome, "shallow_wait_would_roll_on": would_roll_on,
+                "exited": exited, "exit_codes": sorted({s["exit_code"] for s in seen if s["exit_code"] is not None}),
+                "last": last, "samples": len(seen), "ok": True}
+
+
+@register("step")
+class NamespacePersistence(Step):
+    """Set a namespace's persistence policy (ensemble / write quorum / ack quorum) through the
+    admin API; undo removes the policy again. With more bookies asked for than exist, nothing in
+    that namespace can be written — e.g. the extensible load manager's channel in pulsar/system."""
+    type: Literal["namespace-persistence"] = "namespace-persistence"
+    namespace: Annotated[str, Field(pattern=r"^[^/]+/[^/]+$")] = "pulsar/system"
+    ensemble: Annotated[int, Field(ge=1, le=20)]
+    write_quorum: Annotated[int, Field(ge=1, le=20)]
+    ack_quorum: Annotated[int, Field(ge=1, le=20)]
+    _set: bool = PrivateAttr(False)
+
+    def run(self, ctx) -> dict:
+        body = {"bookkeeperEnsemble": self.ensemble, "bookkeeperWriteQuorum": self.write_quorum,
+                "bookkeeperAckQuorum": self.ack_quorum, "managedLedgerMaxMarkDeleteRate": 0}
+        resp = http.request("POST", f"{ctx.lab.proxy_admin_url}/admin/v2/namespaces/{self.namespace}/persistence",
+                            body=body, timeout=30)
+        self._set = resp.ok
+        return {"namespace": self.namespace, "policy": body, "answer": resp.describe(), "ok": resp.ok}
+
+    def undo(self, ctx) -> dict | None:
+        if not self._set:
+            return None
+        resp = http.request("DELETE", f"{ctx.lab.proxy_admin_url}/admin/v2/namespaces/{self.namespace}/persistence",
+                            timeout=30)
+        self._set = not resp.ok
+        return {"namespace": self.namespace, "answer": resp.describe(), "ok": resp.ok}

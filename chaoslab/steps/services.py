@@ -24,6 +24,8 @@ Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq|bookie-\d+|b
 class _ServiceFault(Step):
     service: Service
     for_secs: Secs | None = Field(None, description="bring it back after this long (default: stays down until undone)")
+    wait_healthy: bool = Field(True, description="after bringing it back, wait until compose sees it healthy "
+                                                 "(false: start it and move on, e.g. to observe whether it survives)")
     start_timeout_secs: Annotated[float, Field(ge=5, le=3600)] = 300.0
     _down: bool = PrivateAttr(False)
 
@@ -44,7 +46,7 @@ class _ServiceFault(Step):
 
     def _bring_back(self, ctx) -> dict:
         started = time.monotonic()
-        ctx.lab.start_service(self.service, wait=True, timeout=self.start_timeout_secs)
+        ctx.lab.start_service(self.service, wait=self.wait_healthy, timeout=self.start_timeout_secs)
         self._down = False
         return {"started": True, "start_secs": round(time.monotonic() - started, 1), "ok": True}
 

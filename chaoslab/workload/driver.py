@@ -144,15 +144,15 @@ class WorkloadDriver:
                     self.history.add("ack", msg_id, topic)
                     with self._count_lock:
                         self.acked += 1
-                    self.stats.publish(True, (time.monotonic() - sent_at) * 1000)
+                    self.stats.publish(True, (time.monotonic() - sent_at) * 1000, topic=topic)
                 else:
                     self.history.add("fail", msg_id, topic, str(res))
-                    self.stats.publish(False, error=res)
+                    self.stats.publish(False, error=res, topic=topic)
             try:
                 self._producers[topic].send_async(payload, callback, properties={"id": msg_id})
             except Exception as exc:  # queue full / closed producer
                 self.history.add("fail", msg_id, topic, type(exc).__name__)
-                self.stats.publish(False, error=exc)
+                self.stats.publish(False, error=exc, topic=topic)
             n += 1
             self.produced = n
             if interval:

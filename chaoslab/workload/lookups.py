@@ -48,13 +48,14 @@ class LookupClients:
                 while not self._stop.is_set() and time.monotonic() < until:
                     topic = self.topics[position % len(self.topics)]
                     position += 1
+                    token = self.stats.lookup_begin(topic)
                     try:
                         client.get_topic_partitions(topic)
                         reader = client.create_reader(topic, pulsar.MessageId.latest)
                         reader.close()
-                        self.stats.lookup(True)
+                        self.stats.lookup(True, topic=topic, token=token)
                     except Exception as exc:  # pulsar.exceptions.* (TooManyLookupRequestException, Timeout, ...)
-                        self.stats.lookup(False, exc)
+                        self.stats.lookup(False, exc, topic=topic, token=token)
                         self._stop.wait(0.2)
             finally:
                 try:

@@ -64,6 +64,10 @@ class PulsarTopics(Workload):
                    lookups_expected=self.lookup_clients > 0)
         return out
 
+    def by_topic(self, window_secs: float) -> dict:
+        """Client outcomes per topic over the window (the broker-views probe joins them with owners)."""
+        return self._stats.by_topic(window_secs) if self._stats else {}
+
     def stop(self, ctx) -> dict:
         if self._driver is None:
             return {}

@@ -131,3 +131,15 @@ def test_report_from_a_journal_alone_bands_from_steps_and_a_torn_last_line(tmp_p
     assert "no-loss | pass" in md and "{'" not in md
     assert (tmp_path / "plot-flip.png").stat().st_size > 1000
     assert "<table>" in (tmp_path / "report.html").read_text()
+
+
+def test_wilson_interval_and_detection_power():
+    from chaoslab.rates import runs_to_detect, summary, wilson
+    lo, hi = wilson(4, 7)
+    assert (round(lo, 2), round(hi, 2)) == (0.25, 0.84)   # the flip's 4 of 7 (shared/findings.md)
+    lo, hi = wilson(0, 10)
+    assert lo == 0 and round(hi, 3) == 0.278              # none failed: the upper bound
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert runs_to_detect(0.5) == 5 and runs_to_detect(1.0) == 1 and runs_to_detect(0) is None
+    s = summary(["PASS", "FAIL", "ERROR", "FAIL"])
+    assert s["runs"] == 3 and s["failures"] == 2 and s["not_judged"] == 1 and s["rate"] == 0.667

@@ -1,0 +1,47 @@
+"""`thread-dumps`: when a broker looks hung or green-but-broken for a while (broker-views
+probe), take a JVM thread dump of it (SIGQUIT; the dump is kept in the run folder and journalled
+as a `thread-dump` event), at most `max_per_broker` times a variant, once per episode."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr
+
+from chaoslab.spec.base import Monitor, register
+
+
+@register("monitor")
+class ThreadDumps(Monitor):
+    type: Literal["thread-dumps"] = "thread-dumps"
+    states: list[Literal["green-but-broken", "shallow-only", "down"]] = ["green-but-broken", "shallow-only", "down"]
+    after_secs: Annotated[int, Field(ge=1, le=600, description="in such a state this many samples in a row")] = 10
+    max_per_broker: Annotated[int, Field(ge=1, le=20)] = 2
+    _ctx: object = PrivateAttr(None)
+    _run: dict = PrivateAttr(default_factory=dict)
+    _taken: dict = PrivateAttr(default_factory=dict)
+    _threads: list = PrivateAttr(default_factory=list)
+
+    def start(self, ctx) -> None:
+        self._ctx = ctx
+
+    def on_sample(self, sample: dict) -> None:
+        for broker, view in ((sample.get("views") or {}).get("brokers") or {}).items():
+            state = view.get("state")
+            if state not in self.states:
+                self._run.pop(broker, None)
+                continue
+            n = self._run.get(broker, 0) + 1
+            self._run[broker] = n
+            if n == self.after_secs and self._taken.get(broker, 0) < self.max_per_broker:
+                self._taken[broker] = self._taken.get(broker, 0) + 1
+                reason = f"{state} for {n} s: {view.get('detail')}"
+                t = threading.Thread(target=self._ctx.lab.thread_dump, args=(broker, reason), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def stop(self, ctx) -> dict:
+        for t in self._threads:
+            t.join(20)
+        return {"thread_dumps": dict(self._taken)}
