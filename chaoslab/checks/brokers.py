@@ -63,6 +63,22 @@ class PendingLookups(Condition):
 
 
 @register("condition")
+class SplitOwnership(Condition):
+    """Brokers asked directly (pulsar-cluster with ask_every_broker) name two different owners
+    for one topic at the same time."""
+    type: Literal["split-ownership"] = "split-ownership"
+    max: Annotated[int, Field(ge=0)] = 0
+
+    def violations(self, sample: dict) -> list[Violation]:
+        splits = (sample.get("cluster") or {}).get("split") or []
+        if len(splits) <= self.max:
+            return []
+        first = splits[0]
+        return [Violation("split_ownership", len(splits), self.max, detail=f"{first['topic'].split('/')[-1]}: "
+                          + ", ".join(f"{b} says {o or 'no owner'}" for b, o in first["answers"].items()))]
+
+
+@register("condition")
 class GreenButBroken(Condition):
     """A broker that the operator's check and Pulsar's own check call healthy while the
     workload's operations on its topics fail (broker-views probe): the incident's broker."""

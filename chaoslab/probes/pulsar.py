@@ -111,6 +111,8 @@ def base_topic(fqn: str) -> str:
 class PulsarBrokers(Probe):
     type: Literal["pulsar-brokers"] = "pulsar-brokers"
     slow_period_secs: Annotated[float, Field(ge=1, le=600)] = 5.0
+    profile: Literal["full", "metrics-only"] = Field(
+        "full", description="metrics-only: nothing but /metrics (the lab's smallest footprint on the brokers)")
     key: ClassVar[str] = "brokers"
     _log_totals: dict = PrivateAttr(default_factory=dict)
     _log_since: dict = PrivateAttr(default_factory=dict)
@@ -131,13 +133,15 @@ class PulsarBrokers(Probe):
     def start(self, ctx) -> None:
         for n in range(1, ctx.settings.brokers + 1):
             self.loop(ctx, self._fast, self.period_secs, n)
-            self.loop(ctx, self._slow, self.slow_period_secs, n)
+            if self.profile == "full":
+                self.loop(ctx, self._slow, self.slow_period_secs, n)
 
     def _fast(self, ctx, n: int) -> None:
         url = ctx.lab.broker_admin_url(n)
         metrics = scrape(f"{url}/metrics/", BROKER_METRICS)
-        shallow = health.shallow(url, timeout=2)
-        self.update({"metrics": metrics, "metrics_ok": metrics is not None, "shallow_ok": shallow.ok}, under=f"broker-{n}")
+        self.update({"metrics": metrics, "metrics_ok": metrics is not None}, under=f"broker-{n}")
+        if self.profile == "full":
+            self.update({"shallow_ok": health.shallow(url, timeout=2).ok}, under=f"broker-{n}")
 
     def _slow(self, ctx, n: int) -> None:
         name, url = f"broker-{n}", ctx.lab.broker_admin_url(n)
@@ -177,6 +181,8 @@ class PulsarCluster(Probe):
     type: Literal["pulsar-cluster"] = "pulsar-cluster"
     period_secs: Annotated[float, Field(ge=0.5, le=600)] = 5.0
     lookup_sample: Annotated[int, Field(ge=0, le=1000, description="workload topics looked up per period")] = 10
+    ask_every_broker: bool = Field(False, description="also ask every broker directly who owns each sampled topic: "
+                                                      "two different owners at once is a split (split-ownership)")
     key: ClassVar[str] = "cluster"
     _owners: dict = PrivateAttr(default_factory=dict)
 
@@ -228,11 +234,28 @@ class PulsarCluster(Probe):
                 if kind == "owned":
                     with self._lock:
                         self._owners[base_topic(t)] = owner_host(resp)
+            if self.ask_every_broker:
+                out["split"] = self._splits(ctx, sample)
             out["ownership"] = {"sampled": len(sample), "asked": url,
                                 "unowned": len(outcomes["unowned"]), "rejected": len(outcomes["rejected"]),
                                 "no_answer": len(outcomes["no-answer"]),
                                 "failed_sample": (outcomes["unowned"] + outcomes["rejected"] + outcomes["no-answer"])[:3]}
         return out
+
+    @staticmethod
+    def _splits(ctx, sample: list[str]) -> list[dict]:
+        """Topics for which brokers asked directly name different owners at the same time."""
+        urls = {f"broker-{n}": ctx.lab.broker_admin_url(n) for n in range(1, ctx.settings.brokers + 1)}
+        splits = []
+        for t in sample:
+            answers = {}
+            for b, u in urls.items():
+                resp = lookup(u, t, timeout=3)
+                answers[b] = owner_host(resp) if lookup_outcome(resp) == "owned" else None
+            owners = {o for o in answers.values() if o}
+            if len(owners) > 1:
+                splits.append({"topic": t, "answers": answers})
+        return splits
 
     def owners(self) -> dict[str, str]:
         """Last known owner (broker host) of each workload topic looked up so far."""

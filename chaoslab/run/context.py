@@ -79,6 +79,7 @@ class VariantResult:
     workload: dict = field(default_factory=dict)          # the workload's accounting
     probes: dict = field(default_factory=dict)            # probe summaries (peaks, totals)
     monitors: dict = field(default_factory=dict)          # what the monitors saw
+    observer: dict = field(default_factory=dict)          # HTTP requests the lab itself sent, per broker
     kpis: dict = field(default_factory=dict)
     longest_violation_secs: float = 0.0
     violated_seconds: int = 0

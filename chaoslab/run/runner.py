@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from chaoslab import http
 from chaoslab.errors import LabError
 from chaoslab.lab import vms
 from chaoslab.lab.cluster import Lab
@@ -211,6 +212,7 @@ class Runner:
         self.lab.on_evidence = j.event
         sampler = Sampler(ctx)
         applied: list = []
+        self._requests_before = (http.request_counts(), time.time())
         try:
             ctx.phase = "workload"
             plan.workload.start(ctx)
@@ -401,6 +403,7 @@ class Runner:
         self._detach(plan)
         ctx.record = {"workload": workload, "probes": {p.key: p.summary() for p in plan.probes}, "monitors": monitors}
         result.workload, result.probes, result.monitors = workload, ctx.record["probes"], monitors
+        result.observer = self._observer_load()
         tr = ctx.tracker
         result.longest_violation_secs = round(tr.longest_secs, 1)
         result.violated_seconds = tr.violated_seconds
@@ -431,6 +434,25 @@ class Runner:
         j.context = {}
         self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
         return result
+
+    def _observer_load(self) -> dict:
+        """How many HTTP requests the lab itself (probes, steps, checks) sent to each broker."""
+        before, since = self._requests_before
+        secs = max(1e-6, time.time() - since)
+        ports = {f"127.0.0.1:{self.settings.broker_admin_url(n).rsplit(':', 1)[1]}": f"broker-{n}"
+                 for n in range(1, self.settings.brokers + 1)}
+        ports[self.settings.admin_url.split("://", 1)[1]] = "proxy"
+        out: dict = {}
+        for (netloc, family), count in http.request_counts().items():
+            target = ports.get(netloc)
+            n = count - before.get((netloc, family), 0)
+            if target and n:
+                t = out.setdefault(target, {"requests": 0, "by_path": {}})
+                t["requests"] += n
+                t["by_path"][family] = n
+        for t in out.values():
+            t["per_sec"] = round(t["requests"] / secs, 2)
+        return out
 
     def _detach(self, plan) -> None:
         self.journal.handlers = [h for h in self.journal.handlers if all(h is not m for m in plan.monitors)]

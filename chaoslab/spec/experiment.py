@@ -302,8 +302,7 @@ def describe(exc: ValidationError) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
-    text = interpolate(text, dict(os.environ if env is None else env))
+def _read_yaml(text: str) -> dict:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -312,6 +311,24 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
         raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise SpecError("the experiment file must be a YAML mapping (name:, variants:, method:, ...)")
+    return raw
+
+
+def parse(text: str, env: dict[str, str] | None = None, base_dir: Path | None = None) -> Experiment:
+    """`extends: FILE` (relative to the file) takes FILE's top-level sections; the file's own
+    sections replace them whole."""
+    env = dict(os.environ if env is None else env)
+    text = interpolate(text, env)
+    raw = _read_yaml(text)
+    extended = "extends" in raw
+    if extended:
+        base_path = Path(base_dir or ".") / str(raw.pop("extends"))
+        try:
+            base = _read_yaml(interpolate(base_path.read_text(encoding="utf-8"), env))
+        except OSError as exc:
+            raise SpecError(f"extends: cannot read {base_path}: {exc.strerror}") from None
+        base.pop("extends", None)
+        raw = {**base, **raw}
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
@@ -320,7 +337,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> Experiment:
         exp = exp.model_copy(update={"title": exp.name})
     for v in exp.variants:  # every variant's plan must be valid before anything starts
         exp.plan(v)
-    exp._source = text
+    exp._source = "" if extended else text   # an extending file is kept as one whole document
     return exp
 
 
@@ -333,7 +350,7 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Experiment:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read {path}: {exc}") from None
     try:
-        return parse(text, env)
+        return parse(text, env, base_dir=path.parent)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
 
@@ -348,6 +365,8 @@ def source(exp: Experiment) -> str:
 def json_schema() -> dict:
     """The experiment file's JSON Schema. Section fields also accept a `$param` reference."""
     class ExperimentFile(Plan):
+        extends: str | None = Field(None, description="another experiment file (relative path) whose sections "
+                                                      "this one takes; its own sections replace them whole")
         name: str = Field(pattern=NAME_RE.pattern)
         title: str = ""
         seed: Annotated[int, Field(ge=0)] = 0
@@ -372,5 +391,9 @@ def json_schema() -> dict:
     for prop in SECTIONS:
         if prop in schema["properties"]:
             schema["properties"][prop] = {"anyOf": [schema["properties"][prop], ref]}
+    required = schema.pop("required", [])
+    schema["required"] = ["name"]
+    schema["if"] = {"not": {"required": ["extends"]}}
+    schema["then"] = {"required": required}   # an extending file may leave the rest to its base
     schema["title"] = "chaoslab experiment"
     return schema

@@ -19,7 +19,7 @@ from pydantic import Field, PrivateAttr
 
 from chaoslab import http
 from chaoslab.lab import health
-from chaoslab.probes.pulsar import topic_path
+from chaoslab.probes.pulsar import lookup, topic_path
 from chaoslab.run.wait import Waited, wait_until
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
 
@@ -189,3 +189,38 @@ class NamespacePersistence(Step):
                             timeout=30)
         self._set = not resp.ok
         return {"namespace": self.namespace, "answer": resp.describe(), "ok": resp.ok}
+
+
+@register("step")
+class ConcurrentLookups(Step):
+    """Upstream's own check (ExtensibleLoadManagerTest.testConcurrentLookups): several clients
+    look up every partition of one partitioned topic at once, through every broker; all answers
+    for a partition must name the same owner. Fails with the disagreeing partitions as evidence."""
+    type: Literal["concurrent-lookups"] = "concurrent-lookups"
+    topic: str = "persistent://public/default/chaoslab-lookup-check"
+    partitions: Annotated[int, Field(ge=1, le=1000)] = 20
+    clients: Annotated[int, Field(ge=2, le=50)] = 5
+
+    def run(self, ctx) -> dict:
+        from concurrent.futures import ThreadPoolExecutor
+        from chaoslab.probes.pulsar import lookup_outcome, owner_host
+        path = topic_path(self.topic)
+        created = http.request("PUT", f"{ctx.lab.proxy_admin_url}/admin/v2/{path}/partitions", body=self.partitions,
+                                timeout=30)
+        urls = [ctx.lab.broker_admin_url(n) for n in range(1, ctx.settings.brokers + 1)]
+        jobs = [(c, p, urls[(c + p) % len(urls)]) for c in range(self.clients) for p in range(self.partitions)]
+
+        def ask(job):
+            _c, p, url = job
+            resp = lookup(url, f"{self.topic}-partition-{p}", timeout=30)
+            return p, (owner_host(resp) if lookup_outcome(resp) == "owned" else f"no owner ({resp.describe()[:60]})")
+        with ThreadPoolExecutor(self.clients) as pool:
+            answers = list(pool.map(ask, jobs))
+        per: dict[int, set] = {}
+        for p, owner in answers:
+            per.setdefault(p, set()).add(owner)
+        disagree = {p: sorted(o) for p, o in per.items() if len(o) > 1}
+        unowned = sum(1 for _p, o in answers if o.startswith("no owner"))
+        return {"topic": self.topic, "created": created.describe()[:80], "lookups": len(answers),
+                "disagreeing_partitions": len(disagree), "example": dict(list(disagree.items())[:2]),
+                "unanswered": unowned, "ok": not disagree}

@@ -128,3 +128,19 @@ def test_cli_schema_prints_json(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "chaoslab experiment" and "method" in schema["properties"]
+
+
+def test_extends_takes_the_base_sections_and_keeps_one_whole_document(tmp_path):
+    from chaoslab.spec.experiment import source
+    exp = load(REPO_ROOT / "experiments" / "transfer-shedder-minimal-probes.yaml", env={})
+    base = load(REPO_ROOT / "experiments" / "transfer-shedder.yaml", env={})
+    plan, base_plan = exp.plan("flip"), base.plan("flip")
+    assert [p.type for p in plan.probes] == ["pulsar-brokers", "pulsar-client"] and plan.monitors == []
+    assert plan.probes[0].profile == "metrics-only"
+    assert [s.id for s in plan.method] == [s.id for s in base_plan.method]
+    again = parse(source(exp), env={})  # what a bundle holds replays without the base file
+    assert "extends" not in source(exp) and again.plan("flip").model_dump() == plan.model_dump()
+    f = tmp_path / "x.yaml"
+    f.write_text("extends: nowhere.yaml\nname: x\n")
+    with pytest.raises(SpecError, match="extends: cannot read"):
+        load(f)
