@@ -131,6 +131,12 @@ def _views_blocks(v: dict, events: list[dict], run_dir: Path) -> list[tuple]:
                     [[b, *[c.get(s, 0) for s in states],
                       _fmt(views["first"][f"{b}:green-but-broken"] - v["started"], 0) if f"{b}:green-but-broken" in views.get("first", {}) else "-"]
                      for b, c in sorted(views["seconds"].items())]))
+    load = v.get("observer") or {}
+    if load:
+        out.append(("h3", "What the lab itself asked of the brokers (observer load)"))
+        out.append(("table", ["target", "HTTP requests", "per second", "by path"],
+                    [[t, x["requests"], _fmt(x.get("per_sec"), 2), words(dict(sorted(x["by_path"].items(), key=lambda kv: -kv[1])[:5]))]
+                     for t, x in sorted(load.items())]))
     kept = [e for e in events if e.get("name") in ("thread-dump", "logs-kept")]
     if kept:
         t0 = v.get("started") or 0

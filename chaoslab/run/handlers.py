@@ -58,7 +58,8 @@ class ConsoleProgress:
             return "holds"
         first = v[0]
         subject = f"[{first['subject']}]" if first.get("subject") else ""
-        return f"VIOLATED ({len(v)}): {first['name']}{subject}={first['value']} vs {first['bound']}"
+        value = f"{first['value']:.3g}" if isinstance(first["value"], float) else first["value"]
+        return f"VIOLATED ({len(v)}): {first['name']}{subject}={value} vs {first['bound']}"
 
     def _health(self) -> str:
         brokers = self.last.get("brokers") or {}

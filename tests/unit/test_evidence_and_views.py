@@ -1,0 +1,110 @@
+"""Issue 10's pieces without containers: the three views and their classification, lookup
+answers told apart, hanging lookups, split ownership, logs kept before a container is replaced."""
+
+import time
+
+from chaoslab import http
+from chaoslab.checks.brokers import GreenButBroken, LookupRejections, SplitOwnership, UnownedTopics
+from chaoslab.lab.cluster import Lab
+from chaoslab.probes.pulsar import base_topic, lookup_outcome, owner_host
+from chaoslab.probes.views import classify, workload_view
+from chaoslab.settings import LabSettings
+from chaoslab.workload.stats import ClientStats
+
+
+def test_workload_view_and_classification():
+    assert workload_view({"lookup_ok": 10, "publish_ok": 50})[0] == "ok"
+    assert workload_view({})[0] == "no-data"
+    state, why = workload_view({"lookup_ok": 1, "lookup_failed": 5})
+    assert state == "failing" and "lookups 1/6 ok" in why
+    assert workload_view({"lookup_stuck": 2, "publish_ok": 100})[0] == "failing"
+    assert workload_view({"publish_ok": 1, "publish_failed": 9})[0] == "failing"
+    assert classify(True, True, "failing") == "green-but-broken"
+    assert classify(True, True, "ok") == classify(True, True, "no-data") == "healthy"
+    assert classify(True, False, "ok") == "shallow-only"
+    assert classify(False, False, "failing") == "down"
+    assert classify(None, True, "ok") == "unknown"
+
+
+def test_green_but_broken_is_a_violation_naming_the_broker():
+    sample = {"views": {"brokers": {
+        "broker-1": {"state": "green-but-broken", "detail": "3 lookups hanging"},
+        "broker-2": {"state": "healthy"}}}}
+    [v] = GreenButBroken().violations(sample)
+    assert v.subject == "broker-1" and "3 lookups hanging" in v.detail
+    assert GreenButBroken(max=1).violations(sample) == []
+
+
+def test_a_rejected_or_unanswered_lookup_is_not_an_unowned_topic():
+    owned = http.Response(307, "", {"Location": "http://broker-2:8080/lookup/v2/topic/x"})
+    assert lookup_outcome(owned) == "owned" and owner_host(owned) == "broker-2"
+    assert owner_host(http.Response(200, '{"brokerUrl": "pulsar://broker-3:6650"}')) == "broker-3"
+    assert lookup_outcome(http.Response(503, '{"reason": "Failed due to too many pending lookup requests"}')) == "rejected"
+    assert lookup_outcome(http.Response(429, "")) == "rejected"
+    assert lookup_outcome(http.Response(0, "", error="timeout", seconds=5)) == "no-answer"
+    assert lookup_outcome(http.Response(404, "Namespace bundle not served")) == "unowned"
+    own = {"sampled": 10, "unowned": 0, "rejected": 1, "no_answer": 0, "asked": "http://b1",
+           "failed_sample": [{"topic": "persistent://t/n/app-001", "answer": "HTTP 503: too many pending lookup requests"}]}
+    sample = {"cluster": {"ownership": own}}
+    assert UnownedTopics().violations(sample) == []
+    [v] = LookupRejections().violations(sample)
+    assert v.value == 1 and "too many pending lookup requests" in v.detail and "1 rejected" in v.detail
+    assert base_topic("persistent://t/n/x-partition-0") == "persistent://t/n/x" == base_topic("persistent://t/n/x")
+
+
+def test_split_ownership_names_what_each_broker_said():
+    sample = {"cluster": {"split": [{"topic": "persistent://t/n/app-1",
+                                     "answers": {"broker-1": "broker-1", "broker-2": "broker-3", "broker-3": None}}]}}
+    [v] = SplitOwnership().violations(sample)
+    assert "broker-2 says broker-3" in v.detail and "broker-3 says no owner" in v.detail
+    assert SplitOwnership().violations({"cluster": {"split": []}}) == []
+
+
+def test_hanging_lookups_and_per_topic_outcomes():
+    st = ClientStats()
+    token = st.lookup_begin("t1")
+    st.lookup_begin("t2")
+    st._in_flight[token] = (time.time() - 30, "t1")  # started 30 s ago, never finished
+    st.publish(True, 5, topic="t2")
+    st.publish(False, error="Timeout", topic="t2")
+    assert st.stuck(10) == ["t1"] and st.window(10)["lookup_stuck"] == 1
+    per = st.by_topic(10)
+    assert per["t1"]["lookup_stuck"] == 1 and per["t2"]["publish_ok"] == 1 and per["t2"]["publish_failed"] == 1
+    st.lookup(True, topic="t1", token=token)
+    assert st.stuck(10) == []
+
+
+class FakeContainer:
+    def __init__(self, name, cid, text):
+        self.name, self.id, self.status, self.text = name, cid, "running", text
+        self.labels = {"com.docker.compose.service": name.split("-", 1)[1].rsplit("-", 1)[0]}
+
+    def logs(self, timestamps=False, **kw):
+        return self.text.encode()
+
+
+def test_logs_of_every_incarnation_are_kept_before_a_recreate(tmp_path, monkeypatch):
+    lab = Lab(LabSettings(), log=lambda m: None)
+    monkeypatch.setattr("chaoslab.lab.cluster.STATE_DIR", tmp_path / "state")
+    lab.state_dir = tmp_path / "state"
+    lab.state_path = lab.state_dir / "state.json"
+    incarnations = iter([FakeContainer("chaoslab-broker-1-1", "a" * 64, "first incarnation: failed to set the role"),
+                         FakeContainer("chaoslab-broker-1-1", "b" * 64, "second incarnation")])
+    current = {"c": next(incarnations)}
+    events, composed = [], []
+    monkeypatch.setattr(lab, "containers", lambda service=None, all=True: [current["c"]])
+
+    def compose(*args, **kw):  # compose replaces the container: the old one and its log are gone
+        composed.append(args)
+        current["c"] = next(incarnations, current["c"])
+    monkeypatch.setattr(lab, "compose", compose)
+    monkeypatch.setattr(lab, "build_images", lambda versions=None: {})
+    lab.evidence_dir = tmp_path / "logs"
+    lab.on_evidence = lambda name, **f: events.append((name, f))
+    lab.set_broker(1, config={"x": "1"}, wait=False)
+    lab.set_broker(1, config={"x": "2"}, wait=False)
+    files = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert files == [f"chaoslab-broker-1-1-{'a' * 12}.log", f"chaoslab-broker-1-1-{'b' * 12}.log"]
+    assert "failed to set the role" in (tmp_path / "logs" / files[0]).read_text()
+    assert [e[0] for e in events] == ["logs-kept", "logs-kept"] and events[0][1]["reason"] == "broker recreated"
+    assert len(composed) == 2
