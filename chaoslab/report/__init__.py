@@ -23,6 +23,8 @@ def _clock(t: float | None) -> str:
 def words(value, limit: int = 220) -> str:
     """A value as words for a table cell: k=v pairs, lists joined; never a Python repr."""
     def w(v):
+        if v is None:
+            return ""
         if isinstance(v, dict):
             return ", ".join(f"{k}={w(x)}" for k, x in v.items() if x not in (None, "", [], {}))
         if isinstance(v, (list, tuple)):

@@ -360,9 +360,9 @@ class Runner:
             started = time.time()
             try:
                 out = step.undo(ctx)
-            except (LabError, KeyboardInterrupt, Interrupted):
+            except (KeyboardInterrupt, Interrupted):
                 raise
-            except Exception as exc:
+            except Exception as exc:  # a failed undo is recorded; the final checks judge the end state
                 out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
             secs = round(time.time() - started, 1)
             ctx.event("undo-end", step=step.id, step_type=step.type, secs=secs, result=out)
@@ -471,6 +471,9 @@ class Runner:
         for c in result.checks:
             if c["outcome"] == "fail":
                 reasons.append(f"{c['name']}: {c['evidence']}")
+        for u in result.undone:
+            if not u.get("ok", True):
+                reasons.append(f"undo of {u['step']} did not succeed: {u.get('error') or u.get('first_error') or u}")
         for r in result.rollbacks:
             if not r.get("ok"):
                 reasons.append(f"rollback step {r['id']} did not succeed: {r.get('error') or 'brokers not back'}")

@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr
 
-from chaoslab.run.wait import sleep_unless
+from chaoslab.errors import LabError
+from chaoslab.run.wait import sleep_unless, wait_until
 from chaoslab.spec.base import Secs, Step, register
 
 Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq|bookie-\d+|broker-\d+)$")]
@@ -45,10 +46,26 @@ class _ServiceFault(Step):
         return {**result, "ok": result.get("ok", True)}
 
     def _bring_back(self, ctx) -> dict:
+        """Start it again the way an orchestrator would: retry until compose sees it healthy
+        (a bookie or broker killed a moment ago may refuse to start while its previous metadata
+        session is still alive), at most start_timeout_secs."""
         started = time.monotonic()
-        ctx.lab.start_service(self.service, wait=self.wait_healthy, timeout=self.start_timeout_secs)
-        self._down = False
-        return {"started": True, "start_secs": round(time.monotonic() - started, 1), "ok": True}
+        attempts, errors = [0], []
+
+        def start() -> bool:
+            attempts[0] += 1
+            try:
+                ctx.lab.start_service(self.service, wait=self.wait_healthy, timeout=min(120, self.start_timeout_secs))
+                return True
+            except LabError as exc:
+                errors.append(str(exc)[:200])
+                return False
+        ok = wait_until(start, self.start_timeout_secs, interval=5, stop=ctx.interrupted.is_set).ok
+        self._down = not ok
+        out = {"started": ok, "start_secs": round(time.monotonic() - started, 1), "attempts": attempts[0], "ok": ok}
+        if errors:
+            out["first_error"] = errors[0]
+        return out
 
     def undo(self, ctx) -> dict | None:
         if not self._down:
