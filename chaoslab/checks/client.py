@@ -13,6 +13,11 @@ from chaoslab.spec.base import Condition, Violation, register
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+def _errors(client: dict) -> str:
+    errors = client.get("errors") or {}
+    return ("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))) if errors else ""
+
+
 def _window_passed(sample: dict) -> bool:
     client = sample.get("client") or {}
     return (sample.get("elapsed") or 0) > (client.get("window_secs") or 0) and bool(client)
@@ -30,7 +35,7 @@ class PublishSuccessRate(Condition):
             return [Violation("publish_success_rate", None, self.min, detail="no publish completed in the window")]
         rate = client.get("publish_success_rate")
         if rate is not None and rate < self.min:
-            return [Violation("publish_success_rate", rate, self.min, detail=f"{client.get('errors') or {}}")]
+            return [Violation("publish_success_rate", rate, self.min, detail=_errors(client))]
         return []
 
 
@@ -68,7 +73,7 @@ class LookupSuccessRate(Condition):
         if ok + failed == 0:
             return [Violation("lookups", 0, "> 0", detail="none completed in the window (clients are stuck waiting)")]
         if ok / (ok + failed) < self.min:
-            return [Violation("lookup_success_rate", ok / (ok + failed), self.min, detail=f"{client.get('errors') or {}}")]
+            return [Violation("lookup_success_rate", ok / (ok + failed), self.min, detail=_errors(client))]
         return []
 
 

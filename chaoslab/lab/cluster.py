@@ -22,6 +22,7 @@ import docker.errors
 
 from chaoslab.errors import EngineUnavailable, LabError, PortTaken
 from chaoslab.lab.images import ImageBuilder, pulsar_image
+from chaoslab.run.wait import wait_until
 from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
 
 COMPOSE_FILE = REPO_ROOT / "compose" / "lab.yaml"
@@ -366,10 +367,28 @@ class Lab:
         self.compose("kill", "-s", signal, service)
 
     def start_service(self, service: str, wait: bool = True, timeout: float = 300) -> None:
-        args = ["up", "-d", "--no-deps"]
+        """Start a stopped or killed service. Its container is started again, never recreated
+        (a recreated bookie would come back with empty disks and be refused by its own cookie);
+        with wait=True, until compose's healthcheck says healthy, else LabError."""
+        existing = self.containers(service)
+        if not existing:
+            args = ["up", "-d", "--no-deps"] + (["--wait", "--wait-timeout", str(int(timeout))] if wait else [])
+            self.compose(*args, service, timeout=timeout + 60)
+            return
+        self.compose("start", service, timeout=timeout + 60)
         if wait:
-            args += ["--wait", "--wait-timeout", str(int(timeout))]
-        self.compose(*args, service, timeout=timeout + 60)
+            def current():
+                c = self.containers(service)[0]
+                c.reload()
+                return c
+
+            def healthy() -> bool:
+                c = current()
+                return c.status == "running" and c.attrs["State"].get("Health", {}).get("Status") in (None, "healthy")
+            if not wait_until(healthy, timeout, interval=1, stop=lambda: current().status == "exited").ok:
+                c = current()
+                raise LabError(f"{service} did not become healthy within {timeout:.0f} s "
+                               f"({c.status}, exit code {c.attrs['State'].get('ExitCode')})")
 
     def scale_vms(self, pico: int, nano: int = 0) -> None:
         state = self.state()
