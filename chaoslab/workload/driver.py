@@ -81,15 +81,24 @@ class WorkloadDriver:
         self._producer_thread.join(timeout)
         return not self._producer_thread.is_alive()
 
-    def stop_producing(self) -> None:
+    def stop_producing(self, flush_secs: float = 45) -> None:
         self._stop.set()
         if self._producer_thread:
             self._producer_thread.join(60)
-        for p in self._producers.values():
-            try:
-                p.flush()
-            except Exception:
-                pass
+        self._flush(flush_secs)
+
+    def _flush(self, secs: float) -> None:
+        """Flush every producer, but never wait longer than `secs` in all: on a cluster that
+        cannot write (no bookie), the client's flush blocks with no end."""
+        def flush_all():
+            for p in list(self._producers.values()):
+                try:
+                    p.flush()
+                except Exception:
+                    pass
+        t = threading.Thread(target=flush_all, name="flush", daemon=True)
+        t.start()
+        t.join(secs)
 
     def drain(self, quiet_secs: float = 15, timeout: float = 180) -> None:
         """Wait until every acked message was received, or nothing arrives for quiet_secs."""
@@ -160,11 +169,7 @@ class WorkloadDriver:
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-        for p in self._producers.values():
-            try:
-                p.flush()
-            except Exception:
-                pass
+        self._flush(30)
 
     def _consume(self) -> None:
         while True:
