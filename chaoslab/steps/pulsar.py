@@ -201,26 +201,35 @@ class ConcurrentLookups(Step):
     partitions: Annotated[int, Field(ge=1, le=1000)] = 20
     clients: Annotated[int, Field(ge=2, le=50)] = 5
 
+    settle_timeout_secs: Annotated[float, Field(ge=1, le=600)] = 60.0
+
     def run(self, ctx) -> dict:
         from concurrent.futures import ThreadPoolExecutor
+
         from chaoslab.probes.pulsar import lookup_outcome, owner_host
         path = topic_path(self.topic)
         created = http.request("PUT", f"{ctx.lab.proxy_admin_url}/admin/v2/{path}/partitions", body=self.partitions,
-                                timeout=30)
+                               timeout=30)
         urls = [ctx.lab.broker_admin_url(n) for n in range(1, ctx.settings.brokers + 1)]
-        jobs = [(c, p, urls[(c + p) % len(urls)]) for c in range(self.clients) for p in range(self.partitions)]
+        names = [f"{self.topic}-partition-{p}" for p in range(self.partitions)]
 
-        def ask(job):
-            _c, p, url = job
-            resp = lookup(url, f"{self.topic}-partition-{p}", timeout=30)
-            return p, (owner_host(resp) if lookup_outcome(resp) == "owned" else f"no owner ({resp.describe()[:60]})")
+        def owner(url, topic):
+            resp = lookup(url, topic, timeout=30)
+            return owner_host(resp) if lookup_outcome(resp) == "owned" else None
+        # first every partition gets an owner (the first lookup of a bundle assigns it)
+        settled = wait_until(lambda: all(owner(urls[0], t) for t in names), self.settle_timeout_secs,
+                             interval=2, stop=ctx.should_stop)
+        jobs = [(c, p, urls[(c + p) % len(urls)]) for c in range(self.clients) for p in range(self.partitions)]
         with ThreadPoolExecutor(self.clients) as pool:
-            answers = list(pool.map(ask, jobs))
+            answers = list(pool.map(lambda job: (job[1], job[2], owner(job[2], names[job[1]])), jobs))
         per: dict[int, set] = {}
-        for p, owner in answers:
-            per.setdefault(p, set()).add(owner)
+        for p, _url, o in answers:
+            if o:
+                per.setdefault(p, set()).add(o)
         disagree = {p: sorted(o) for p, o in per.items() if len(o) > 1}
-        unowned = sum(1 for _p, o in answers if o.startswith("no owner"))
-        return {"topic": self.topic, "created": created.describe()[:80], "lookups": len(answers),
-                "disagreeing_partitions": len(disagree), "example": dict(list(disagree.items())[:2]),
-                "unanswered": unowned, "ok": not disagree}
+        unanswered = sum(1 for _p, _u, o in answers if o is None)
+        return {"topic": self.topic, "created": created.describe()[:80], "owners_settled": settled.ok,
+                "lookups": len(answers), "unanswered": unanswered, "disagreeing_partitions": len(disagree),
+                "example": "; ".join(f"partition {p}: {', '.join(o)}" for p, o in list(disagree.items())[:2]),
+                "ok": not disagree,
+                **({"error": f"{len(disagree)} partitions with different owners at once"} if disagree else {})}
