@@ -17,6 +17,8 @@ class ThreadDumps(Monitor):
     type: Literal["thread-dumps"] = "thread-dumps"
     states: list[Literal["green-but-broken", "shallow-only", "down"]] = ["green-but-broken", "shallow-only", "down"]
     after_secs: Annotated[int, Field(ge=1, le=600, description="in such a state this many samples in a row")] = 10
+    down_after_secs: Annotated[int, Field(ge=1, le=600, description="down: longer, a broker that restarts is "
+                                                                    "down ~10-15 s while its JVM starts")] = 60
     max_per_broker: Annotated[int, Field(ge=1, le=20)] = 2
     _ctx: object = PrivateAttr(None)
     _run: dict = PrivateAttr(default_factory=dict)
@@ -34,7 +36,8 @@ class ThreadDumps(Monitor):
                 continue
             n = self._run.get(broker, 0) + 1
             self._run[broker] = n
-            if n == self.after_secs and self._taken.get(broker, 0) < self.max_per_broker:
+            due = self.down_after_secs if state == "down" else self.after_secs
+            if n == due and self._taken.get(broker, 0) < self.max_per_broker:
                 self._taken[broker] = self._taken.get(broker, 0) + 1
                 reason = f"{state} for {n} s: {view.get('detail')}"
                 t = threading.Thread(target=self._ctx.lab.thread_dump, args=(broker, reason), daemon=True)
