@@ -108,3 +108,33 @@ def test_logs_of_every_incarnation_are_kept_before_a_recreate(tmp_path, monkeypa
     assert "failed to set the role" in (tmp_path / "logs" / files[0]).read_text()
     assert [e[0] for e in events] == ["logs-kept", "logs-kept"] and events[0][1]["reason"] == "broker recreated"
     assert len(composed) == 2
+
+
+def test_concurrent_lookups_compare_only_answers_that_name_an_owner(monkeypatch):
+    import threading
+
+    from chaoslab.steps import pulsar as steps
+    answers = {"partition-0": ["broker-1"], "partition-1": ["broker-2", "broker-3"]}
+    calls = {}
+
+    def fake_lookup(url, topic, timeout=5):
+        key = topic.rsplit("-", 2)[-2] + "-" + topic.rsplit("-", 1)[-1]
+        i = calls.get(key, 0)
+        calls[key] = i + 1
+        if i == 0:  # the first lookup of each partition: no answer at all (not a disagreement)
+            return http.Response(0, "", error="reset")
+        owners = answers[key]
+        return http.Response(307, "", {"Location": f"http://{owners[i % len(owners)]}:8080/x"})
+    monkeypatch.setattr(steps, "lookup", fake_lookup)
+    monkeypatch.setattr(steps.http, "request", lambda *a, **k: http.Response(204, ""))
+    ctx = type("Ctx", (), {})()
+    ctx.lab = type("L", (), {"proxy_admin_url": "http://p", "broker_admin_url": lambda self, n: f"http://b{n}"})()
+    ctx.settings = LabSettings()
+    ctx.should_stop = lambda: False
+    ctx.aborted = threading.Event()
+    out = steps.ConcurrentLookups(partitions=2, clients=4, settle_timeout_secs=5).run(ctx)
+    assert out["owners_settled"] and out["disagreeing_partitions"] == 1 and not out["ok"]
+    assert "partition 1: broker-2, broker-3" in out["example"] and "different owners" in out["error"]
+    answers["partition-1"] = ["broker-2"]
+    calls.clear()
+    assert steps.ConcurrentLookups(partitions=2, clients=4, settle_timeout_secs=5).run(ctx)["ok"]
