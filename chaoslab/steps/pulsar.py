@@ -214,7 +214,9 @@ class ConcurrentLookups(Step):
         names = [f"{self.topic}-partition-{p}" for p in range(self.partitions)]
 
         def owner(url, topic):
-            resp = lookup(url, topic, timeout=30)
+            # followed to the end, like an admin client: a redirect names a candidate, and only the
+            # broker at the end of the redirects owns the bundle (that lookup makes it take it)
+            resp = http.get(f"{url}/lookup/v2/topic/{topic_path(topic)}", timeout=30)
             return owner_host(resp) if lookup_outcome(resp) == "owned" else None
         # first every partition gets an owner (the first lookup of a bundle assigns it)
         settled = wait_until(lambda: all(owner(urls[0], t) for t in names), self.settle_timeout_secs,

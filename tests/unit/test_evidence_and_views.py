@@ -125,7 +125,7 @@ def test_concurrent_lookups_compare_only_answers_that_name_an_owner(monkeypatch)
             return http.Response(0, "", error="reset")
         owners = answers[key]
         return http.Response(307, "", {"Location": f"http://{owners[i % len(owners)]}:8080/x"})
-    monkeypatch.setattr(steps, "lookup", fake_lookup)
+    monkeypatch.setattr(steps.http, "get", lambda url, timeout=10, follow_redirects=True: fake_lookup(url, url))
     monkeypatch.setattr(steps.http, "request", lambda *a, **k: http.Response(204, ""))
     ctx = type("Ctx", (), {})()
     ctx.lab = type("L", (), {"proxy_admin_url": "http://p", "broker_admin_url": lambda self, n: f"http://b{n}"})()
