@@ -62,6 +62,7 @@ def container_figures(container_id: str, root: Path = ROOT) -> dict | None:
         "blkio_write_bytes": blk["Write"],
         "nr_throttled": cpu.get("nr_throttled"),
         "throttled_time": cpu.get("throttled_time"),
+        "cpu_usage_ns": _int(_read(root / "cpuacct" / "docker" / container_id / "cpuacct.usage")),
     }
 
 
@@ -87,4 +88,5 @@ def _v2(path: Path) -> dict:
         "total_mapped_file": stat.get("file_mapped"), "total_pgmajfault": stat.get("pgmajfault"),
         "total_pgpgin": None, "blkio_read_bytes": io["Read"], "blkio_write_bytes": io["Write"],
         "nr_throttled": cpu.get("nr_throttled"), "throttled_time": cpu.get("throttled_usec"),
+        "cpu_usage_ns": cpu["usage_usec"] * 1000 if "usage_usec" in cpu else None,
     }

@@ -62,7 +62,8 @@ class VmAgentsProbe(Probe):
             ip = ctx.workload.ip(c)
             agent = scrape_agent(ip) if ip else None
             out[c.name] = {"cgroup": cg or (prev.get(c.name) or {}).get("cgroup"),
-                           "agent": agent or (prev.get(c.name) or {}).get("agent"), "alive": cg is not None}
+                           "agent": agent or (prev.get(c.name) or {}).get("agent"), "alive": cg is not None,
+                           "agent_answered": agent is not None}   # this second; "agent" keeps the last answer
             _peaks(self._peak.setdefault(c.name, {}), {**(cg or {}), **(agent or {})})
         with self._lock:
             self._latest = out

@@ -139,6 +139,14 @@ def _views_blocks(v: dict, events: list[dict], run_dir: Path) -> list[tuple]:
         out.append(("table", ["target", "HTTP requests", "per second", "by path"],
                     [[t, x["requests"], _fmt(x.get("per_sec"), 2), words(dict(sorted(x["by_path"].items(), key=lambda kv: -kv[1])[:5]))]
                      for t, x in sorted(load.items())]))
+    remediators = {n: m for n, m in (v.get("monitors") or {}).items() if isinstance(m, dict) and "rates" in m}
+    if remediators:
+        out.append(("h3", "What the monitoring would have ordered (would-be remediations)"))
+        out.append(("table", ["monitor", "rules", "actions", "per minute before", "during", "after", "amplification"],
+                    [[n, words(m.get("rules")), words(m.get("by_action")) or "0",
+                      *[_fmt(((m["rates"].get(p) or {}).get("per_minute")), 2) for p in ("before", "during", "after")],
+                      _fmt(m.get("amplification"), 2) if m.get("amplification") is not None else (m.get("amplification_note") or "-")]
+                     for n, m in sorted(remediators.items())]))
     kept = [e for e in events if e.get("name") in ("thread-dump", "logs-kept")]
     if kept:
         t0 = v.get("started") or 0

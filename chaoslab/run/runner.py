@@ -399,7 +399,7 @@ class Runner:
         sampler.stop()
         for probe in plan.probes:
             probe.stop()
-        monitors = {m.type: m.stop(ctx) for m in plan.monitors}
+        monitors = {getattr(m, "name", None) or m.type: m.stop(ctx) for m in plan.monitors}
         self._detach(plan)
         ctx.record = {"workload": workload, "probes": {p.key: p.summary() for p in plan.probes}, "monitors": monitors}
         result.workload, result.probes, result.monitors = workload, ctx.record["probes"], monitors

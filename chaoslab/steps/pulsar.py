@@ -19,7 +19,7 @@ from pydantic import Field, PrivateAttr
 
 from chaoslab import http
 from chaoslab.lab import health
-from chaoslab.probes.pulsar import lookup, topic_path
+from chaoslab.probes.pulsar import topic_path
 from chaoslab.run.wait import Waited, wait_until
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
 

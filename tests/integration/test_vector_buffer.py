@@ -38,4 +38,10 @@ def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path, ru
     drop = next(v["workload"] for v in results["variants"] if v["name"] == "drop")
     assert block["totals"]["generated"] > 0 and block["totals"]["delivered"] > 0
     assert drop["totals"]["dropped_by_policy"] > 0  # drop_newest really dropped, and counted it
+    # the would-be remediator judged the real samples, before / during / after the outage
+    monitors = next(v["monitors"] for v in results["variants"] if v["name"] == "block")
+    as_run, fixed = monitors["as-run"], monitors["fixed"]
+    assert set(as_run["rates"]) == {"before", "during", "after"}
+    assert as_run["actions"] >= fixed["actions"] and "redeploy" not in fixed["by_action"]
     assert (out / "report.md").exists() and (out / "plot-block.png").exists()
+

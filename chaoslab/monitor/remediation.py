@@ -1,0 +1,115 @@
+"""`would-be-remediator`: the platform's monitoring, modelled on the post-mortem's (incident link
+10). Every `every_secs` it judges each VM from what a real monitor sees — does its agent's
+metrics endpoint answer, how busy is its vCPU — and records the action the platform would have
+ordered: `unreachable -> redeploy`, `high load -> upscale`. It only counts; it never acts.
+
+The post-mortem's fixes are its parameters: `missing_data_is_unreachable: false` (a VM whose
+container runs but whose agent does not answer is "missing data", not unreachable) and
+`maintenance_steps` (no action while those steps run: a maintenance window during the outage).
+Several of them, with different `name`s, judge the same run side by side.
+
+Its result: actions per minute before, during and after the steps named in `fault_steps` (the
+outage), and the amplification: the rate during / the rate before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr
+
+from chaoslab.spec.base import Monitor, register
+
+
+@register("monitor")
+class WouldBeRemediator(Monitor):
+    type: Literal["would-be-remediator"] = "would-be-remediator"
+    name: str = "monitoring"
+    every_secs: Annotated[int, Field(ge=1, le=600)] = 10
+    high_cpu: Annotated[float, Field(gt=0, le=1, description="share of one vCPU over the period: high load")] = 0.9
+    missing_data_is_unreachable: bool = True
+    maintenance_steps: list[str] = Field([], description="no action while these steps run")
+    fault_steps: list[str] = Field([], description="the fault the rates before/during/after are about")
+    _last: dict = PrivateAttr(default_factory=dict)      # vm -> (t, cpu_usage_ns)
+    _judged_at: float | None = PrivateAttr(None)
+    _running: set = PrivateAttr(default_factory=set)
+    _fault: dict = PrivateAttr(default_factory=dict)     # start / end time of the fault
+    _actions: list = PrivateAttr(default_factory=list)
+    _first_t: float | None = PrivateAttr(None)
+    _last_t: float | None = PrivateAttr(None)
+
+    def on_event(self, event: dict) -> None:
+        name, step = event.get("name"), event.get("step")
+        if name == "step-start":
+            self._running.add(step)
+            if step in self.fault_steps:
+                self._fault.setdefault("start", event["t"])
+        elif name == "step-end":
+            self._running.discard(step)
+            if step in self.fault_steps:
+                self._fault["end"] = event["t"]
+
+    def on_sample(self, sample: dict) -> None:
+        vms = sample.get("vms")
+        if not vms:
+            return
+        t = sample["t"]
+        self._first_t = self._first_t or t
+        self._last_t = t
+        if self._judged_at is not None and t - self._judged_at < self.every_secs:
+            return
+        self._judged_at = t
+        for vm, v in sorted(vms.items()):
+            action = self.judge(vm, v, t)
+            if action:
+                self._actions.append({"t": t, "vm": vm, **action})
+
+    def judge(self, vm: str, v: dict, t: float) -> dict | None:
+        """The action a monitor would order for one VM now, or None."""
+        cg = v.get("cgroup") or {}
+        usage = cg.get("cpu_usage_ns")
+        prev = self._last.get(vm)
+        self._last[vm] = (t, usage)
+        cpu = None
+        if prev and usage is not None and prev[1] is not None and t > prev[0]:
+            cpu = (usage - prev[1]) / 1e9 / (t - prev[0])
+        held = bool(self.maintenance_steps and self._running & set(self.maintenance_steps))
+        if not v.get("alive", True):
+            what = {"action": "redeploy", "why": "unreachable: the VM is gone"}
+        elif not v.get("agent_answered", True):
+            if not self.missing_data_is_unreachable:
+                return None  # missing data is not unreachable
+            what = {"action": "redeploy", "why": "unreachable: its agent's metrics did not answer"}
+        elif cpu is not None and cpu >= self.high_cpu:
+            what = {"action": "upscale", "why": f"high load: {cpu:.2f} of its vCPU"}
+        else:
+            return None
+        return None if held else what
+
+    def stop(self, ctx) -> dict:
+        return self.summary()
+
+    def summary(self) -> dict:
+        start, end = self._fault.get("start"), self._fault.get("end")
+        spans = {}
+        if self._first_t is not None:
+            if start is None:
+                spans = {"whole run": (self._first_t, self._last_t)}
+            else:
+                spans = {"before": (self._first_t, start), "during": (start, end or self._last_t),
+                         "after": (end or self._last_t, self._last_t)}
+        rates = {}
+        for phase, (a, b) in spans.items():
+            n = sum(1 for x in self._actions if a <= x["t"] < b or (phase in ("after", "whole run") and x["t"] == b))
+            minutes = max((b - a) / 60, 1e-9)
+            rates[phase] = {"actions": n, "minutes": round((b - a) / 60, 2), "per_minute": round(n / minutes, 2) if b > a else None}
+        before, during = (rates.get("before") or {}).get("per_minute"), (rates.get("during") or {}).get("per_minute")
+        amplification = round(during / before, 2) if before and during is not None else None
+        return {"name": self.name, "actions": len(self._actions),
+                "by_action": dict(Counter(x["action"] for x in self._actions)),
+                "rates": rates, "amplification": amplification,
+                "amplification_note": None if amplification is not None else
+                ("no action before the fault: the baseline is 0" if before == 0 else "no fault step named"),
+                "rules": {"missing_data_is_unreachable": self.missing_data_is_unreachable,
+                          "maintenance_steps": self.maintenance_steps, "high_cpu": self.high_cpu}}
