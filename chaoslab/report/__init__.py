@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 
 from chaoslab.report import blocks as B
+from chaoslab.report.chain import links as chain_links
 from chaoslab.report.plots import variant_figure
 from chaoslab.spec.base import REGISTRY, load_package
 
@@ -163,10 +164,71 @@ def _rel(path: str | None, run_dir: Path) -> str:
         return str(path)
 
 
+def _first_screen(variants: list[dict], records: list[dict], results: dict, run_dir: Path) -> list[tuple]:
+    """What an on-call engineer needs first: why the verdict, the incident's chain link by link,
+    the KPIs; then the plots and the timeline further down."""
+    out = []
+    decisive = next((v for v in variants if v["role"] == "primary"), None) or \
+        next((v for v in variants if v["verdict"] != "PASS"), variants[0] if variants else None)
+    if decisive:
+        why = [f"{decisive['name']} ({decisive['role']}): {decisive['verdict']}"
+               + (f" - {decisive['reasons'][0]}" if decisive.get("reasons") else " - the steady state held, every final check passed")]
+        for fv in (decisive.get("first_violations") or [])[:3]:
+            why.append("first violated condition: " + describe_violation(fv))
+        why += [f"final check {c['name']} failed: {c['evidence']}" for c in decisive.get("checks", []) if c["outcome"] == "fail"]
+        gbb = {b: c["green-but-broken"] for b, c in (((decisive.get("probes") or {}).get("views") or {}).get("seconds") or {}).items()
+               if c.get("green-but-broken")}
+        if gbb:
+            why.append("green-but-broken (both health checks passed while its topics failed): "
+                       + ", ".join(f"{b} for {s} s" for b, s in gbb.items()))
+        out += [("h2", "Why"), ("list", why)]
+    if variants:
+        out.append(("h2", "Key times (UTC; seconds after the method began)"))
+        rows = []
+        for v in variants:
+            k = v.get("kpis") or {}
+            rows.append([v["name"], v["verdict"], _clock(k.get("injection_t")),
+                         *[f"{_clock(k.get(f'{x}_t'))} (+{_fmt(k.get(f'{x}_after_injection_secs'), 0)})" if k.get(f"{x}_t") else "-"
+                           for x in ("detection", "decision", "resolution")]])
+        out.append(("table", ["variant", "verdict", "event (method began)", "detection", "decision (abort)", "resolution"], rows))
+        limit = ((results.get("lab") or {}).get("broker_config") or {}).get("maxConcurrentLookupRequest")
+        per = {v["name"]: chain_links(v, [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]],
+                                      float(limit) if limit else _pending_limit(records)) for v in variants}
+        watched = [row["link"] for row in next(iter(per.values())) if any(
+            next(x for x in rows_ if x["link"] == row["link"])["observed"] is not None for rows_ in per.values())]
+        out.append(("h2", "The incident's chain, link by link"))
+        out.append(("table", ["link", "what", *[v["name"] for v in variants]],
+                    [[n, next(r["what"] for r in next(iter(per.values())) if r["link"] == n),
+                      *[_cell(next(r for r in per[v["name"]] if r["link"] == n)) for v in variants]] for n in watched]))
+        out.append(("p", "Links of shared/incident.md this experiment does not watch are left out. "
+                         "Raw data: journal.jsonl (every sample and event), results.json, log-excerpts.md, logs/."))
+        out.append(("links", [("journal.jsonl", "journal.jsonl"), ("results.json", "results.json"),
+                              ("log-excerpts.md", "log-excerpts.md"), ("experiment.yaml", "experiment.yaml")]))
+    return out
+
+
+def _cell(row: dict) -> str:
+    if row["observed"] is None:
+        return f"not watched ({row['number']})"
+    return ("OBSERVED: " if row["observed"] else "no: ") + row["number"]
+
+
+def _pending_limit(records: list[dict]) -> float | None:
+    lab = next((r for r in records if r.get("name") == "lab-up"), {})
+    value = (lab.get("broker_config") or {}).get("maxConcurrentLookupRequest")
+    return float(value) if value else None
+
+
+def describe_violation(v: dict) -> str:
+    from chaoslab.spec.base import Violation
+    return Violation(**v).text()
+
+
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     records, results, title, b = B.open_run(run_dir)
     variants = results.get("variants", [])
+    b.extend(_first_screen(variants, records, results, run_dir))
     sm = results.get("scale_model") or {}
     if sm.get("factor", 1) != 1:
         b.append(("p", f"Scale model: factor {sm.get('factor')} - {sm.get('note')}. Limits and workload are scaled down "

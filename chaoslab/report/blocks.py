@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -17,6 +18,8 @@ def md(blocks: list[tuple]) -> str:
             out.append("#" * int(kind[1]) + " " + block[1])
         elif kind == "p":
             out.append(block[1])
+        elif kind == "verdict":
+            out.append(f"**{block[2]}**")
         elif kind == "list":
             out.append("\n".join(f"- {item}" for item in block[1]))
         elif kind == "table":
@@ -32,7 +35,17 @@ def md(blocks: list[tuple]) -> str:
     return "\n".join(out)
 
 
-def to_html(blocks: list[tuple], title: str) -> str:
+def _data_uri(src: str, base: Path | None) -> str:
+    """Images embedded, so that report.html is one file that can be attached to a ticket."""
+    if base is None:
+        return src
+    try:
+        return "data:image/png;base64," + base64.b64encode((Path(base) / src).read_bytes()).decode()
+    except OSError:
+        return src
+
+
+def to_html(blocks: list[tuple], title: str, base: Path | None = None) -> str:
     e = html.escape
     body = []
     for block in blocks:
@@ -41,6 +54,8 @@ def to_html(blocks: list[tuple], title: str) -> str:
             body.append(f"<{kind}>{e(block[1])}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{e(block[1])}</p>")
+        elif kind == "verdict":
+            body.append(f'<p class="verdict {e(block[1])}">{e(block[2])}</p>')
         elif kind == "list":
             body.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
@@ -48,12 +63,15 @@ def to_html(blocks: list[tuple], title: str) -> str:
             rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
-            body.append(f'<figure><img src="{e(block[1])}" alt="{e(block[2])}"><figcaption>{e(block[2])}</figcaption></figure>')
+            body.append(f'<figure><img src="{_data_uri(block[1], base)}" alt="{e(block[2])}"><figcaption>{e(block[2])}</figcaption></figure>')
         elif kind == "links":
             body.append("<ul>" + "".join(f'<li><a href="{e(href)}">{e(text)}</a></li>' for text, href in block[1]) + "</ul>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-             "th{background:#f3f3f3}img{max-width:100%}.PASS{color:#080}.FAIL{color:#b00}")
+             "th{background:#f3f3f3}img{max-width:100%}.verdict{font-size:1.4em;font-weight:bold;padding:.4em .6em;"
+             "border-radius:4px}.verdict.PASS{background:#e6f4e6;color:#060}.verdict.FAIL{background:#fbe5e5;color:#a00}"
+             ".verdict.ERROR,.verdict.INTERRUPTED,.verdict.INCOMPLETE{background:#fff3d6;color:#850}"
+             "td:first-child{white-space:nowrap}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
@@ -68,7 +86,7 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
     start = next((r for r in records if r["type"] == "run-start"), {})
     verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
     title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
-    opening = [("h1", title), ("p", f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
+    opening = [("h1", title), ("verdict", verdict.split()[0], f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
                ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, Pulsar "
                      + ", ".join(f"{k} {v}" for k, v in (start.get("versions") or {}).items())
                      + "; host " + ", ".join(f"{k} {v}" for k, v in (start.get("host") or {}).items()) + ".")]
@@ -77,5 +95,5 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
 
 def write(run_dir: Path, blocks: list[tuple], title: str) -> Path:
     (Path(run_dir) / "report.md").write_text(md(blocks))
-    (Path(run_dir) / "report.html").write_text(to_html(blocks, title))
+    (Path(run_dir) / "report.html").write_text(to_html(blocks, title, Path(run_dir)))
     return Path(run_dir) / "report.md"

@@ -64,7 +64,8 @@ class RollBroker(Step):
         ctx.event("broker-recreated", broker=f"broker-{n}", version=version)
         waited = wait_for_broker(ctx, n, self.wait_for, self.wait_timeout_secs, stop=ctx.should_stop)
         shallow, functional = health.shallow(url), health.functional(url, timeout=15)
-        result = {"broker": f"broker-{n}", "version": version, "waited_for": self.wait_for, "wait_ok": waited.ok,
+        result = {"broker": f"broker-{n}", "version": version, "config": self.broker_config,
+                  "waited_for": self.wait_for, "wait_ok": waited.ok,
                   "wait_secs": round(waited.secs, 1), "shallow_ok": shallow.ok, "functional_ok": functional.ok,
                   "functional_detail": None if functional.ok else functional.detail[:200],
                   "previous": self._before["values"]}

@@ -143,3 +143,26 @@ def test_wilson_interval_and_detection_power():
     assert runs_to_detect(0.5) == 5 and runs_to_detect(1.0) == 1 and runs_to_detect(0) is None
     s = summary(["PASS", "FAIL", "ERROR", "FAIL"])
     assert s["runs"] == 3 and s["failures"] == 2 and s["not_judged"] == 1 and s["rate"] == 0.667
+
+
+def test_the_incident_chain_is_read_link_by_link():
+    from chaoslab.report.chain import links
+    elm = {"loadManagerClassName": "org.apache.pulsar.broker.loadbalance.extensions.ExtensibleLoadManagerImpl"}
+    v = {"params": {}, "steps": [
+            {"type": "roll-broker", "broker": "broker-1", "config": elm, "shallow_ok": True, "functional_ok": False},
+            {"type": "roll-broker", "broker": "broker-2", "config": elm, "shallow_ok": True, "functional_ok": True}],
+         "probes": {"views": {"seconds": {"broker-1": {"green-but-broken": 12}}}},
+         "undone": [{"step": "roll-broker-1", "ok": False}], "rollbacks": []}
+    samples = [{"phase": "method", "client": {"publish_ok": 0, "lookup_ok": 0, "lookups_expected": True, "too_many_requests": 2},
+                "brokers": {"broker-1": {"metrics": {"pulsar_broker_lookup_pending_requests": 48.0},
+                                         "log_counts": {"failed_to_set_role": 3}}}}]
+    rows = {r["link"]: r for r in links(v, samples, pending_limit=50)}
+    assert rows[1]["observed"] and "2 of 2" in rows[1]["number"]
+    assert rows[2]["observed"] and "broker-1 green-but-broken 12 s" in rows[2]["number"]
+    assert rows[3]["observed"] and rows[4]["observed"] and rows[5]["observed"] and rows[6]["observed"]
+    assert rows[7]["observed"] is None and rows[11]["observed"] is None   # not watched, not "no"
+    quiet = {r["link"]: r for r in links({"steps": [{"type": "roll-broker", "broker": "broker-1", "config": {},
+                                                      "shallow_ok": True, "functional_ok": True}]},
+                                         [{"phase": "method", "client": {"publish_ok": 9, "lookup_ok": 3},
+                                           "brokers": {"broker-1": {"metrics": {}}}}], 50)}
+    assert [quiet[n]["observed"] for n in (1, 2, 3, 4, 5, 6)] == [False] * 6

@@ -1,0 +1,115 @@
+"""The incident's chain (shared/incident.md), link by link: was it observed in this variant,
+and with what number. Read from the run folder alone (results and journal samples). A link the
+experiment did not watch (no probe for it) says so instead of "no"."""
+
+from __future__ import annotations
+
+LINKS = [
+    (1, "upgrade + load-manager change applied broker by broker"),
+    (2, "a flipped broker's load manager fails while the broker stays up"),
+    (3, "the roll goes on because the operator's check says healthy"),
+    (4, "lookups queue up to the limit (pending lookups, TooManyRequests)"),
+    (5, "topics stop loading: writes or lookups stop"),
+    (6, "rollback fails / metadata conflict"),
+    (7, "agents buffer in memory up to the VM's cap"),
+    (8, "memory pressure: major faults, disk reads, host PSI"),
+    (9, "tasks stuck in D state"),
+    (10, "monitoring orders remediations (amplification)"),
+    (11, "the RabbitMQ fallback slows on one node"),
+]
+ELM = "ExtensibleLoadManagerImpl"
+
+
+def _row(n, seen, number):
+    return {"link": n, "what": dict(LINKS)[n], "observed": seen, "number": number}
+
+
+def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> list[dict]:
+    rows = []
+    steps = v.get("steps") or []
+    rolls = [s for s in steps if s.get("type") == "roll-broker"]
+    flips = [s for s in rolls if ELM in str(s.get("config") or "") or ELM in str(v.get("params") or "")]
+    has_brokers = any(s.get("brokers") for s in samples)
+    # 1
+    rows.append(_row(1, bool(flips) if rolls else None,
+                     f"{len(flips)} of {len(rolls)} brokers rolled with the flip" if rolls else "no roll in this experiment"))
+    # 2: on a broker rolled with the flip
+    flipped = {s["broker"] for s in flips}
+    views = (v.get("probes") or {}).get("views") or {}
+    gbb = {b: c.get("green-but-broken", 0) for b, c in (views.get("seconds") or {}).items() if c.get("green-but-broken")}
+    last = (samples[-1].get("brokers") or {}) if samples else {}
+    elm_errors = {b: sum(((last.get(b) or {}).get("log_counts") or {}).get(k, 0) for k in
+                         ("failed_to_set_role", "failed_to_start_load_manager", "registry_already_closed")) for b in flipped}
+    if not has_brokers:
+        rows.append(_row(2, None, "brokers not probed"))
+    else:
+        seen = any(b in flipped for b in gbb) or any(elm_errors.values())
+        parts = [f"{b} green-but-broken {s} s" + ("" if b in flipped else " (not flipped)") for b, s in gbb.items()]
+        parts += [f"{b}: {n} load-manager errors logged" for b, n in elm_errors.items() if n]
+        rows.append(_row(2, seen, "; ".join(parts) or "no flipped broker failed"))
+    # 3
+    rolled_on = [s for i, s in enumerate(rolls[:-1]) if s.get("shallow_ok") and not s.get("functional_ok")]
+    rows.append(_row(3, bool(rolled_on) or (bool(gbb) and len(rolls) > 1) if rolls else None,
+                     ", ".join(f"{s['broker']} passed the shallow wait while Pulsar's check failed" for s in rolled_on)
+                     or ("a green-but-broken broker, and the roll went on" if gbb and len(rolls) > 1 else "no")))
+    # 4
+    peak = max(((((s.get("brokers") or {}).get(b) or {}).get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0
+                for s in samples for b in (s.get("brokers") or {})), default=0) if has_brokers else None
+    tmr = max(((s.get("client") or {}).get("too_many_requests") or 0 for s in samples), default=0)
+    if peak is None:
+        rows.append(_row(4, None, "brokers not probed"))
+    else:
+        limit = pending_limit or 0
+        rows.append(_row(4, (limit and peak >= 0.8 * limit) or tmr > 0,
+                         f"peak pending lookups {peak:.0f}" + (f" of {limit:.0f}" if limit else "") + f", TooManyRequests {tmr} in a window"))
+    # 5
+    clients = [s["client"] for s in samples if s.get("phase") in ("method", "rollback", "recovery", "after")
+               and "publish_ok" in (s.get("client") or {})]
+    if not clients:
+        rows.append(_row(5, None, "no client workload"))
+    else:
+        no_pub = sum(1 for c in clients if c.get("publish_ok", 0) == 0)
+        no_lookup = sum(1 for c in clients if c.get("lookups_expected") and c.get("lookup_ok", 1) == 0)
+        rows.append(_row(5, no_pub > 0 or no_lookup > 0,
+                         f"{no_pub} s without a completed publish, {no_lookup} s without a completed lookup"))
+    # 6
+    undone, rbs = v.get("undone") or [], v.get("rollbacks") or []
+    conflicts = max((((s.get("brokers") or {}).get(b) or {}).get("log_counts") or {}).get("metadata_conflict", 0)
+                    for s in samples[-1:] for b in (s.get("brokers") or {})) if has_brokers else 0
+    failed_undo = [u["step"] for u in undone if not u.get("ok", True)]
+    recovery = [r for r in rbs if r.get("type") == "recover-system-topics" and not r.get("skipped")]
+    if not (undone or rbs or has_brokers):
+        rows.append(_row(6, None, "no rollback"))
+    else:
+        rows.append(_row(6, bool(failed_undo or recovery),
+                         "; ".join(filter(None, [f"undo failed: {', '.join(failed_undo)}" if failed_undo else "",
+                                                 f"incident recovery ran ({recovery[0].get('secs')} s)" if recovery else "",
+                                                 f"BadVersion/conflict lines in broker logs: {conflicts}" if conflicts else ""])) or "no"))
+    # 7-9
+    w = v.get("workload") or {}
+    vms = (v.get("probes") or {}).get("vms") or {}
+    host = ((v.get("probes") or {}).get("host") or {}).get("host_peak") or {}
+    if not vms:
+        rows += [_row(n, None, "no VMs in this experiment") for n in (7, 8, 9)]
+    else:
+        limit_mib = max((((x.get("memory_limit_bytes") or 0) / 2**20) for x in (w.get("per_vm") or {}).values()), default=0)
+        rows.append(_row(7, limit_mib > 0 and vms.get("vm_memory_max_mib", 0) >= 0.95 * limit_mib,
+                         f"peak VM memory {vms.get('vm_memory_max_mib')} of {limit_mib:.0f} MiB, peak buffer "
+                         f"{vms.get('agent_buffer_events_max'):.0f} events; OOM-killed {len(w.get('oom_killed') or [])}"))
+        pgmaj = sum((x.get("pgmajfault") or 0) for x in (w.get("per_vm") or {}).values())
+        rows.append(_row(8, pgmaj > 1000 or (host.get("memory_some_avg10") or 0) > 10,
+                         f"{pgmaj} major faults, host memory PSI {host.get('memory_some_avg10')}, io PSI {host.get('io_some_avg10')}"))
+        rows.append(_row(9, (host.get("d_state_longest_secs") or 0) >= 120,
+                         f"longest D state {host.get('d_state_longest_secs')} s (the kernel's hung-task limit is 120 s)"))
+    # 10
+    rem = [m for m in (v.get("monitors") or {}).values() if isinstance(m, dict) and "rates" in m]
+    if not rem:
+        rows.append(_row(10, None, "no would-be remediator"))
+    else:
+        first = rem[0]
+        amp = first.get("amplification")
+        rows.append(_row(10, amp is not None and amp >= 2,
+                         f"{first['name']}: {first['actions']} actions, amplification "
+                         + (f"{amp:.1f}x" if amp is not None else (first.get("amplification_note") or "-"))))
+    rows.append(_row(11, None, "not in this experiment"))
+    return rows
