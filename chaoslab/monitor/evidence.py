@@ -32,12 +32,14 @@ class ThreadDumps(Monitor):
         for broker, view in ((sample.get("views") or {}).get("brokers") or {}).items():
             state = view.get("state")
             if state not in self.states:
-                self._run.pop(broker, None)
+                self._run.pop(broker, None)   # the episode is over
                 continue
-            n = self._run.get(broker, 0) + 1
-            self._run[broker] = n
+            run = self._run.setdefault(broker, {"n": 0, "dumped": False})
+            run["n"] += 1
+            n = run["n"]
             due = self.down_after_secs if state == "down" else self.after_secs
-            if n == due and self._taken.get(broker, 0) < self.max_per_broker:
+            if n >= due and not run["dumped"] and self._taken.get(broker, 0) < self.max_per_broker:
+                run["dumped"] = True
                 self._taken[broker] = self._taken.get(broker, 0) + 1
                 reason = f"{state} for {n} s: {view.get('detail')}"
                 t = threading.Thread(target=self._ctx.lab.thread_dump, args=(broker, reason), daemon=True)

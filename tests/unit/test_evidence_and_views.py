@@ -138,3 +138,17 @@ def test_concurrent_lookups_compare_only_answers_that_name_an_owner(monkeypatch)
     answers["partition-1"] = ["broker-2"]
     calls.clear()
     assert steps.ConcurrentLookups(partitions=2, clients=4, settle_timeout_secs=5).run(ctx)["ok"]
+
+
+def test_thread_dumps_once_per_episode_whatever_bad_states_it_passes_through():
+    from chaoslab.monitor.evidence import ThreadDumps
+    taken = []
+    m = ThreadDumps(after_secs=3, down_after_secs=5)
+    m._ctx = type("C", (), {"lab": type("L", (), {"thread_dump": lambda self, b, reason: taken.append((b, reason))})()})()
+    states = ["down", "down", "shallow-only", "shallow-only", "shallow-only", "healthy", "green-but-broken",
+              "green-but-broken", "green-but-broken", "green-but-broken"]
+    for s in states:
+        m.on_sample({"views": {"brokers": {"broker-1": {"state": s, "detail": "d"}}}})
+    m.stop(None)
+    assert [b for b, _ in taken] == ["broker-1", "broker-1"]       # one per episode
+    assert "shallow-only for 3 s" in taken[0][1] and "green-but-broken for 3 s" in taken[1][1]
