@@ -16,9 +16,11 @@ from chaoslab.spec.base import Monitor, register
 class ThreadDumps(Monitor):
     type: Literal["thread-dumps"] = "thread-dumps"
     states: list[Literal["green-but-broken", "shallow-only", "down"]] = ["green-but-broken", "shallow-only", "down"]
-    after_secs: Annotated[int, Field(ge=1, le=600, description="in such a state this many samples in a row")] = 10
-    down_after_secs: Annotated[int, Field(ge=1, le=600, description="down: longer, a broker that restarts is "
-                                                                    "down ~10-15 s while its JVM starts")] = 60
+    after_secs: Annotated[int, Field(ge=1, le=600, description="green-but-broken this many seconds in a row")] = 10
+    shallow_only_after_secs: Annotated[int, Field(ge=1, le=600, description="shallow-only: a broker that just "
+                                                  "started passes Pulsar's check ~10-20 s after the shallow one")] = 30
+    down_after_secs: Annotated[int, Field(ge=1, le=600, description="down: a broker that restarts is down "
+                                                                    "~10-15 s while its JVM starts")] = 60
     max_per_broker: Annotated[int, Field(ge=1, le=20)] = 2
     _ctx: object = PrivateAttr(None)
     _run: dict = PrivateAttr(default_factory=dict)
@@ -34,10 +36,12 @@ class ThreadDumps(Monitor):
             if state not in self.states:
                 self._run.pop(broker, None)   # the episode is over
                 continue
-            run = self._run.setdefault(broker, {"n": 0, "dumped": False})
+            run = self._run.setdefault(broker, {"n": 0, "state": state, "dumped": False})
+            if run["state"] != state:   # seconds count per state; one dump per episode of bad states
+                run.update(n=0, state=state)
             run["n"] += 1
             n = run["n"]
-            due = self.down_after_secs if state == "down" else self.after_secs
+            due = {"down": self.down_after_secs, "shallow-only": self.shallow_only_after_secs}.get(state, self.after_secs)
             if n >= due and not run["dumped"] and self._taken.get(broker, 0) < self.max_per_broker:
                 run["dumped"] = True
                 self._taken[broker] = self._taken.get(broker, 0) + 1

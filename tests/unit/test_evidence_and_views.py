@@ -143,10 +143,11 @@ def test_concurrent_lookups_compare_only_answers_that_name_an_owner(monkeypatch)
 def test_thread_dumps_once_per_episode_whatever_bad_states_it_passes_through():
     from chaoslab.monitor.evidence import ThreadDumps
     taken = []
-    m = ThreadDumps(after_secs=3, down_after_secs=5)
+    m = ThreadDumps(after_secs=3, shallow_only_after_secs=3, down_after_secs=5)
     m._ctx = type("C", (), {"lab": type("L", (), {"thread_dump": lambda self, b, reason: taken.append((b, reason))})()})()
     states = ["down", "down", "shallow-only", "shallow-only", "shallow-only", "healthy", "green-but-broken",
-              "green-but-broken", "green-but-broken", "green-but-broken"]
+              "green-but-broken", "green-but-broken", "green-but-broken", "healthy", "down", "down", "shallow-only",
+              "shallow-only", "healthy"]   # the last episode is a normal restart: no dump
     for s in states:
         m.on_sample({"views": {"brokers": {"broker-1": {"state": s, "detail": "d"}}}})
     m.stop(None)
