@@ -42,8 +42,10 @@ def lab():
     os.environ["COMPOSE_PROJECT_NAME"] = lab.project  # the project Lab and `chaoslab down` know
     compose = DockerCompose(context=str(COMPOSE_FILE.parent), compose_file_name=COMPOSE_FILE.name,
                             env_file=str(lab.env_file), wait=True, services=services)
-    compose.waiting_for({"proxy": HttpWaitStrategy(8080, "/admin/v2/clusters").for_status_code(200)
-                         .with_startup_timeout(120)})
+    # testcontainers 4.15's ComposeContainer hands wait strategies the port unmapped (its
+    # get_exposed_port returns its argument), so the strategy is given the port published on the host
+    compose.waiting_for({"proxy": HttpWaitStrategy(lab.settings.proxy_http_port, "/admin/v2/clusters")
+                         .for_status_code(200).with_startup_timeout(120)})
     try:
         compose.start()
         lab.scale_vms(pico=2, nano=1)
