@@ -64,8 +64,9 @@ class PendingLookups(Condition):
 
 @register("condition")
 class SplitOwnership(Condition):
-    """Brokers asked directly (pulsar-cluster with ask_every_broker) name two different owners
-    for one topic at the same time."""
+    """A bundle that two brokers each say they own (their own ownedNamespaces, compared by the
+    pulsar-cluster probe with ask_every_broker). Not a lookup redirect: in a mixed cluster a
+    modular broker redirects lookups to the extensible one without either owning the bundle."""
     type: Literal["split-ownership"] = "split-ownership"
     max: Annotated[int, Field(ge=0)] = 0
 
@@ -74,8 +75,8 @@ class SplitOwnership(Condition):
         if len(splits) <= self.max:
             return []
         first = splits[0]
-        return [Violation("split_ownership", len(splits), self.max, detail=f"{first['topic'].split('/')[-1]}: "
-                          + ", ".join(f"{b} says {o or 'no owner'}" for b, o in first["answers"].items()))]
+        return [Violation("split_ownership", len(splits), self.max,
+                          detail=f"bundle {first['bundle']} owned by {' and '.join(first['brokers'])}")]
 
 
 @register("condition")

@@ -114,6 +114,7 @@ class PulsarBrokers(Probe):
     profile: Literal["full", "metrics-only"] = Field(
         "full", description="metrics-only: nothing but /metrics (the lab's smallest footprint on the brokers)")
     key: ClassVar[str] = "brokers"
+    _owned: dict = PrivateAttr(default_factory=dict)   # broker -> (time, set of bundles it says it owns)
     _log_totals: dict = PrivateAttr(default_factory=dict)
     _log_since: dict = PrivateAttr(default_factory=dict)
 
@@ -149,12 +150,29 @@ class PulsarBrokers(Probe):
         version = http.get_json(f"{url}/admin/v2/brokers/version", timeout=5)
         runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime", timeout=5)
         owned = http.get_json(f"{url}/admin/v2/brokers/{ctx.settings.cluster}/{name}:8080/ownedNamespaces", timeout=5)
+        with self._lock:
+            if isinstance(owned, dict):
+                self._owned[name] = (time.time(), set(owned))
+            else:
+                self._owned.pop(name, None)
         self.update({"functional_ok": functional.ok,
                      "functional_detail": None if functional.ok else functional.detail[:160],
                      "version": version if isinstance(version, str) else None,
                      "loadManagerClassName": runtime.get("loadManagerClassName") if isinstance(runtime, dict) else None,
                      "owned_bundles": len(owned) if isinstance(owned, dict) else None,
                      "log_counts": self._count_logs(ctx, name)}, under=name)
+
+    def owned_overlap(self, fresh_secs: float = 15) -> list[dict]:
+        """Bundles that two brokers each say they own, from their own ownedNamespaces answers
+        taken within `fresh_secs` of each other (split ownership)."""
+        with self._lock:
+            now = time.time()
+            owned = {b: bundles for b, (t, bundles) in self._owned.items() if now - t <= fresh_secs}
+        by_bundle: dict[str, list[str]] = {}
+        for b, bundles in sorted(owned.items()):
+            for bundle in bundles:
+                by_bundle.setdefault(bundle, []).append(b)
+        return [{"bundle": k, "brokers": v} for k, v in sorted(by_bundle.items()) if len(v) > 1]
 
     def _count_logs(self, ctx, service: str) -> dict[str, int]:
         totals = self._log_totals.setdefault(service, {k: 0 for k in LOG_PATTERNS})
@@ -181,8 +199,8 @@ class PulsarCluster(Probe):
     type: Literal["pulsar-cluster"] = "pulsar-cluster"
     period_secs: Annotated[float, Field(ge=0.5, le=600)] = 5.0
     lookup_sample: Annotated[int, Field(ge=0, le=1000, description="workload topics looked up per period")] = 10
-    ask_every_broker: bool = Field(False, description="also ask every broker directly who owns each sampled topic: "
-                                                      "two different owners at once is a split (split-ownership)")
+    ask_every_broker: bool = Field(False, description="also compare what every broker says it owns (its own "
+                                                      "ownedNamespaces): a bundle two brokers own is a split")
     key: ClassVar[str] = "cluster"
     _owners: dict = PrivateAttr(default_factory=dict)
 
@@ -222,6 +240,8 @@ class PulsarCluster(Probe):
             exists[fqn] = None if names is None else any(n == fqn or n.startswith(fqn + "-partition-") for n in names)
         out = {"system_topics": {"exists": exists, "owner": {t: owner_of(url, t) for t, e in exists.items() if e}},
                "proxy": {"metrics": scrape(f"{ctx.lab.proxy_admin_url}/metrics/", PROXY_METRICS)}}
+        if self.ask_every_broker and ctx.probe("brokers") is not None:
+            out["split"] = ctx.probe("brokers").owned_overlap()
         topics = ctx.workload.sample_topics() if hasattr(ctx.workload, "sample_topics") else []
         if topics and self.lookup_sample:
             start = int(time.time() / self.period_secs) * self.lookup_sample
@@ -234,28 +254,11 @@ class PulsarCluster(Probe):
                 if kind == "owned":
                     with self._lock:
                         self._owners[base_topic(t)] = owner_host(resp)
-            if self.ask_every_broker:
-                out["split"] = self._splits(ctx, sample)
             out["ownership"] = {"sampled": len(sample), "asked": url,
                                 "unowned": len(outcomes["unowned"]), "rejected": len(outcomes["rejected"]),
                                 "no_answer": len(outcomes["no-answer"]),
                                 "failed_sample": (outcomes["unowned"] + outcomes["rejected"] + outcomes["no-answer"])[:3]}
         return out
-
-    @staticmethod
-    def _splits(ctx, sample: list[str]) -> list[dict]:
-        """Topics for which brokers asked directly name different owners at the same time."""
-        urls = {f"broker-{n}": ctx.lab.broker_admin_url(n) for n in range(1, ctx.settings.brokers + 1)}
-        splits = []
-        for t in sample:
-            answers = {}
-            for b, u in urls.items():
-                resp = lookup(u, t, timeout=3)
-                answers[b] = owner_host(resp) if lookup_outcome(resp) == "owned" else None
-            owners = {o for o in answers.values() if o}
-            if len(owners) > 1:
-                splits.append({"topic": t, "answers": answers})
-        return splits
 
     def owners(self) -> dict[str, str]:
         """Last known owner (broker host) of each workload topic looked up so far."""

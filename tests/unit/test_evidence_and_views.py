@@ -52,11 +52,17 @@ def test_a_rejected_or_unanswered_lookup_is_not_an_unowned_topic():
     assert base_topic("persistent://t/n/x-partition-0") == "persistent://t/n/x" == base_topic("persistent://t/n/x")
 
 
-def test_split_ownership_names_what_each_broker_said():
-    sample = {"cluster": {"split": [{"topic": "persistent://t/n/app-1",
-                                     "answers": {"broker-1": "broker-1", "broker-2": "broker-3", "broker-3": None}}]}}
-    [v] = SplitOwnership().violations(sample)
-    assert "broker-2 says broker-3" in v.detail and "broker-3 says no owner" in v.detail
+def test_split_ownership_is_a_bundle_two_brokers_say_they_own():
+    import time as _t
+
+    from chaoslab.probes.pulsar import PulsarBrokers
+    p = PulsarBrokers()
+    now = _t.time()
+    p._owned = {"broker-1": (now, {"orga/logs/0x00_0x40", "pulsar/lab/broker-1:8080/0x0_0xf"}),
+                "broker-2": (now, {"orga/logs/0x00_0x40"}), "broker-3": (now - 60, {"orga/logs/0x00_0x40"})}
+    assert p.owned_overlap() == [{"bundle": "orga/logs/0x00_0x40", "brokers": ["broker-1", "broker-2"]}]
+    [v] = SplitOwnership().violations({"cluster": {"split": p.owned_overlap()}})
+    assert "orga/logs/0x00_0x40 owned by broker-1 and broker-2" in v.detail
     assert SplitOwnership().violations({"cluster": {"split": []}}) == []
 
 
