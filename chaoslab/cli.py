@@ -320,8 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", type=Path, default=None, help="experiment to take the workload, probes, hypothesis and "
                    "method from; its method must use $version and $broker_config (default experiments/transfer-shedder.yaml)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
-    p.add_argument("--repeat", type=int, default=1, help="run the change N times, each on a fresh lab: unsafe if "
-                   "any run is (a flaky failure is still a failure; the flip broke 2 of 3 runs here)")
+    from chaoslab.rates import GATE_DEFAULT_REPEAT
+    p.add_argument("--repeat", type=int, default=GATE_DEFAULT_REPEAT, help="run the change N times, each on a fresh "
+                   f"lab: unsafe if any run is (default {GATE_DEFAULT_REPEAT}: the flip failed 3 of 5 runs here, and "
+                   "4 runs catch a 60 %% failure rate with >= 95 %% probability)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")

@@ -21,6 +21,7 @@ from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
 VERDICT_WORDS = {0: "SAFE", 1: "UNSAFE", 2: "LAB ERROR", 130: "INTERRUPTED"}
+
 _LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_.]*)\s*=\s*(.*)$")
 
 

@@ -36,3 +36,11 @@ def summary(verdicts: list[str]) -> dict:
     return {"runs": len(judged), "failures": failures, "not_judged": len(verdicts) - len(judged),
             "rate": round(failures / len(judged), 3) if judged else None,
             "interval_95": [round(lo, 3), round(hi, 3)], "verdicts": verdicts}
+
+
+# The gate's default number of runs. The incident's change (the flip to 3.2.3) failed 3 of 5 runs
+# here (README, "The flip finding"); at that rate 4 runs catch it with >= 95 % probability
+# (runs_to_detect(0.6) == 4). At the low end of its 95 % interval (0.23) they would catch it 65 % of
+# the time: more runs buy more certainty, at ~3.5 min each.
+MEASURED_FLIP_FAILURE_RATE = 0.6
+GATE_DEFAULT_REPEAT = 4

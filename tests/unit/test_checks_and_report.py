@@ -166,3 +166,11 @@ def test_the_incident_chain_is_read_link_by_link():
                                          [{"phase": "method", "client": {"publish_ok": 9, "lookup_ok": 3},
                                            "brokers": {"broker-1": {"metrics": {}}}}], 50)}
     assert [quiet[n]["observed"] for n in (1, 2, 3, 4, 5, 6)] == [False] * 6
+
+
+def test_the_gates_default_repeat_catches_the_measured_rate():
+    from chaoslab.cli import build_parser
+    from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP_FAILURE_RATE, runs_to_detect
+    assert GATE_DEFAULT_REPEAT == runs_to_detect(MEASURED_FLIP_FAILURE_RATE)
+    assert 1 - (1 - MEASURED_FLIP_FAILURE_RATE) ** GATE_DEFAULT_REPEAT >= 0.95
+    assert build_parser().parse_args(["gate"]).repeat == GATE_DEFAULT_REPEAT
