@@ -52,7 +52,7 @@ class WouldBeRemediator(Monitor):
 
     def on_sample(self, sample: dict) -> None:
         vms = sample.get("vms")
-        if not vms:
+        if not vms or sample.get("phase") == "finish":  # the run itself stops the VMs at the end
             return
         t = sample["t"]
         self._first_t = self._first_t or t

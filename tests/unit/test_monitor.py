@@ -44,3 +44,9 @@ def test_a_gone_vm_is_unreachable_and_no_fault_means_no_amplification():
     out = m.summary()
     assert out["by_action"] == {"redeploy": 1} and out["amplification"] is None
     assert out["amplification_note"] == "no fault step named" and "whole run" in out["rates"]
+
+
+def test_vms_the_run_stops_at_the_end_are_not_unreachable():
+    m = WouldBeRemediator(every_secs=1, missing_data_is_unreachable=False)
+    m.on_sample({"t": 0, "phase": "finish", "vms": {"vm-a": vm(alive=False)}})
+    assert m.summary()["actions"] == 0
