@@ -203,6 +203,7 @@ class ConcurrentLookups(Step):
     clients: Annotated[int, Field(ge=2, le=50)] = 5
 
     settle_timeout_secs: Annotated[float, Field(ge=1, le=600)] = 60.0
+    lookup_timeout_secs: Annotated[float, Field(ge=1, le=120)] = 10.0
 
     def run(self, ctx) -> dict:
         from concurrent.futures import ThreadPoolExecutor
@@ -217,7 +218,7 @@ class ConcurrentLookups(Step):
         def owner(url, topic):
             # followed to the end, like an admin client: a redirect names a candidate, and only the
             # broker at the end of the redirects owns the bundle (that lookup makes it take it)
-            resp = http.get(f"{url}/lookup/v2/topic/{topic_path(topic)}", timeout=30)
+            resp = http.get(f"{url}/lookup/v2/topic/{topic_path(topic)}", timeout=self.lookup_timeout_secs)
             return owner_host(resp) if lookup_outcome(resp) == "owned" else None
         # first every partition gets an owner (the first lookup of a bundle assigns it)
         settled = wait_until(lambda: all(owner(urls[0], t) for t in names), self.settle_timeout_secs,
