@@ -80,7 +80,10 @@ def print_status(status: dict) -> None:
     out.print(table)
     p = status["proxy"]
     out.print(f"proxy     {p['state']:10} {p['service_url']}  admin {p['admin_url']}")
-    out.print(f"rabbitmq  {status['rabbitmq']['state']:10} {status['rabbitmq']['amqp_url']}")
+    for n in status["rabbitmq"]["nodes"]:
+        member = {True: "member", False: "NOT a member", None: "membership unknown"}[n.get("member")]
+        running = "" if n.get("running_in_cluster", True) else ", not running in the cluster"
+        out.print(f"rabbitmq  {n['state']:10} {n['node']} ({member}{running})  {n['amqp_url']}")
     out.print(f"zookeeper {status['zookeeper']['state']:10} bookies " +
               ", ".join(f"{b['name']} {b['state']}" for b in status["bookies"]))
     if status["vms"]:

@@ -65,7 +65,8 @@ class LabSettings:
     proxy_port: int = 16650
     proxy_http_port: int = 18080
     broker_http_base_port: int = 18081  # broker-1 -> 18081, broker-2 -> 18082, ...
-    rabbitmq_port: int = 15672
+    rabbitmq_port: int = 15672        # node n's AMQP port: rabbitmq_port + n - 1
+    rabbitmq_mgmt_port: int = 15682   # node n's management API: rabbitmq_mgmt_port + n - 1
     rabbitmq_user: str = "chaoslab"
     rabbitmq_password: str = "chaoslab"
     agent_image: str = "chaoslab/agent:latest"
@@ -84,6 +85,7 @@ class LabSettings:
             proxy_http_port=int(_env("CHAOSLAB_PROXY_HTTP_PORT", "18080")),
             broker_http_base_port=int(_env("CHAOSLAB_BROKER_HTTP_BASE_PORT", "18081")),
             rabbitmq_port=int(_env("CHAOSLAB_RABBITMQ_PORT", "15672")),
+            rabbitmq_mgmt_port=int(_env("CHAOSLAB_RABBITMQ_MGMT_PORT", "15682")),
             agent_image=_env("AGENT_IMAGE", "chaoslab/agent:latest"),
         )
 
@@ -111,6 +113,23 @@ class LabSettings:
         return (
             f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}@127.0.0.1:{self.rabbitmq_port}/%2F"
         )
+
+    def rabbitmq_amqp_url(self, n: int = 1) -> str:
+        """RabbitMQ node n's AMQP listener as published on the host."""
+        return f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}@127.0.0.1:{self.rabbitmq_port + n - 1}/%2F"
+
+    def rabbitmq_mgmt_url(self, n: int = 1) -> str:
+        """RabbitMQ node n's management API (enabled when the lab runs a cluster)."""
+        return f"http://127.0.0.1:{self.rabbitmq_mgmt_port + n - 1}"
+
+    @staticmethod
+    def rabbitmq_service(n: int) -> str:
+        return "rabbitmq" if n == 1 else f"rabbitmq-{n}"
+
+    @staticmethod
+    def rabbitmq_node(n: int) -> str:
+        """The Erlang node name (rabbit@<hostname>; the hostname is the compose service)."""
+        return f"rabbit@{LabSettings.rabbitmq_service(n)}"
 
     def published_ports(self) -> dict[str, int]:
         ports = {"proxy (binary)": self.proxy_port, "proxy (http)": self.proxy_http_port,

@@ -58,9 +58,10 @@ def check(history: History) -> LossReport:
 
 @register("check")
 class NoLoss(FinalCheck):
-    """No message that Pulsar acknowledged went undelivered to the consumer (from the history)."""
+    """No message the broker acknowledged (Pulsar) or confirmed (RabbitMQ) went undelivered to
+    the consumer (from the history)."""
     type: Literal["no-loss"] = "no-loss"
-    needs_workload: ClassVar[tuple[str, ...]] = ("pulsar-topics",)
+    needs_workload: ClassVar[tuple[str, ...]] = ("pulsar-topics", "rabbitmq-events")
     max_lost: Annotated[int, Field(ge=0)] = 0
 
     def check(self, ctx) -> CheckResult:

@@ -28,6 +28,7 @@ from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
 COMPOSE_FILE = REPO_ROOT / "compose" / "lab.yaml"
 STATE_DIR = BUILD_DIR / "lab"
 UP_TIMEOUT_SECS = 600
+ALL_PROFILES = ("pulsar", "rabbitmq-cluster")
 
 
 def engine() -> docker.DockerClient:
@@ -50,6 +51,12 @@ class LabState:
     proxy_config: dict[str, str] = field(default_factory=dict)
     pico: int = 0
     nano: int = 0
+    pulsar: bool = True          # the Pulsar part (profile "pulsar"); off for RabbitMQ-only labs
+    rabbitmq_nodes: int = 1      # 1, or 3 (profile "rabbitmq-cluster")
+
+    @property
+    def profiles(self) -> list[str]:
+        return (["pulsar"] if self.pulsar else []) + (["rabbitmq-cluster"] if self.rabbitmq_nodes > 1 else [])
 
     @classmethod
     def load(cls, path: Path) -> "LabState | None":
@@ -125,7 +132,13 @@ class Lab:
             "RABBITMQ_PORT": str(s.rabbitmq_port),
             "RABBITMQ_USER": s.rabbitmq_user,
             "RABBITMQ_PASSWORD": s.rabbitmq_password,
+            "RABBITMQ_MGMT_PORT": str(s.rabbitmq_mgmt_port),
+            # the management API reports the cluster's view of each node: on for a cluster only
+            "RABBITMQ_PLUGINS": "rabbitmq_management" if state.rabbitmq_nodes > 1 else "",
         }
+        for n in range(2, 4):
+            env[f"RABBITMQ_{n}_PORT"] = str(s.rabbitmq_port + n - 1)
+            env[f"RABBITMQ_{n}_MGMT_PORT"] = str(s.rabbitmq_mgmt_port + n - 1)
         for n in range(1, s.brokers + 1):
             env[f"BROKER_{n}_IMAGE"] = pulsar_image(state.broker_versions.get(str(n), s.pulsar_from))
             env[f"BROKER_{n}_HTTP_PORT"] = str(s.broker_http_base_port + n - 1)
@@ -145,12 +158,14 @@ class Lab:
         return env_file
 
     # -- compose -----------------------------------------------------------------------------------
-    def compose(self, *args: str, timeout: float = UP_TIMEOUT_SECS, check: bool = True) -> subprocess.CompletedProcess:
+    def compose(self, *args: str, timeout: float = UP_TIMEOUT_SECS, check: bool = True,
+                all_profiles: bool = False) -> subprocess.CompletedProcess:
         env_file = self.state_dir / "lab.env"
         if not env_file.exists():
             self._write(self.state())
+        profiles = ALL_PROFILES if all_profiles else self.state().profiles
         cmd = ["docker", "compose", "-p", self.project, "--env-file", str(env_file),
-               "-f", str(COMPOSE_FILE), *args]
+               "-f", str(COMPOSE_FILE), *(a for p in profiles for a in ("--profile", p)), *args]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -169,13 +184,18 @@ class Lab:
     def is_up(self) -> bool:
         return any(c.status == "running" for c in self.containers())
 
-    def check_ports(self) -> None:
+    def check_ports(self, state: LabState | None = None) -> None:
         """PortTaken if a host port the lab publishes is held by something else."""
         s = self.settings
-        ports = {s.proxy_port: "CHAOSLAB_PROXY_PORT", s.proxy_http_port: "CHAOSLAB_PROXY_HTTP_PORT",
-                 s.rabbitmq_port: "CHAOSLAB_RABBITMQ_PORT"}
-        for n in range(1, s.brokers + 1):
-            ports[s.broker_http_base_port + n - 1] = "CHAOSLAB_BROKER_HTTP_BASE_PORT"
+        state = state or self.state()
+        ports = {s.rabbitmq_port: "CHAOSLAB_RABBITMQ_PORT", s.rabbitmq_mgmt_port: "CHAOSLAB_RABBITMQ_MGMT_PORT"}
+        for n in range(2, state.rabbitmq_nodes + 1):
+            ports[s.rabbitmq_port + n - 1] = "CHAOSLAB_RABBITMQ_PORT"
+            ports[s.rabbitmq_mgmt_port + n - 1] = "CHAOSLAB_RABBITMQ_MGMT_PORT"
+        if state.pulsar:
+            ports.update({s.proxy_port: "CHAOSLAB_PROXY_PORT", s.proxy_http_port: "CHAOSLAB_PROXY_HTTP_PORT"})
+            for n in range(1, s.brokers + 1):
+                ports[s.broker_http_base_port + n - 1] = "CHAOSLAB_BROKER_HTTP_BASE_PORT"
         ours = set()
         for c in self.containers(all=False):
             for bindings in (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).values():
@@ -192,7 +212,10 @@ class Lab:
                     raise PortTaken(f"port {port} on 127.0.0.1 is already in use: free it or set {var}") from None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def build_images(self, versions: list[str] | None = None) -> dict[str, str]:
+    def build_images(self, versions: list[str] | None = None, pulsar: bool = True) -> dict[str, str]:
+        if not pulsar:  # a RabbitMQ-only lab needs no Pulsar image (no Maven on a cold machine)
+            builder = ImageBuilder(self.client, log=self.log)
+            return {"base": builder.base(), "rabbitmq": builder.rabbitmq()}
         state = self.state()
         wanted = list(dict.fromkeys([self.settings.pulsar_from, self.settings.pulsar_to,
                                      *state.broker_versions.values(), *(versions or [])]))
@@ -204,16 +227,17 @@ class Lab:
 
     def prepare(self, pico: int | None = None, nano: int | None = None,
                 broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
-                fresh: bool = False) -> LabState:
+                fresh: bool = False, pulsar: bool = True, rabbitmq_nodes: int = 1) -> LabState:
         """Everything before `compose up`: engine, free ports, images, the state and env files.
 
         broker_config / proxy_config: settings every broker / the proxy starts with. fresh=True
         forgets per-broker versions and settings left by a previous run (all brokers on
-        PULSAR_FROM)."""
+        PULSAR_FROM). pulsar=False: RabbitMQ only; rabbitmq_nodes: 1 or 3."""
         self.client  # engine first: the clearest error
-        self.check_ports()
         state = LabState(broker_versions={str(n): self.settings.pulsar_from
                                           for n in range(1, self.settings.brokers + 1)}) if fresh else self.state()
+        state.pulsar, state.rabbitmq_nodes = pulsar, rabbitmq_nodes
+        self.check_ports(state)
         if broker_config is not None:
             state.broker_config = {str(n): {k: str(v) for k, v in broker_config.items()}
                                    for n in range(1, self.settings.brokers + 1)}
@@ -221,7 +245,9 @@ class Lab:
             state.proxy_config = {k: str(v) for k, v in proxy_config.items()}
         state.pico = self.settings.pico_vms if pico is None else pico
         state.nano = self.settings.nano_vms if nano is None else nano
-        self.build_images()
+        if not pulsar:
+            state.pico = state.nano = 0
+        self.build_images(pulsar=pulsar)
         self._write(state)
         return state
 
@@ -231,15 +257,17 @@ class Lab:
 
     def up(self, pico: int | None = None, nano: int | None = None,
            broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
-           fresh: bool = False) -> float:
+           fresh: bool = False, pulsar: bool = True, rabbitmq_nodes: int = 1) -> float:
         """Build what is missing, start everything, wait until healthy. Returns seconds taken."""
         started = time.monotonic()
-        state = self.prepare(pico, nano, broker_config, proxy_config, fresh)
+        state = self.prepare(pico, nano, broker_config, proxy_config, fresh, pulsar, rabbitmq_nodes)
+        rabbit = f"{state.rabbitmq_nodes} RabbitMQ node{'s' if state.rabbitmq_nodes > 1 else ''}"
         self.log(f"starting the lab (3 brokers on Pulsar {', '.join(sorted(set(state.broker_versions.values())))}, "
-                 f"{state.pico} pico + {state.nano} nano VMs) ...")
+                 f"{state.pico} pico + {state.nano} nano VMs, {rabbit}) ..." if state.pulsar
+                 else f"starting the lab ({rabbit}, no Pulsar) ...")
+        scale = ["--scale", f"vm-pico={state.pico}", "--scale", f"vm-nano={state.nano}"] if state.pulsar else []
         try:
-            self.compose("up", "-d", "--wait", "--remove-orphans",
-                         "--scale", f"vm-pico={state.pico}", "--scale", f"vm-nano={state.nano}")
+            self.compose("up", "-d", "--wait", "--remove-orphans", *scale)
         except (LabError, KeyboardInterrupt) as exc:
             kept = self.save_logs(self.state_dir / f"failed-up-{time.strftime('%Y%m%dT%H%M%S')}")
             unhealthy = [f"{c.name} ({c.attrs['State'].get('Health', {}).get('Status', c.status)})"
@@ -262,7 +290,7 @@ class Lab:
                 c.remove(force=True)
             except docker.errors.APIError:
                 pass
-        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False, all_profiles=True)
         self.state_path.unlink(missing_ok=True)
 
     # -- evidence --------------------------------------------------------------------------------
@@ -389,6 +417,46 @@ class Lab:
                 c = current()
                 raise LabError(f"{service} did not become healthy within {timeout:.0f} s "
                                f"({c.status}, exit code {c.attrs['State'].get('ExitCode')})")
+
+    def container(self, service: str):
+        """The running container of `service`, or LabError."""
+        running = [c for c in self.containers(service) if c.status == "running"]
+        if not running:
+            raise LabError(f"{service} is not running")
+        return running[0]
+
+    def rabbitmqctl(self, n: int, *args: str, timeout: float = 60) -> tuple[int, str]:
+        """`rabbitmqctl <args>` on RabbitMQ node n (inside its container): (exit code, output).
+        The Erlang CLI needs a second or more of CPU per call: not for once-a-second probes."""
+        c = self.container(self.settings.rabbitmq_service(n))
+        cmd = ["timeout", str(int(timeout)), "rabbitmqctl", *args]
+        try:
+            code, out = c.exec_run(cmd, demux=False)
+        except docker.errors.APIError as exc:
+            return 125, str(exc)
+        return code, (out or b"").decode(errors="replace").strip()
+
+    def set_cpu_quota(self, service: str, cpus: float | None) -> dict:
+        """Cap `service`'s CPU at `cpus` cores (CFS quota, what `docker update --cpus` sets);
+        None removes the cap. Returns the quota it replaced ({period, quota}: -1/0 = none)."""
+        c = self.container(service)
+        host = c.attrs["HostConfig"]
+        before = {"period": host.get("CpuPeriod") or 0, "quota": host.get("CpuQuota") or 0,
+                  "nano_cpus": host.get("NanoCpus") or 0}
+        if before["nano_cpus"]:
+            raise LabError(f"{service} was started with --cpus; its quota cannot be changed in place")
+        if cpus is None:
+            c.update(cpu_quota=-1)
+        else:
+            c.update(cpu_period=100_000, cpu_quota=max(1000, int(cpus * 100_000)))
+        return before
+
+    def restore_cpu_quota(self, service: str, before: dict) -> None:
+        c = self.container(service)
+        if before.get("quota", 0) > 0:
+            c.update(cpu_period=before["period"] or 100_000, cpu_quota=before["quota"])
+        else:
+            c.update(cpu_quota=-1)
 
     def scale_vms(self, pico: int, nano: int = 0) -> None:
         state = self.state()

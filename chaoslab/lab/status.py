@@ -46,6 +46,28 @@ def broker_status(lab: Lab, n: int) -> dict:
     return info
 
 
+def rabbitmq_status(lab: Lab, state_of) -> dict:
+    """Each RabbitMQ node's container state and, from node 1's `rabbitmqctl cluster_status`,
+    the cluster's membership (who is a member, who is running): read, not assumed."""
+    s = lab.settings
+    nodes = [{"node": s.rabbitmq_node(n), "service": s.rabbitmq_service(n), "state": state_of(s.rabbitmq_service(n)),
+              "amqp_url": s.rabbitmq_amqp_url(n)} for n in range(1, 4)]
+    nodes = [n for n in nodes if n["state"] != "absent" or n["service"] == "rabbitmq"]
+    out = {"state": nodes[0]["state"], "amqp_url": lab.rabbitmq_url, "nodes": nodes}
+    if nodes[0]["state"] in ("healthy", "running"):
+        from chaoslab.steps.rabbitmq import cluster_members
+        try:
+            members = cluster_members(lab, 1)
+        except Exception as exc:  # a status command must not fail on one unreadable part
+            members = {"error": str(exc)[:120]}
+        for n in nodes:
+            n["member"] = n["node"] in (members.get("disk_nodes") or [])
+            n["running_in_cluster"] = n["node"] in (members.get("running_nodes") or [])
+        if members.get("error"):
+            out["cluster_error"] = members["error"]
+    return out
+
+
 def collect(lab: Lab) -> dict:
     """One JSON-able object: brokers, proxy, RabbitMQ, VMs, the rest of Pulsar."""
     with ThreadPoolExecutor(max_workers=lab.settings.brokers) as pool:
@@ -84,7 +106,7 @@ def collect(lab: Lab) -> dict:
             "admin_url": lab.proxy_admin_url,
             "healthy": isinstance(proxy_health, list) and lab.settings.cluster in proxy_health,
         },
-        "rabbitmq": {"state": state_of("rabbitmq"), "amqp_url": lab.rabbitmq_url},
+        "rabbitmq": rabbitmq_status(lab, state_of),
         "zookeeper": {"state": state_of("zookeeper")},
         "bookies": [{"name": s, "state": state_of(s)} for s in ("bookie-1", "bookie-2")],
         "vms": vms,

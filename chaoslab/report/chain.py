@@ -111,5 +111,27 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
         rows.append(_row(10, amp is not None and amp >= 2,
                          f"{first['name']}: {first['actions']} actions, amplification "
                          + (f"{amp:.1f}x" if amp is not None else (first.get("amplification_note") or "-"))))
-    rows.append(_row(11, None, "not in this experiment"))
+    rows.append(_rabbitmq_link(v, samples))
     return rows
+
+
+def _rabbitmq_link(v: dict, samples: list[dict]) -> dict:
+    """Link 11: confirm latency while a RabbitMQ node was slow, against the steady state's."""
+    rmq = [s for s in samples if (s.get("rabbitmq") or {}).get("confirm_p99_ms") is not None]
+    if not rmq:
+        return _row(11, None, "not in this experiment")
+    slow = [st for st in (v.get("steps") or []) if st.get("type") == "slow-service"
+            and str(st.get("service", "")).startswith("rabbitmq")]
+    base = [s["rabbitmq"]["confirm_p99_ms"] for s in rmq if s.get("phase") == "steady"]
+    during = [s["rabbitmq"]["confirm_p99_ms"] for s in rmq if s.get("phase") in ("method", "rollback")]
+    base_p = max(base, default=None)
+    peak = max(during, default=None)
+    if not slow or peak is None:
+        return _row(11, None, "no RabbitMQ node was slowed")
+    removed = [st for st in (v.get("steps") or []) if st.get("type") == "remove-rabbitmq-node"]
+    seen = base_p is not None and peak > max(3 * base_p, 1000)
+    text = (f"confirm p99 peak {peak:.0f} ms while {slow[0].get('service')} was slow "
+            f"(steady state: at most {base_p:.0f} ms)" if base_p is not None else f"confirm p99 peak {peak:.0f} ms")
+    if removed:
+        text += f"; node removed in {removed[0].get('remedy_secs')} s"
+    return _row(11, seen, text)

@@ -147,7 +147,7 @@ class Runner:
         self.write_manifest()
         code = 2
         try:
-            self.lab.build_images(self.releases())
+            self.lab.build_images(self.releases(), pulsar=self.needs_pulsar())
             self.write_manifest(images=True)
             for i, variant in enumerate(self.selected):
                 self.results.append(self.run_variant(variant, first=i == 0))
@@ -183,6 +183,9 @@ class Runner:
                 self.log(f"report could not be built: {exc}")
         return code
 
+    def needs_pulsar(self) -> bool:
+        return any(self.exp.plan(v).lab.pulsar for v in self.selected)
+
     def releases(self) -> list[str]:
         out = [self.exp.versions.from_]
         for v in self.selected:
@@ -200,11 +203,13 @@ class Runner:
         result = VariantResult(variant.name, variant.role, variant.description, dict(variant.params), started=time.time())
         j.event("variant-start", role=variant.role, description=variant.description, params=variant.params)
         if plan.lab.fresh == "per-variant" or first:
-            self.log(f"[{variant.name}] fresh lab on Pulsar {self.exp.versions.from_} ...")
+            self.log(f"[{variant.name}] fresh lab" + (f" on Pulsar {self.exp.versions.from_}" if plan.lab.pulsar else "")
+                     + " ...")
             self.lab.down()
             ctx.phase = "lab"
             secs = self.lab.up(pico=plan.lab.pico_vms, nano=plan.lab.nano_vms, broker_config=plan.lab.broker_config,
-                               proxy_config=plan.lab.proxy_config, fresh=True)
+                               proxy_config=plan.lab.proxy_config, fresh=True, pulsar=plan.lab.pulsar,
+                               rabbitmq_nodes=plan.lab.rabbitmq_nodes)
             j.event("lab-up", secs=round(secs, 1), broker_config=plan.lab.broker_config,
                     proxy_config=plan.lab.proxy_config, scale_model=plan.lab.scale_model.model_dump())
         # from here on, a container's log is kept before anything replaces it (one file per incarnation)

@@ -105,6 +105,7 @@ class Step(Model):
         "on-abort", description="on-abort: undone by the rollback; at-end: undone when the method ends")
     description: str = ""
     ok_required: bool = Field(True, description="a step that does not succeed aborts the method")
+    enabled: bool = Field(True, description="false: the step is left out (per variant: `enabled: $param`)")
 
     def run(self, ctx: "RunContext") -> dict:
         raise NotImplementedError

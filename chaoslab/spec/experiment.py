@@ -83,6 +83,9 @@ class ScaleModel(Model):
 
 
 class LabSpec(Model):
+    pulsar: bool = Field(True, description="start the Pulsar cluster (off: a RabbitMQ-only lab)")
+    rabbitmq_nodes: Literal[1, 3] = Field(1, description="one RabbitMQ node, or a 3-node cluster joined "
+                                                         "with a shared Erlang cookie")
     pico_vms: Annotated[int, Field(ge=0, le=200)] = 0
     nano_vms: Annotated[int, Field(ge=0, le=200)] = 0
     fresh: Literal["per-variant", "once"] = Field(
@@ -120,6 +123,11 @@ class Plan(Model):
 
     @model_validator(mode="after")
     def _wire(self):
+        # steps a variant leaves out (`enabled: $param`) are not part of its plan at all
+        self.method = [s for s in self.method if s.enabled]
+        self.rollbacks = [s for s in self.rollbacks if s.enabled]
+        if not self.method:
+            raise ValueError("method: every step is disabled in this variant")
         seen: list[str] = []
         for section, steps in (("method", self.method), ("rollbacks", self.rollbacks)):
             for i, step in enumerate(steps):

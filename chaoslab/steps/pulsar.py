@@ -215,25 +215,35 @@ class ConcurrentLookups(Step):
         urls = [ctx.lab.broker_admin_url(n) for n in range(1, ctx.settings.brokers + 1)]
         names = [f"{self.topic}-partition-{p}" for p in range(self.partitions)]
 
-        def owner(url, topic):
+        def ask(url, topic):
             # followed to the end, like an admin client: a redirect names a candidate, and only the
             # broker at the end of the redirects owns the bundle (that lookup makes it take it)
             resp = http.get(f"{url}/lookup/v2/topic/{topic_path(topic)}", timeout=self.lookup_timeout_secs)
-            return owner_host(resp) if lookup_outcome(resp) == "owned" else None
+            outcome = lookup_outcome(resp)
+            return outcome, (owner_host(resp) if outcome == "owned" else None)
+
+        def owner(url, topic):
+            return ask(url, topic)[1]
         # first every partition gets an owner (the first lookup of a bundle assigns it)
         settled = wait_until(lambda: all(owner(urls[0], t) for t in names), self.settle_timeout_secs,
                              interval=2, stop=ctx.should_stop)
         jobs = [(c, p, urls[(c + p) % len(urls)]) for c in range(self.clients) for p in range(self.partitions)]
         with ThreadPoolExecutor(self.clients) as pool:
-            answers = list(pool.map(lambda job: (job[1], job[2], owner(job[2], names[job[1]])), jobs))
+            answers = list(pool.map(lambda job: (job[1], job[2], *ask(job[2], names[job[1]])), jobs))
         per: dict[int, set] = {}
-        for p, _url, o in answers:
+        outcomes: dict[str, dict[str, int]] = {}
+        for p, url, outcome, o in answers:
             if o:
                 per.setdefault(p, set()).add(o)
+            asked = f"broker-{urls.index(url) + 1}"
+            outcomes.setdefault(asked, {}).setdefault(outcome, 0)
+            outcomes[asked][outcome] += 1
         disagree = {p: sorted(o) for p, o in per.items() if len(o) > 1}
-        unanswered = sum(1 for _p, _u, o in answers if o is None)
+        unanswered = sum(1 for _p, _u, _out, o in answers if o is None)
         return {"topic": self.topic, "created": created.describe()[:80], "owners_settled": settled.ok,
                 "lookups": len(answers), "unanswered": unanswered, "disagreeing_partitions": len(disagree),
+                "outcomes_by_broker_asked": "; ".join(f"{b}: " + ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
+                                                      for b, c in sorted(outcomes.items())),
                 "example": "; ".join(f"partition {p}: {', '.join(o)}" for p, o in list(disagree.items())[:2]),
                 "ok": not disagree,
                 **({"error": f"{len(disagree)} partitions with different owners at once"} if disagree else {})}

@@ -6,6 +6,11 @@
   again after that long.
 Both undo by starting the service again if it is still down, and wait until compose sees it
 healthy.
+- `slow-service`: make it slow the way an overloaded hypervisor makes a VM slow, for `for_secs`:
+  its CPU capped (`cpus`, the CFS quota `docker update --cpus` sets: steal time) and/or frozen in
+  bursts (`pause_secs` every `every_secs`, the cgroup freezer `docker pause` uses: a descheduled
+  vCPU). Undo lifts both. Disk I/O throttling is not offered: docker cannot change a running
+  container's device limits, and the overlay's backing disk is shared with every container here.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
+import docker.errors
 from pydantic import Field, PrivateAttr
 
 from chaoslab.errors import LabError
 from chaoslab.run.wait import sleep_unless, wait_until
 from chaoslab.spec.base import Secs, Step, register
 
-Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq|bookie-\d+|broker-\d+)$")]
+Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq(-\d+)?|bookie-\d+|broker-\d+)$")]
 
 
 class _ServiceFault(Step):
@@ -89,3 +95,72 @@ class KillService(_ServiceFault):
 
     def take_down(self, ctx) -> None:
         ctx.lab.kill_service(self.service, signal=self.signal)
+
+
+@register("step")
+class SlowService(Step):
+    type: Literal["slow-service"] = "slow-service"
+    service: Service
+    cpus: Annotated[float, Field(gt=0, le=64)] | None = Field(
+        None, description="cap its CPU at this many cores (e.g. 0.05: 5 % of one core)")
+    pause_secs: Annotated[float, Field(gt=0, le=600)] | None = Field(None, description="freeze it this long ...")
+    every_secs: Annotated[float, Field(gt=0, le=3600)] = Field(10.0, description="... once per this period")
+    for_secs: Secs = Field(120.0, description="how long it stays slow (the step's band)")
+    _before: dict | None = PrivateAttr(None)
+    _slow: bool = PrivateAttr(False)
+
+    def run(self, ctx) -> dict:
+        if self.cpus is None and self.pause_secs is None:
+            return {"ok": False, "error": "nothing to do: give cpus and/or pause_secs"}
+        started = time.monotonic()
+        self._slow = True
+        if self.cpus is not None:
+            self._before = ctx.lab.set_cpu_quota(self.service, self.cpus)
+        pauses = failed_pauses = 0
+        first_error = None
+        deadline = started + self.for_secs
+        while time.monotonic() < deadline and not ctx.should_stop():
+            if self.pause_secs is None:
+                sleep_unless(min(1.0, deadline - time.monotonic()), ctx.should_stop)
+                continue
+            try:
+                ctx.lab.container(self.service).pause()
+                pauses += 1
+                sleep_unless(min(self.pause_secs, deadline - time.monotonic()), ctx.should_stop)
+            except docker.errors.APIError as exc:
+                # the freezer can fail to freeze a CPU-capped cgroup in time: count it, go on
+                failed_pauses += 1
+                first_error = first_error or str(exc)[-160:]
+            finally:
+                self._unpause(ctx)
+            sleep_unless(min(max(0.0, self.every_secs - self.pause_secs), max(0.0, deadline - time.monotonic())),
+                         ctx.should_stop)
+        ctx.check_interrupt()
+        lifted = self._lift(ctx)
+        return {"service": self.service, "cpus": self.cpus, "pauses": pauses,
+                **({"failed_pauses": failed_pauses, "pause_error": first_error} if failed_pauses else {}),
+                "slow_secs": round(time.monotonic() - started, 1), **lifted,
+                "ok": True}
+
+    def _unpause(self, ctx) -> None:
+        for c in ctx.lab.containers(self.service):
+            c.reload()
+            if c.status == "paused":
+                c.unpause()
+
+    def _lift(self, ctx) -> dict:
+        if not self._slow:
+            return {}
+        self._slow = False
+        try:
+            self._unpause(ctx)
+            if self._before is not None:
+                ctx.lab.restore_cpu_quota(self.service, self._before)
+            return {"lifted": True}
+        except LabError as exc:   # e.g. the remedy stopped the node meanwhile: nothing left to lift
+            return {"lifted": False, "note": str(exc)[:120]}
+
+    def undo(self, ctx) -> dict | None:
+        if not self._slow:
+            return None
+        return {"service": self.service, **self._lift(ctx)}

@@ -38,10 +38,13 @@ def lab():
     lab = Lab(LabSettings.from_env(), log=lambda m: print(f"[lab] {m}", flush=True))
     lab.down()
     lab.prepare(pico=2, nano=1, fresh=True)
-    services = [s for s in yaml.safe_load(COMPOSE_FILE.read_text())["services"] if s not in VM_SERVICES]
+    # the Pulsar lab and RabbitMQ node 1; the VMs are scaled in below, the RabbitMQ cluster's other
+    # nodes (profile rabbitmq-cluster) are the rabbitmq-fallback experiment's
+    services = [s for s, d in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items()
+                if s not in VM_SERVICES and "rabbitmq-cluster" not in (d.get("profiles") or [])]
     os.environ["COMPOSE_PROJECT_NAME"] = lab.project  # the project Lab and `chaoslab down` know
     compose = DockerCompose(context=str(COMPOSE_FILE.parent), compose_file_name=COMPOSE_FILE.name,
-                            env_file=str(lab.env_file), wait=True, services=services)
+                            env_file=str(lab.env_file), wait=True, services=services, profiles=["pulsar"])
     # testcontainers 4.15's ComposeContainer hands wait strategies the port unmapped (its
     # get_exposed_port returns its argument), so the strategy is given the port published on the host
     compose.waiting_for({"proxy": HttpWaitStrategy(lab.settings.proxy_http_port, "/admin/v2/clusters")

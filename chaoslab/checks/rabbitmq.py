@@ -1,0 +1,32 @@
+"""Steady-state conditions on what the RabbitMQ publishers saw (sample["rabbitmq"], the
+rabbitmq-client probe's sliding window). A window in which no confirm arrived at all, once the
+workload has run longer than the window, is a violation: publishers stuck waiting are not fine."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from chaoslab.spec.base import Condition, Violation, register
+
+
+@register("condition")
+class ConfirmP99(Condition):
+    """Publish-confirm latency p99 (from the event's due time) under `max` ms."""
+    type: Literal["confirm-p99-ms"] = "confirm-p99-ms"
+    max: Annotated[float, Field(ge=1, le=600_000)] = 1000.0
+
+    def violations(self, sample: dict) -> list[Violation]:
+        rmq = sample.get("rabbitmq") or {}
+        if not rmq:
+            return []
+        if not rmq.get("confirms") and (sample.get("elapsed") or 0) > (rmq.get("window_secs") or 0):
+            return [Violation("confirms", 0, "> 0", detail="no publish was confirmed in the window")]
+        p99 = rmq.get("confirm_p99_ms")
+        if p99 is None or p99 <= self.max:
+            return []
+        by_node = rmq.get("p99_ms_by_node") or {}
+        worst = max(by_node, key=by_node.get) if by_node else None
+        detail = f"worst for publishers on {worst}: {by_node[worst]:.0f} ms" if worst else ""
+        return [Violation("confirm_p99_ms", round(p99), self.max, subject=worst, detail=detail)]

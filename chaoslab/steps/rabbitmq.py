@@ -1,0 +1,75 @@
+"""Operator actions on the RabbitMQ cluster.
+
+- `remove-rabbitmq-node`: the incident's remedy for the slow node — take it out of the cluster
+  the documented way: `rabbitmqctl stop_app` on the node itself (its clients are disconnected and
+  reconnect to the others), then `rabbitmqctl forget_cluster_node` on a healthy node, then the
+  node's container is stopped (the VM taken away). Each part is timed; the cluster's membership
+  and the queue's members afterwards are read back, not assumed. Not undone: a forgotten node
+  would have to be reset and joined again, which is a new experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from chaoslab.errors import LabError
+from chaoslab.spec.base import Step, register
+
+Node = Annotated[int, Field(ge=1, le=3)]
+
+
+def cluster_members(lab, via: int) -> dict:
+    """{disk_nodes, running_nodes} as node `via` sees them (rabbitmqctl cluster_status)."""
+    code, out = lab.rabbitmqctl(via, "cluster_status", "--formatter", "json", timeout=60)
+    if code != 0:
+        return {"error": out[-200:]}
+    try:
+        data = json.loads(out[out.index("{"):])
+    except ValueError:
+        return {"error": out[-200:]}
+    return {"disk_nodes": sorted(data.get("disk_nodes") or []), "running_nodes": sorted(data.get("running_nodes") or [])}
+
+
+@register("step")
+class RemoveRabbitmqNode(Step):
+    type: Literal["remove-rabbitmq-node"] = "remove-rabbitmq-node"
+    node: Node = 3
+    via: Node = Field(1, description="the healthy node that forgets it")
+    stop_app_timeout_secs: Annotated[float, Field(ge=5, le=600)] = 120.0
+    undo_when: Literal["on-abort", "at-end", "never"] = "never"
+
+    def run(self, ctx) -> dict:
+        if self.node == self.via:
+            return {"ok": False, "error": "a node cannot forget itself: choose another `via`"}
+        lab, s = ctx.lab, ctx.settings
+        name = s.rabbitmq_node(self.node)
+        started = time.monotonic()
+        out: dict = {"node": name, "via": s.rabbitmq_node(self.via)}
+        code, text = lab.rabbitmqctl(self.node, "stop_app", timeout=self.stop_app_timeout_secs)
+        out["stop_app_secs"] = round(time.monotonic() - started, 1)
+        out["stop_app"] = "ok" if code == 0 else f"exit {code}: {text[-120:]}"
+        t = time.monotonic()
+        if code != 0:   # the node did not stop its app in time: take the container away first
+            lab.stop_service(s.rabbitmq_service(self.node), timeout=10)
+            out["container_stopped_first"] = True
+        code, text = lab.rabbitmqctl(self.via, "forget_cluster_node", name, timeout=120)
+        out["forget_secs"] = round(time.monotonic() - t, 1)
+        out["forget"] = "ok" if code == 0 else f"exit {code}: {text[-160:]}"
+        if not out.get("container_stopped_first"):
+            t = time.monotonic()
+            try:
+                lab.stop_service(s.rabbitmq_service(self.node), timeout=10)
+            except LabError as exc:
+                out["container_stop_error"] = str(exc)[:120]
+            out["container_stop_secs"] = round(time.monotonic() - t, 1)
+        out["remedy_secs"] = round(time.monotonic() - started, 1)
+        members = cluster_members(lab, self.via)
+        out["members_after"] = ", ".join(members.get("disk_nodes") or []) or members.get("error", "")
+        out["ok"] = code == 0 and name not in (members.get("disk_nodes") or [])
+        if not out["ok"]:
+            out["error"] = f"{name} is still a member" if code == 0 else out["forget"]
+        return out
