@@ -117,14 +117,19 @@ class SlowService(Step):
         if self.cpus is not None:
             self._before = ctx.lab.set_cpu_quota(self.service, self.cpus)
         pauses = failed_pauses = 0
-        first_error = None
+        first_error = gone = None
         deadline = started + self.for_secs
         while time.monotonic() < deadline and not ctx.should_stop():
             if self.pause_secs is None:
                 sleep_unless(min(1.0, deadline - time.monotonic()), ctx.should_stop)
                 continue
             try:
-                ctx.lab.container(self.service).pause()
+                container = ctx.lab.container(self.service)
+            except LabError as exc:   # e.g. the remedy removed the node: nothing left to slow
+                gone = str(exc)[:120]
+                break
+            try:
+                container.pause()
                 pauses += 1
                 sleep_unless(min(self.pause_secs, deadline - time.monotonic()), ctx.should_stop)
             except docker.errors.APIError as exc:
@@ -139,6 +144,7 @@ class SlowService(Step):
         lifted = self._lift(ctx)
         return {"service": self.service, "cpus": self.cpus, "pauses": pauses,
                 **({"failed_pauses": failed_pauses, "pause_error": first_error} if failed_pauses else {}),
+                **({"ended_early": gone} if gone else {}),
                 "slow_secs": round(time.monotonic() - started, 1), **lifted,
                 "ok": True}
 

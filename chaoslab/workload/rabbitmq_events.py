@@ -113,6 +113,10 @@ class _Worker(threading.Thread):
             try:
                 self.conn = pika.BlockingConnection(params)
                 self.channel = self.conn.channel()
+                if isinstance(self, _Publisher):
+                    # publisher confirms: basic_publish returns only once the broker confirmed
+                    # (or raises NackError / UnroutableError); without this it returns at once
+                    self.channel.confirm_delivery()
                 self.node = node
                 return
             except Exception as exc:  # pika's AMQPConnectionError and socket errors

@@ -227,3 +227,11 @@ def test_lab_error_is_not_swallowed_by_lift():
     step._slow, step._before = True, {"quota": 0}
     out = step.undo(step_ctx(Gone()))
     assert out["lifted"] is False and "not running" in out["note"]
+
+
+def test_slow_service_ends_when_the_remedy_took_the_node_away():
+    class Removed(FakeRabbitLab):
+        def container(self, service):
+            raise LabError("rabbitmq-3 is not running")
+    out = SlowService(service="rabbitmq-3", pause_secs=0.1, every_secs=0.2, for_secs=5).run(step_ctx(Removed()))
+    assert out["ok"] and out["ended_early"] == "rabbitmq-3 is not running" and out["slow_secs"] < 2
