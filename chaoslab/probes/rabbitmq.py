@@ -79,7 +79,7 @@ class RabbitmqCluster(Probe):
             url = s.rabbitmq_mgmt_url(n)
             resp = http.request("GET", f"{url}/api/nodes?columns=name,running,partitions,mem_alarm,disk_free_alarm",
                                 timeout=self.timeout_secs, headers=auth)
-            api_ms[name] = round(resp.seconds * 1000)
+            api_ms[name] = round(resp.seconds * 1000) if resp.status else None   # None: no answer (errors)
             data = resp.json() if resp.ok else None
             if not isinstance(data, list):
                 errors[name] = resp.describe()[:120]

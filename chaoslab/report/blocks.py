@@ -87,8 +87,9 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
     verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
     title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
     opening = [("h1", title), ("verdict", verdict.split()[0], f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
-               ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, Pulsar "
-                     + ", ".join(f"{k} {v}" for k, v in (start.get("versions") or {}).items())
+               ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
+                     + ("Pulsar " + ", ".join(f"{k} {v}" for k, v in start["versions"].items())
+                        if start.get("versions") else "no Pulsar")
                      + "; host " + ", ".join(f"{k} {v}" for k, v in (start.get("host") or {}).items()) + ".")]
     return records, results, title, opening
 

@@ -142,8 +142,8 @@ class Runner:
         self.journal = Journal(self.run_dir / "journal.jsonl", self.handlers)
         clientlog.to_file(self.run_dir / "pulsar-client.log")
         self.journal.write("run-start", run_id=self.run_id, experiment=self.exp.name, seed=self.exp.seed,
-                           versions=self.exp.versions.model_dump(by_alias=True), host=host_facts(),
-                           variants=[v.name for v in self.selected])
+                           versions=self.exp.versions.model_dump(by_alias=True) if self.needs_pulsar() else {},
+                           host=host_facts(), variants=[v.name for v in self.selected])
         self.write_manifest()
         code = 2
         try:
