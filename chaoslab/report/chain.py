@@ -37,14 +37,18 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
     flipped = {s["broker"] for s in flips}
     views = (v.get("probes") or {}).get("views") or {}
     gbb = {b: c.get("green-but-broken", 0) for b, c in (views.get("seconds") or {}).items() if c.get("green-but-broken")}
+    # shallow-only: the process answers /status.html, Pulsar's health check fails (it stays up)
+    shallow_only = {b: c.get("shallow-only", 0) for b, c in (views.get("seconds") or {}).items()
+                    if c.get("shallow-only") and b in {s["broker"] for s in flips}}
     last = (samples[-1].get("brokers") or {}) if samples else {}
     elm_errors = {b: sum(((last.get(b) or {}).get("log_counts") or {}).get(k, 0) for k in
                          ("failed_to_set_role", "failed_to_start_load_manager", "registry_already_closed")) for b in flipped}
     if not has_brokers:
         rows.append(_row(2, None, "brokers not probed"))
     else:
-        seen = any(b in flipped for b in gbb) or any(elm_errors.values())
+        seen = any(b in flipped for b in gbb) or any(elm_errors.values()) or bool(shallow_only)
         parts = [f"{b} green-but-broken {s} s" + ("" if b in flipped else " (not flipped)") for b, s in gbb.items()]
+        parts += [f"{b} shallow-only {s} s" for b, s in shallow_only.items()]
         parts += [f"{b}: {n} load-manager errors logged" for b, n in elm_errors.items() if n]
         rows.append(_row(2, seen, "; ".join(parts) or "no flipped broker failed"))
     # 3
