@@ -18,6 +18,7 @@ LINKS = [
     (11, "the RabbitMQ fallback slows on one node"),
 ]
 ELM = "ExtensibleLoadManagerImpl"
+LASTING_SECS = 10   # a broker state held this long is not a restart's transient
 
 
 def _row(n, seen, number):
@@ -38,24 +39,28 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
     views = (v.get("probes") or {}).get("views") or {}
     gbb = {b: c.get("green-but-broken", 0) for b, c in (views.get("seconds") or {}).items() if c.get("green-but-broken")}
     # shallow-only: the process answers /status.html, Pulsar's health check fails (it stays up)
+    # (a broker restarting is briefly shallow-only or green-but-broken: 10 s or more counts)
     shallow_only = {b: c.get("shallow-only", 0) for b, c in (views.get("seconds") or {}).items()
-                    if c.get("shallow-only") and b in {s["broker"] for s in flips}}
+                    if c.get("shallow-only", 0) >= LASTING_SECS and b in {s["broker"] for s in flips}}
     last = (samples[-1].get("brokers") or {}) if samples else {}
     elm_errors = {b: sum(((last.get(b) or {}).get("log_counts") or {}).get(k, 0) for k in
                          ("failed_to_set_role", "failed_to_start_load_manager", "registry_already_closed")) for b in flipped}
     if not has_brokers:
         rows.append(_row(2, None, "brokers not probed"))
     else:
-        seen = any(b in flipped for b in gbb) or any(elm_errors.values()) or bool(shallow_only)
+        seen = any(b in flipped and secs >= LASTING_SECS for b, secs in gbb.items()) or any(elm_errors.values()) \
+            or bool(shallow_only)
         parts = [f"{b} green-but-broken {s} s" + ("" if b in flipped else " (not flipped)") for b, s in gbb.items()]
         parts += [f"{b} shallow-only {s} s" for b, s in shallow_only.items()]
         parts += [f"{b}: {n} load-manager errors logged" for b, n in elm_errors.items() if n]
         rows.append(_row(2, seen, "; ".join(parts) or "no flipped broker failed"))
     # 3
     rolled_on = [s for i, s in enumerate(rolls[:-1]) if s.get("shallow_ok") and not s.get("functional_ok")]
-    rows.append(_row(3, bool(rolled_on) or (bool(gbb) and len(rolls) > 1) if rolls else None,
+    lasting_gbb = {b: secs for b, secs in gbb.items() if secs >= LASTING_SECS}
+    rows.append(_row(3, bool(rolled_on) or (bool(lasting_gbb) and len(rolls) > 1) if rolls else None,
                      ", ".join(f"{s['broker']} passed the shallow wait while Pulsar's check failed" for s in rolled_on)
-                     or ("a green-but-broken broker, and the roll went on" if gbb and len(rolls) > 1 else "no")))
+                     or ("a green-but-broken broker (" + ", ".join(f"{b} {secs} s" for b, secs in lasting_gbb.items())
+                         + "), and the roll went on" if lasting_gbb and len(rolls) > 1 else "no")))
     # 4
     peak = max(((((s.get("brokers") or {}).get(b) or {}).get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0
                 for s in samples for b in (s.get("brokers") or {})), default=0) if has_brokers else None
@@ -74,7 +79,7 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
     else:
         no_pub = sum(1 for c in clients if c.get("publish_ok", 0) == 0)
         no_lookup = sum(1 for c in clients if c.get("lookups_expected") and c.get("lookup_ok", 1) == 0)
-        rows.append(_row(5, no_pub > 0 or no_lookup > 0,
+        rows.append(_row(5, no_pub >= LASTING_SECS or no_lookup >= LASTING_SECS,
                          f"{no_pub} s without a completed publish, {no_lookup} s without a completed lookup"))
     # 6
     undone, rbs = v.get("undone") or [], v.get("rollbacks") or []

@@ -155,7 +155,7 @@ def test_the_incident_chain_is_read_link_by_link():
          "undone": [{"step": "roll-broker-1", "ok": False}], "rollbacks": []}
     samples = [{"phase": "method", "client": {"publish_ok": 0, "lookup_ok": 0, "lookups_expected": True, "too_many_requests": 2},
                 "brokers": {"broker-1": {"metrics": {"pulsar_broker_lookup_pending_requests": 48.0},
-                                         "log_counts": {"failed_to_set_role": 3}}}}]
+                                         "log_counts": {"failed_to_set_role": 3}}}}] * 10   # 10 s: lasting
     rows = {r["link"]: r for r in links(v, samples, pending_limit=50)}
     assert rows[1]["observed"] and "2 of 2" in rows[1]["number"]
     assert rows[2]["observed"] and "broker-1 green-but-broken 12 s" in rows[2]["number"]
@@ -166,6 +166,25 @@ def test_the_incident_chain_is_read_link_by_link():
                                          [{"phase": "method", "client": {"publish_ok": 9, "lookup_ok": 3},
                                            "brokers": {"broker-1": {"metrics": {}}}}], 50)}
     assert [quiet[n]["observed"] for n in (1, 2, 3, 4, 5, 6)] == [False] * 6
+
+
+def test_chain_ignores_a_restarts_transient_states_and_reads_link_11():
+    from chaoslab.report.chain import links
+    elm = {"loadManagerClassName": "org.apache.pulsar.broker.loadbalance.extensions.ExtensibleLoadManagerImpl"}
+    v = {"steps": [{"type": "roll-broker", "broker": f"broker-{n}", "config": elm, "shallow_ok": True,
+                    "functional_ok": True} for n in (1, 2)],
+         "probes": {"views": {"seconds": {"broker-1": {"green-but-broken": 5, "shallow-only": 3}}}}}
+    samples = [{"phase": "method", "client": {"publish_ok": 5, "lookup_ok": 0, "lookups_expected": True},
+                "brokers": {"broker-1": {"metrics": {}}}}] * 5
+    rows = {r["link"]: r for r in links(v, samples, 50)}
+    assert [rows[n]["observed"] for n in (2, 3, 5)] == [False, False, False]
+    rmq = [{"phase": "steady", "rabbitmq": {"confirm_p99_ms": 12.0}},
+           {"phase": "method", "rabbitmq": {"confirm_p99_ms": 1900.0}}]
+    slow = {"steps": [{"type": "slow-service", "service": "rabbitmq-3"},
+                      {"type": "remove-rabbitmq-node", "remedy_secs": 10.5}]}
+    row = {r["link"]: r for r in links(slow, rmq)}[11]
+    assert row["observed"] and "1900 ms" in row["number"] and "removed in 10.5 s" in row["number"]
+    assert {r["link"]: r for r in links({"steps": []}, rmq)}[11]["observed"] is None
 
 
 def test_the_gates_default_repeat_catches_the_measured_rate():
