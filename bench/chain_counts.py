@@ -7,35 +7,30 @@ ended: the counts behind README's "which links the lab reproduces".
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chaoslab.rates import run_folders  # noqa: E402
 from chaoslab.report.chain import links  # noqa: E402
 from chaoslab.run.journal import read  # noqa: E402
 
 
 def main(folders: list[str]) -> None:
-    for base in folders:
-        runs = sorted(Path(base).glob("run-*")) or [Path(base)]
-        for rd in runs:
-            if not (rd / "results.json").exists():
-                continue
-            res = json.loads((rd / "results.json").read_text())
-            limit = float(((res.get("lab") or {}).get("broker_config") or {}).get("maxConcurrentLookupRequest") or 50)
-            records = read(rd / "journal.jsonl")
-            for v in res["variants"]:
-                samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
-                rows = links(v, samples, limit)[:6]
-                seen = "".join(str(r["link"]) if r["observed"] else ("-" if r["observed"] is False else "?") for r in rows)
-                rolls = [(s.get("broker"), s.get("shallow_ok"), s.get("functional_ok"))
-                         for s in v.get("steps") or [] if s.get("type") == "roll-broker"]
-                print(f"{rd}  {v['name']:10} {v['verdict']:5} links 1-6 [{seen}]  rolls {rolls}")
-                for r in rows:
-                    if r["observed"]:
-                        print(f"      link {r['link']}: {r['number'][:160]}")
+    for rd, res in run_folders(folders):
+        limit = float(((res.get("lab") or {}).get("broker_config") or {}).get("maxConcurrentLookupRequest") or 50)
+        records = read(rd / "journal.jsonl")
+        for v in res["variants"]:
+            samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
+            rows = links(v, samples, limit)[:6]
+            seen = "".join(str(r["link"]) if r["observed"] else ("-" if r["observed"] is False else "?") for r in rows)
+            rolls = [(s.get("broker"), s.get("shallow_ok"), s.get("functional_ok"))
+                     for s in v.get("steps") or [] if s.get("type") == "roll-broker"]
+            print(f"{rd}  {v['name']:10} {v['verdict']:5} links 1-6 [{seen}]  rolls {rolls}")
+            for r in rows:
+                if r["observed"]:
+                    print(f"      link {r['link']}: {r['number'][:160]}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chaoslab.rates import run_folders  # noqa: E402
+
 
 def longest(flags) -> int:
     best = cur = 0
@@ -41,23 +45,19 @@ def figures(samples: list[dict]) -> dict:
 
 
 def main(folders: list[str]) -> None:
-    for base in folders:
-        runs = sorted(Path(base).glob("run-*")) or [Path(base)]
-        for rd in runs:
-            if not (rd / "results.json").exists():
-                continue
-            verdicts = {v["name"]: v["verdict"] for v in json.loads((rd / "results.json").read_text())["variants"]}
-            samples: dict[str, list] = {}
-            with open(rd / "journal.jsonl", encoding="utf-8") as fh:
-                for line in fh:
-                    d = json.loads(line)
-                    if d.get("type") == "sample" and d.get("phase") in ("method", "rollback"):
-                        samples.setdefault(d.get("variant"), []).append(d)
-            for name, ss in samples.items():
-                f = figures(ss)
-                print(f"{rd}  {name:10} verdict {verdicts.get(name, '?'):5} common {f['common']:4}  "
-                      f"lookups stalled {f['lookups_stalled_s']:3d} s  pending>=40 {f['pending_ge_40_s']:3d} s  "
-                      f"peak pending {f['peak_pending']:3.0f}  max publish p99 {f['max_publish_p99_ms']:6.0f} ms")
+    for rd, res in run_folders(folders):
+        verdicts = {v["name"]: v["verdict"] for v in res["variants"]}
+        samples: dict[str, list] = {}
+        with open(rd / "journal.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                d = json.loads(line)
+                if d.get("type") == "sample" and d.get("phase") in ("method", "rollback"):
+                    samples.setdefault(d.get("variant"), []).append(d)
+        for name, ss in samples.items():
+            f = figures(ss)
+            print(f"{rd}  {name:10} verdict {verdicts.get(name, '?'):5} common {f['common']:4}  "
+                  f"lookups stalled {f['lookups_stalled_s']:3d} s  pending>=40 {f['pending_ge_40_s']:3d} s  "
+                  f"peak pending {f['peak_pending']:3.0f}  max publish p99 {f['max_publish_p99_ms']:6.0f} ms")
 
 
 if __name__ == "__main__":

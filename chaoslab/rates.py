@@ -44,3 +44,14 @@ def summary(verdicts: list[str]) -> dict:
 # the time: more runs buy more certainty, at ~3.5 min each.
 MEASURED_FLIP_FAILURE_RATE = 0.6
 GATE_DEFAULT_REPEAT = 4
+
+
+def run_folders(folders):
+    """(run folder, its results.json) for each finished run under the given folders: the
+    run-N folders of a `--repeat` series, or the folder itself for a single run."""
+    import json
+    from pathlib import Path
+    for base in folders:
+        for rd in sorted(Path(base).glob("run-*")) or [Path(base)]:
+            if (rd / "results.json").exists():
+                yield rd, json.loads((rd / "results.json").read_text())
