@@ -2,6 +2,8 @@
 NAME ?= transfer-shedder
 VENV := .venv
 PY := $(VENV)/bin/python
+CARGO := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+AGENT_TARGET := build/agent-target
 CHAOSLAB := $(VENV)/bin/chaoslab
 export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO
 
@@ -10,11 +12,14 @@ export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO
 setup:
 	@bash scripts/setup.sh
 
-# Unit tests, then integration tests against a real lab (brought up and removed by the fixture).
+# The Rust agent's tests, unit tests, then integration tests against a real lab (brought up and
+# removed by the fixture).
 test: setup
+	$(CARGO) test --locked --quiet --manifest-path agent/Cargo.toml --target-dir $(AGENT_TARGET)
 	$(PY) -m pytest -q tests/unit tests/integration
 
 unit: setup
+	$(CARGO) test --locked --quiet --manifest-path agent/Cargo.toml --target-dir $(AGENT_TARGET)
 	$(PY) -m pytest -q tests/unit
 
 integration: setup

@@ -39,6 +39,12 @@ command -v debootstrap >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get instal
 command -v mvn >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -qq maven >/dev/null; } \
     || die "Maven is missing (apt-get install maven)"
 
+# The VM agent is Rust (agent/): cargo builds it on the host; its Pulsar client needs protoc.
+command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] \
+    || die "cargo (the Rust toolchain) is missing: install it with rustup (https://rustup.rs) or apt-get install cargo"
+command -v protoc >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -qq protobuf-compiler >/dev/null; } \
+    || die "protoc is missing (apt-get install protobuf-compiler): the agent's Pulsar client needs it to build"
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv || die "python3 -m venv failed (apt-get install python3-venv)"
 fi

@@ -34,9 +34,33 @@ AGENT_IMAGE = "chaoslab/agent:latest"
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-# Python wheels the agent needs, downloaded on the host (HTTPS is intercepted inside builds).
-AGENT_WHEELS = ("pulsar-client", "prometheus-client", "tenacity")
-AGENT_PYTHON = "3.11"  # bookworm's python3
+# The agent is a Rust program (agent/), built on the host with cargo and copied into the image.
+AGENT_SRC = REPO_ROOT / "agent"
+AGENT_TARGET = BUILD_DIR / "agent-target"
+
+
+def cargo() -> str:
+    """cargo on PATH, or rustup's default place; a LabError says what is missing."""
+    found = shutil.which("cargo") or next((str(p) for p in [Path.home() / ".cargo" / "bin" / "cargo"] if p.exists()), None)
+    if not found:
+        raise LabError("cargo (the Rust toolchain) is missing: install it with rustup (https://rustup.rs) "
+                       "or apt-get install cargo; the VM agent is built from agent/ with it")
+    return found
+
+
+def build_agent_binary(log=print) -> Path:
+    """`cargo build --release --locked` of agent/ into build/agent-target; returns the binary."""
+    if not shutil.which("protoc"):
+        raise LabError("protoc is missing (apt-get install protobuf-compiler): the agent's Pulsar client compiles "
+                       "Pulsar's protocol definition with it")
+    log("building the VM agent (cargo build --release) ...")
+    proc = subprocess.run([cargo(), "build", "--release", "--locked", "--quiet", "--manifest-path",
+                           str(AGENT_SRC / "Cargo.toml"), "--target-dir", str(AGENT_TARGET)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise LabError(f"cargo build of the VM agent failed:\n{tail}")
+    return AGENT_TARGET / "release" / "chaoslab-agent"
 
 
 def pulsar_image(version: str) -> str:
@@ -168,32 +192,16 @@ class ImageBuilder:
 
     def agent(self) -> str:
         src = IMAGES_DIR / "agent"
-        package = REPO_ROOT / "chaoslab"
         agent_config = REPO_ROOT / "compose" / "vector" / "vector.toml"
-        inputs = [src, package / "__init__.py", package / "agent", agent_config]
-        recipe = self._recipe(self.image_id(self.base()), AGENT_WHEELS, paths=inputs)
+        inputs = [src, AGENT_SRC / "Cargo.toml", AGENT_SRC / "Cargo.lock", AGENT_SRC / "src", agent_config]
+        recipe = self._recipe(self.image_id(self.base()), "rust-agent", paths=inputs)
         if self._current(AGENT_IMAGE, recipe):
             return AGENT_IMAGE
+        binary = build_agent_binary(self.log)
         ctx = BUILD_DIR / "agent"
-        wheels = ctx / "wheels"
-        if not all(any(wheels.glob(w.replace("-", "_") + "-*.whl")) for w in AGENT_WHEELS):
-            self.log("downloading agent wheels on the host ...")
-            wheels.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                 "--python-version", AGENT_PYTHON, "--platform", "manylinux2014_x86_64",
-                 "--platform", "manylinux_2_28_x86_64", "-d", str(wheels), *AGENT_WHEELS],
-                capture_output=True, text=True,
-            )
-            if proc.returncode != 0:
-                raise LabError(f"pip download of {', '.join(AGENT_WHEELS)} failed: "
-                               f"{proc.stderr.strip().splitlines()[-1:]}")
-        pkg = ctx / "chaoslab"
-        shutil.rmtree(pkg, ignore_errors=True)
-        pkg.mkdir(parents=True)
-        shutil.copy2(package / "__init__.py", pkg / "__init__.py")
-        shutil.copytree(package / "agent", pkg / "agent",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.rmtree(ctx, ignore_errors=True)
+        ctx.mkdir(parents=True)
+        shutil.copy2(binary, ctx / "chaoslab-agent")
         for item in src.iterdir():
             shutil.copy2(item, ctx / item.name)
         shutil.copy2(agent_config, ctx / "vector.toml")
