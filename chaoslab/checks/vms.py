@@ -57,7 +57,8 @@ class HostIoPressure(FinalCheck):
 
 @register("check")
 class EventsLost(FinalCheck):
-    """Events generated but neither delivered, dropped by policy (counted) nor counted as failed."""
+    """Events generated but never delivered and not accounted for by the agent (not dropped by policy,
+    not given up by the sink, not held in the buffer at stop): per event, per VM."""
     type: Literal["events-lost"] = "events-lost"
     needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
     max: Annotated[int, Field(ge=0)] = 0
@@ -68,6 +69,7 @@ class EventsLost(FinalCheck):
             return CheckResult("events-lost", "unknown", evidence="no VM accounting was recorded")
         lost = totals["lost"]
         return CheckResult("events-lost", "fail" if lost > self.max else "pass", lost, self.max,
-                           evidence=f"{lost} events lost without being counted (generated {totals['generated']}, "
-                                    f"delivered {totals['delivered']}, dropped by policy {totals['dropped_by_policy']})",
+                           evidence=f"{lost} events lost without being accounted for (generated {totals['generated']}, "
+                                    f"delivered {totals['delivered']}, dropped by policy {totals['dropped_by_policy']}, "
+                                    f"failed sends {totals['failed_sends']}, held at stop {totals.get('held_at_stop', 0)})",
                            data=totals)

@@ -71,6 +71,12 @@ def _panels(samples: list[dict]) -> list:
     return [p for cls in REGISTRY["probe"].values() if cls.key in keys for p in cls.panels()]
 
 
+def _natural(name: str) -> list:
+    """vm-x-2 before vm-x-10."""
+    import re
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
 def _workload_blocks(v: dict) -> list[tuple]:
     w = v.get("workload") or {}
     out = []
@@ -81,12 +87,15 @@ def _workload_blocks(v: dict) -> list[tuple]:
     if w.get("per_vm"):
         t = w["totals"]
         out.append(("p", f"VM group {w.get('group')}: {w.get('count')} {w.get('flavour')} VMs, buffer {words(w.get('buffer'))}. "
-                         f"Generated {t['generated']}, delivered {t['delivered']}, dropped by policy {t['dropped_by_policy']}, "
-                         f"failed sends (counted) {t['failed_sends']}, lost {t['lost']}; OOM-killed {len(w.get('oom_killed') or [])}."))
-        out.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "lost", "OOM", "peak MiB", "pgmajfault"],
-                    [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x["lost"],
-                      "yes" if x["oom_killed"] else "no", round((x.get("peak_memory_bytes") or 0) / MIB, 1), x.get("pgmajfault")]
-                     for n, x in sorted(w["per_vm"].items())]))
+                         f"Per event: generated {t['generated']} = delivered {t['delivered']} + dropped by policy "
+                         f"{t['dropped_by_policy']} + failed sends {t['failed_sends']} + held at stop {t.get('held_at_stop', 0)} "
+                         f"+ lost {t['lost']}. Duplicates {t.get('duplicates', 0)}; the sink gave up on "
+                         f"{t.get('failed_but_delivered', 0)} events the broker had stored; OOM-killed {len(w.get('oom_killed') or [])}."))
+        out.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "held", "lost", "dup", "OOM", "peak MiB", "pgmajfault"],
+                    [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x.get("held_at_stop", 0),
+                      x["lost"], x.get("duplicates", 0), "yes" if x["oom_killed"] else "no",
+                      round((x.get("peak_memory_bytes") or 0) / MIB, 1), x.get("pgmajfault")]
+                     for n, x in sorted(w["per_vm"].items(), key=lambda kv: _natural(kv[0]))]))
     return out
 
 

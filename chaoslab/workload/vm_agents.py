@@ -1,12 +1,13 @@
 """`type: vm-agents`: a group of small-VM containers, each running the telemetry agent with the
 group's buffer settings and a resident application, shipping `rate` events/s into Pulsar through
-the proxy. Stopping the workload stops the agents gracefully (in-flight batches complete), reads
-the group's topic from the beginning and accounts per VM: generated, delivered, dropped by
-policy, failed sends, lost."""
+the proxy. Stopping the workload stops the agents gracefully and all at once (each drains its
+buffer for up to 10 s, then writes down what it still holds), reads the group's topic from the
+beginning and closes the books per VM and per event (chaoslab.workload.accounting)."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
@@ -18,7 +19,7 @@ from chaoslab.observe.metrics import scrape
 from chaoslab.run.wait import wait_until
 from chaoslab.settings import FLAVOURS
 from chaoslab.spec.base import Model, Secs, Workload, register
-from chaoslab.workload.delivery import count_delivered
+from chaoslab.workload.accounting import BUCKETS, close_books, read_agent_files, read_topic
 
 AGENT_METRICS = ("vector_buffer_size_events", "vector_buffer_size_bytes", "vector_buffer_events",
                  "vector_buffer_received_events_total", "vector_buffer_sent_events_total",
@@ -139,36 +140,42 @@ class VmAgents(Workload):
         probe = ctx.probe("vms")
         final = probe.latest() if probe else {}
         peaks = probe.summary().get("per_vm_peak", {}) if probe else {}
-        for c in self._containers:  # gracefully, so that in-flight batches complete
+
+        def stop_one(c):  # gracefully: SIGTERM, the agent drains and writes its ledger
             try:
                 c.stop(timeout=15)
             except Exception:
                 pass
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(stop_one, self._containers))
+            ledgers = dict(zip((c.name for c in self._containers), pool.map(read_agent_files, self._containers)))
         hosts = [c.attrs["Config"]["Hostname"] for c in self._containers]
-        delivered = count_delivered(ctx.lab.proxy_service_url, self._topic, hosts)
-        totals = {"generated": 0, "delivered": 0, "dropped_by_policy": 0, "failed_sends": 0, "lost": 0}
+        reading = read_topic(ctx.lab.proxy_service_url, self._topic, hosts)
+        totals = {k: 0 for k in BUCKETS}
         per_vm, oom_killed = {}, []
         for c in self._containers:
             c.reload()
             vm = final.get(c.name, {})
-            agent, cg = vm.get("agent") or {}, vm.get("cgroup") or {}
+            cg = vm.get("cgroup") or {}
             oom = bool(c.attrs["State"].get("OOMKilled")) or (cg.get("oom_kill") or 0) > 0
             if oom:
                 oom_killed.append(c.name)
-            generated = int(agent.get("vector_component_received_events_total", 0))
-            dropped = int(agent.get("vector_buffer_discarded_events_total{intentional=true}", 0))
-            failed = int(agent.get("vector_component_discarded_events_total{intentional=false}", 0))
-            got = delivered.get(c.attrs["Config"]["Hostname"], 0)
-            per_vm[c.name] = {"generated": generated, "delivered": got, "dropped_by_policy": dropped,
-                              "failed_sends": failed, "lost": max(0, generated - got - dropped - failed),
-                              "oom_killed": oom, "peak_memory_bytes": peaks.get(c.name, {}).get("memory.usage_in_bytes"),
+            host = c.attrs["Config"]["Hostname"]
+            books = close_books(ledgers[c.name], reading.seqs.get(host, set()), reading.duplicates.get(host, 0))
+            per_vm[c.name] = {**books, "oom_killed": oom,
+                              "peak_memory_bytes": peaks.get(c.name, {}).get("memory.usage_in_bytes"),
                               "memory_limit_bytes": cg.get("memory.limit_in_bytes"),
                               "pgmajfault": cg.get("total_pgmajfault"), "blkio_read_bytes": cg.get("blkio_read_bytes")}
             for k in totals:
-                totals[k] += per_vm[c.name][k]
+                totals[k] += books[k]
+        strangers = sorted(set(reading.seqs) - set(hosts))
+        if reading.unparsed or strangers:
+            ctx.log(f"[{ctx.variant.name}] topic {self._topic}: {reading.unparsed} events without a sequence number, "
+                    f"events from unknown hosts {strangers}")
         self._remove(ctx)
         return {"group": self._name, "flavour": self.flavour, "count": self.count, "buffer": self.buffer.model_dump(),
-                "topic": self._topic, "totals": totals, "per_vm": per_vm, "oom_killed": oom_killed}
+                "topic": self._topic, "totals": totals, "per_vm": per_vm, "oom_killed": oom_killed,
+                "topic_messages": reading.messages, "topic_unparsed": reading.unparsed}
 
     def _remove(self, ctx) -> None:
         folder = ctx.run_dir / "logs" / ctx.variant.name
