@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chaoslab.run.wait import sleep_unless
+from chaoslab.run.wait import sleep_unless, wait_until
 
 if TYPE_CHECKING:
     from chaoslab.lab.cluster import Lab
@@ -137,9 +137,17 @@ class RunContext:
             self.abort_t = time.time()
             self.aborted.set()
 
-    def watch(self, secs: float) -> bool:
-        """Let `secs` pass while the hypothesis is checked; False if the run aborted meanwhile."""
-        done = sleep_unless(secs, self.should_stop)
+    def watch(self, secs: float, until_held_secs: float | None = None) -> bool:
+        """Let `secs` pass while the hypothesis is checked; False if the run aborted meanwhile.
+        With `until_held_secs`, stop earlier once the hypothesis has held that long since the call
+        (a declared stable window instead of a fixed sleep)."""
+        if until_held_secs is None:
+            done = sleep_unless(secs, self.should_stop)
+        else:
+            since = time.time()
+            wait_until(lambda: min(self.tracker.held_for(time.time()), time.time() - since) >= until_held_secs,
+                       secs, interval=0.5, stop=self.should_stop)
+            done = not self.should_stop()
         self.check_interrupt()
         return done and not self.aborted.is_set()
 

@@ -42,6 +42,8 @@ class RollBroker(Step):
     wait_for: Literal["shallow", "functional"] = Field("shallow", description="how the operator waits before moving on")
     wait_timeout_secs: Annotated[float, Field(ge=5, le=3600)] = 180.0
     settle_secs: Secs = Field(15.0, description="after the broker passed, watch this long before the step ends")
+    settle_until_held_secs: Secs | None = Field(
+        None, description="end the settle earlier, once the hypothesis has held this long since the broker passed")
     undo_version: bool = Field(False, description="undo also rolls the release back (default: only the settings)")
     undo_wait_secs: Annotated[float, Field(ge=5, le=3600)] = 120.0
     _before: dict = PrivateAttr(default_factory=dict)
@@ -74,7 +76,9 @@ class RollBroker(Step):
             result["error"] = ("stopped waiting: the run aborted" if ctx.aborted.is_set() else
                                f"broker-{n} did not pass the {self.wait_for} check within {self.wait_timeout_secs:.0f} s")
             return result
-        result["settled"] = ctx.watch(self.settle_secs)  # False: the run aborted while settling
+        settle_started = time.monotonic()
+        result["settled"] = ctx.watch(self.settle_secs, self.settle_until_held_secs)  # False: the run aborted while settling
+        result["settle_secs"] = round(time.monotonic() - settle_started, 1)
         result["ok"] = True
         return result
 
