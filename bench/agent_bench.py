@@ -42,7 +42,7 @@ def config(endpoint: str, topic: str, interval: float, line_bytes: int, port: in
         f"interval = {interval:.6f}", "sequence = true",
         "[sources.m]", 'type = "internal_metrics"',
         "[sinks.bus]", 'type = "pulsar"', 'inputs = ["app_logs"]', f'endpoint = "{endpoint}"', f'topic = "{topic}"',
-        'encoding.codec = "json"', "batch.max_events = 100",
+        'encoding.codec = "json"', "batch.max_events = 100", "batch.timeout_secs = 1",
         "[sinks.bus.buffer]", 'type = "memory"', "max_events = 10000000", 'when_full = "block"',
         "[sinks.prom]", 'type = "prometheus_exporter"', 'inputs = ["m"]', f'address = "127.0.0.1:{port}"', "",
     ])

@@ -77,6 +77,8 @@ pub struct PulsarSink {
     pub topic: String,
     pub producer_name: Option<String>,
     pub batch_max_events: usize,
+    /// Vector's `batch.timeout_secs`: a batch goes out when full or this long after its first event.
+    pub batch_timeout_secs: f64,
     pub compression: String,
     pub buffer: BufferConfig,
     pub connection_max_retries: u32,
@@ -272,6 +274,7 @@ pub fn parse(text: &str, env: &HashMap<String, String>) -> Result<AgentConfig, C
                 topic,
                 producer_name: table.get("producer_name").and_then(|v| v.as_str()).map(str::to_string),
                 batch_max_events: batch.and_then(|b| b.get("max_events")).and_then(|v| v.as_integer()).unwrap_or(100).max(1) as usize,
+                batch_timeout_secs: number(batch.and_then(|b| b.get("timeout_secs")), 1.0, &format!("{where_}.batch.timeout_secs"))?,
                 compression,
                 buffer: BufferConfig::parse(sid, table.get("buffer"))?,
                 connection_max_retries: retry.and_then(|r| r.get("max_retries")).and_then(|v| v.as_integer()).unwrap_or(12) as u32,
@@ -342,6 +345,7 @@ inputs = ["m"]
         assert_eq!(c.metrics_address.as_deref(), Some("0.0.0.0:9598"));
         assert!(c.sources["app"].sequence);
         assert_eq!(c.sink.batch_max_events, 100);
+        assert_eq!(c.sink.batch_timeout_secs, 1.0);
     }
 
     #[test]

@@ -86,7 +86,21 @@ impl Sink {
                     continue;
                 }
             }
-            let batch = self.buffer.pop(self.config.batch_max_events, Duration::from_millis(500)).await;
+            let max = self.config.batch_max_events;
+            let mut batch = self.buffer.pop(max, Duration::from_millis(500)).await;
+            // Vector's batching: the batch goes out when full or batch.timeout_secs after its first event.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(self.config.batch_timeout_secs);
+            while !batch.is_empty() && batch.len() < max && !*stopping.borrow() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let more = self.buffer.pop(max - batch.len(), left).await;
+                if more.is_empty() {
+                    break;
+                }
+                batch.extend(more);
+            }
             if !batch.is_empty() {
                 self.send(batch).await;
             }

@@ -75,7 +75,11 @@ impl Generator {
         }
         self.next_seq += 1;
         let encoded = Encoded { message: &line, timestamp: now, host: &self.host, source_type: "demo_logs", service: "vector" };
-        (seq, serde_json::to_vec(&encoded).expect("plain strings always encode"))
+        // Sized up front: a Vec grown by doubling would hold up to twice the event in the buffer.
+        let mut out = Vec::with_capacity(line.len() + encoded.host.len() + 128);
+        serde_json::to_writer(&mut out, &encoded).expect("plain strings always encode");
+        out.shrink_to_fit();
+        (seq, out)
     }
 }
 

@@ -76,7 +76,7 @@ def agent_toml(group: "VmAgents", name: str, topic: str) -> str:
         f"interval = {1.0 / group.rate:.6f}", "sequence = true",
         "[sources.agent_metrics]", 'type = "internal_metrics"',
         "[sinks.bus]", 'type = "pulsar"', 'inputs = ["app_logs"]', 'endpoint = "pulsar://proxy:6650"',
-        f'topic = "{topic}"', 'encoding.codec = "json"', "batch.max_events = 100",
+        f'topic = "{topic}"', 'encoding.codec = "json"', "batch.max_events = 100", "batch.timeout_secs = 1",
         "[sinks.bus.buffer]", *buffer_lines,
         "[sinks.prometheus]", 'type = "prometheus_exporter"', 'inputs = ["agent_metrics"]', 'address = "0.0.0.0:9598"', "",
     ])
