@@ -43,6 +43,30 @@ class OomKills(FinalCheck):
 
 
 @register("check")
+class VmMajorFaults(FinalCheck):
+    """Thrash, as the VM sees it: major page faults (pages read back from disk) per VM over the
+    variant, from its cgroup's memory.stat. At most `max_vms` VMs may pass `max_per_vm`."""
+    type: Literal["vm-major-faults"] = "vm-major-faults"
+    needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
+    max_per_vm: Annotated[int, Field(ge=0)] = 1000
+    max_vms: Annotated[int, Field(ge=0)] = 0
+
+    def check(self, ctx) -> CheckResult:
+        per_vm = (ctx.record.get("workload") or {}).get("per_vm")
+        if not per_vm:
+            return CheckResult("vm-major-faults", "unknown", evidence="no VM accounting was recorded")
+        faults = {name: vm.get("pgmajfault") for name, vm in per_vm.items() if vm.get("pgmajfault") is not None}
+        if not faults:
+            return CheckResult("vm-major-faults", "unknown", evidence="no VM's memory.stat was sampled")
+        over = sorted((n for n, f in faults.items() if f > self.max_per_vm), key=lambda n: -faults[n])
+        worst = max(faults, key=faults.get)
+        return CheckResult("vm-major-faults", "fail" if len(over) > self.max_vms else "pass", len(over), self.max_vms,
+                           evidence=f"{len(over)} of {len(faults)} VMs over {self.max_per_vm} major faults "
+                                    f"(most: {faults[worst]:,} in {worst})",
+                           data={"per_vm": faults, "over": over})
+
+
+@register("check")
 class HostIoPressure(FinalCheck):
     type: Literal["host-io-psi"] = "host-io-psi"
     max: Annotated[float, Field(ge=0, le=100)] = 25.0
@@ -71,5 +95,5 @@ class EventsLost(FinalCheck):
         return CheckResult("events-lost", "fail" if lost > self.max else "pass", lost, self.max,
                            evidence=f"{lost} events lost without being accounted for (generated {totals['generated']}, "
                                     f"delivered {totals['delivered']}, dropped by policy {totals['dropped_by_policy']}, "
-                                    f"failed sends {totals['failed_sends']}, held at stop {totals.get('held_at_stop', 0)})",
+                                    f"failed sends {totals.get('failed_sends', 0)}, held at stop {totals.get('held_at_stop', 0)})",
                            data=totals)

@@ -24,12 +24,15 @@ class VmGroupSpec:
     count: int
     config_path: Path          # the agent's TOML for this group
     environment: dict
+    memory_mib: int | None = None  # a declared scale-down of the flavour's memory cap
 
 
 def start_group(lab: Lab, group: VmGroupSpec) -> list:
     if group.flavour not in FLAVOURS:
         raise LabError(f"unknown VM flavour {group.flavour!r} (known: {', '.join(FLAVOURS)})")
-    f = FLAVOURS[group.flavour]
+    f = dict(FLAVOURS[group.flavour])
+    if group.memory_mib:
+        f["memory_mib"] = group.memory_mib
     network = f"{lab.project}_default"
     containers = []
     for i in range(1, group.count + 1):

@@ -91,6 +91,8 @@ class VmAgents(Workload):
     rate: Annotated[float, Field(ge=0.1, le=20_000, description="events/s per VM")] = 200.0
     line_bytes: Annotated[int, Field(ge=16, le=1_000_000)] = 1024
     resident_mb: Annotated[int, Field(ge=0, le=4096, description="file-backed pages the VM's app keeps hot")] = 96
+    memory_mib: Annotated[int, Field(ge=32, le=65536)] | None = Field(
+        None, description="scale the flavour's memory cap (declared scaling, shown in the report); default: the flavour's")
     buffer: Buffer = Buffer()
     shipping_timeout_secs: Secs = 120.0
     _containers: list = PrivateAttr(default_factory=list)
@@ -100,7 +102,7 @@ class VmAgents(Workload):
 
     @model_validator(mode="after")
     def _fits(self):
-        mib = FLAVOURS[self.flavour]["memory_mib"]
+        mib = self.memory_mib or FLAVOURS[self.flavour]["memory_mib"]
         if self.resident_mb >= mib:
             raise ValueError(f"resident_mb: {self.resident_mb} does not fit in a {self.flavour} VM ({mib} MiB)")
         return self
@@ -121,12 +123,14 @@ class VmAgents(Workload):
         self._topic = f"persistent://public/default/vm-{self._name}-{ctx.experiment.seed}"
         config = ctx.run_dir / f"agent-{self._name}.toml"
         config.write_text(agent_toml(self, self._name, self._topic))
-        ctx.event("vm-group-start", group=self._name, flavour=self.flavour, count=self.count,
+        memory = self.memory_mib or FLAVOURS[self.flavour]["memory_mib"]
+        ctx.event("vm-group-start", group=self._name, flavour=self.flavour, count=self.count, memory_mib=memory,
+                  scaled_memory=self.memory_mib is not None, resident_mb=self.resident_mb,
                   buffer=self.buffer.model_dump(), rate=self.rate, line_bytes=self.line_bytes)
         ctx.log(f"[{ctx.variant.name}] {self.count} {self.flavour} VMs, {self.buffer.type} buffer, "
                 f"when_full={self.buffer.when_full} ...")
         self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(self._name, self.flavour, self.count, config,
-                                                                    {"RESIDENT_MB": self.resident_mb}))
+                                                                    {"RESIDENT_MB": self.resident_mb}, self.memory_mib))
 
         def shipping():
             return all(((scrape_agent(self.ip(c)) or {}) if self.ip(c) else {}).get(
@@ -174,6 +178,8 @@ class VmAgents(Workload):
                     f"events from unknown hosts {strangers}")
         self._remove(ctx)
         return {"group": self._name, "flavour": self.flavour, "count": self.count, "buffer": self.buffer.model_dump(),
+                "memory_mib": self.memory_mib or FLAVOURS[self.flavour]["memory_mib"], "resident_mb": self.resident_mb,
+                "rate": self.rate, "line_bytes": self.line_bytes,
                 "topic": self._topic, "totals": totals, "per_vm": per_vm, "oom_killed": oom_killed,
                 "topic_messages": reading.messages, "topic_unparsed": reading.unparsed}
 

@@ -124,7 +124,7 @@ def test_roll_broker_undo_restores_exactly_the_settings_it_changed(tmp_path, mon
     ctx.release = lambda v: {"to": "3.2.3"}.get(v, v)
     ctx.event = lambda *a, **k: None
     ctx.should_stop = lambda: False
-    ctx.watch = lambda secs: True
+    ctx.watch = lambda secs, until_held_secs=None: True
     step = RollBroker(broker=1, broker_config={"managedLedgerDefaultEnsembleSize": "3"}, settle_secs=0)
     out = step.run(ctx)
     assert out["ok"] and out["previous"] == {"managedLedgerDefaultEnsembleSize": "2"}
