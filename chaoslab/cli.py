@@ -194,6 +194,13 @@ def cmd_gate(args) -> int:
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
     exp = gate.gate_experiment(base, args.from_version, args.to_version, conf)
+    if args.repeat is None:
+        from chaoslab.rates import GATE_DEFAULT_REPEAT
+        noop = gate.is_noop(exp, conf)
+        args.repeat = 1 if noop else GATE_DEFAULT_REPEAT
+        if noop:
+            _log(f"gate: the change is a no-op (same release {exp.versions.to}, no settings): one run, "
+                 "a plain rolling restart; --repeat N runs it more")
     if not 1 <= args.repeat <= 50:
         raise LabError(f"--repeat must be between 1 and 50, got {args.repeat}")
     _on_sigterm()
@@ -324,9 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "method from; its method must use $version and $broker_config (default experiments/transfer-shedder.yaml)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
     from chaoslab.rates import GATE_DEFAULT_REPEAT
-    p.add_argument("--repeat", type=int, default=GATE_DEFAULT_REPEAT, help="run the change N times, each on a fresh "
+    p.add_argument("--repeat", type=int, default=None, help="run the change N times, each on a fresh "
                    f"lab: unsafe if any run is (default {GATE_DEFAULT_REPEAT}: the flip failed 3 of 5 runs here, and "
-                   "4 runs catch a 60 %% failure rate with >= 95 %% probability)")
+                   "4 runs catch a 60 %% failure rate with >= 95 %% probability; 1 for a no-op change: same release, "
+                   "no settings)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")

@@ -61,6 +61,11 @@ def gate_experiment(base: Experiment, from_: str | None, to: str | None, broker_
     return exp
 
 
+def is_noop(exp: Experiment, broker_conf: dict[str, str]) -> bool:
+    """Same release and no settings: the rolling upgrade is a plain rolling restart."""
+    return not broker_conf and exp.versions.to == exp.versions.from_
+
+
 def junit(path: Path, runner, code: int) -> None:
     suite = ET.Element("testsuite", name="chaoslab-gate", tests="0", failures="0", errors="0")
     cases = 0

@@ -180,17 +180,31 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
     decisive = next((v for v in variants if v["role"] == "primary"), None) or \
         next((v for v in variants if v["verdict"] != "PASS"), variants[0] if variants else None)
     if decisive:
-        why = [f"{decisive['name']} ({decisive['role']}): {decisive['verdict']}"
-               + (f" - {decisive['reasons'][0]}" if decisive.get("reasons") else " - the steady state held, every final check passed")]
-        for fv in (decisive.get("first_violations") or [])[:3]:
-            why.append("first violated condition: " + describe_violation(fv))
-        why += [f"final check {c['name']} failed: {c['evidence']}" for c in decisive.get("checks", []) if c["outcome"] == "fail"]
+        k = decisive.get("kpis") or {}
+        head = f"{decisive['name']} ({decisive['role']}) {decisive['verdict']}"
+        if decisive.get("reasons"):
+            head += ": " + ": ".join(decisive["reasons"][0].split(": ")[:2])
+        else:
+            head += ": the steady state held and every final check passed"
+        why = []
+        firsts = decisive.get("first_violations") or []
+        if firsts:
+            at = k.get("detection_t")
+            when = f"at {_clock(at)} (+{_fmt(k.get('detection_after_injection_secs'), 0)} s after the method began)" if at else ""
+            why.append(f"First violation {when}: " + "; ".join(plain_violation(fv) for fv in firsts[:4]))
+        if k.get("decision_t"):
+            why.append(f"Aborted at {_clock(k['decision_t'])} (+{_fmt(k.get('decision_after_injection_secs'), 0)} s): "
+                       f"violated longer than the tolerance, then every step was undone")
+        why += [f"Final check {c['name']} failed: {c['evidence']}" for c in decisive.get("checks", []) if c["outcome"] == "fail"]
         gbb = {b: c["green-but-broken"] for b, c in (((decisive.get("probes") or {}).get("views") or {}).get("seconds") or {}).items()
                if c.get("green-but-broken")}
         if gbb:
-            why.append("green-but-broken (both health checks passed while its topics failed): "
+            why.append("Green-but-broken (both health checks passed while its topics failed): "
                        + ", ".join(f"{b} for {s} s" for b, s in gbb.items()))
-        out += [("h2", "Why"), ("list", why)]
+        others = [f"{v['name']} {v['verdict']}" for v in variants if v is not decisive]
+        if others:
+            why.append("Other variants: " + ", ".join(others) + " (table below)")
+        out += [("h2", "Why"), ("p", head + "."), ("list", why)]
     if variants:
         out.append(("h2", "Key times (UTC; seconds after the method began)"))
         rows = []
@@ -219,7 +233,10 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
 def _cell(row: dict) -> str:
     if row["observed"] is None:
         return f"not watched ({row['number']})"
-    return ("OBSERVED: " if row["observed"] else "no: ") + row["number"]
+    number = str(row["number"])
+    if number.lower() in ("no", "yes", ""):
+        return "OBSERVED" if row["observed"] else "no"
+    return ("OBSERVED: " if row["observed"] else "no: ") + number
 
 
 def _pending_limit(records: list[dict]) -> float | None:
@@ -233,6 +250,11 @@ def describe_violation(v: dict) -> str:
     return Violation(**v).text()
 
 
+def plain_violation(v: dict) -> str:
+    from chaoslab.spec.base import Violation
+    return Violation(**v).plain()
+
+
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     records, results, title, b = B.open_run(run_dir)
@@ -240,7 +262,7 @@ def build_report(run_dir: Path) -> Path:
     b.extend(_first_screen(variants, records, results, run_dir))
     sm = results.get("scale_model") or {}
     if sm.get("factor", 1) != 1:
-        b.append(("p", f"Scale model: factor {sm.get('factor')} - {sm.get('note')}. Limits and workload are scaled down "
+        b.append(("p", f"Scale model: factor {_fmt(sm.get('factor'), 0)} - {sm.get('note')}. Limits and workload are scaled down "
                        "together; read pending-lookup figures against the scaled limit."))
     if variants:
         b.append(("h2", "Variants side by side"))
@@ -256,6 +278,21 @@ def build_report(run_dir: Path) -> Path:
                             "detection +s", "decision +s", "resolution +s", "final checks"], rows))
         b.append(("p", "KPIs are seconds after the method began: detection = first hypothesis violation, decision = "
                        "abort, resolution = the hypothesis holding again."))
+    figures = {}
+    for v in variants:
+        samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
+        events = [r for r in records if r["type"] == "event" and r.get("variant") == v["name"]]
+        figures[v["name"]] = variant_figure(samples, events, _panels(samples), run_dir / f"plot-{v['name']}.png",
+                                            f"{v['name']} ({v['verdict']}): {words(v.get('params'), 90)}")
+    if any(figures.values()):
+        b.append(("h2", "What the probes measured"))
+        b.append(("p", "Shaded bands are the steps (the fault or operator action), green bands their undo, the red "
+                       "dashed line the abort. One figure per variant, the decisive one first."))
+        order = sorted(variants, key=lambda v: (v["role"] != "primary", v["verdict"] == "PASS"))
+        for v in order:
+            if figures[v["name"]]:
+                b.append(("img", figures[v["name"]].name, f"{v['name']} ({v['role']}, {v['verdict']})"))
+    b.append(("h2", "Each variant in detail"))
     for v in variants:
         b.append(("h2", f"Variant {v['name']} ({v['role']}): {v['verdict']}"))
         if v.get("description"):
@@ -285,10 +322,6 @@ def build_report(run_dir: Path) -> Path:
         events = [r for r in records if r["type"] == "event" and r.get("variant") == v["name"]]
         b.extend(_brokers_table(samples))
         b.extend(_views_blocks(v, events, run_dir))
-        png = variant_figure(samples, events, _panels(samples), run_dir / f"plot-{v['name']}.png",
-                             f"{v['name']}: {words(v.get('params'), 90)}")
-        if png:
-            b.append(("img", png.name, f"{v['name']}: what the probes measured; shaded bands are the steps"))
         b.append(("h3", "Timeline"))
         t0 = v.get("started") or (events[0]["t"] if events else 0)
         b.append(("table", ["time (UTC)", "+s", "what happened"],

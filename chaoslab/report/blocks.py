@@ -61,7 +61,7 @@ def to_html(blocks: list[tuple], title: str, base: Path | None = None) -> str:
         elif kind == "table":
             head = "".join(f"<th>{e(str(h))}</th>" for h in block[1])
             rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            body.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
         elif kind == "img":
             body.append(f'<figure><img src="{_data_uri(block[1], base)}" alt="{e(block[2])}"><figcaption>{e(block[2])}</figcaption></figure>')
         elif kind == "links":
@@ -71,7 +71,8 @@ def to_html(blocks: list[tuple], title: str, base: Path | None = None) -> str:
              "th{background:#f3f3f3}img{max-width:100%}.verdict{font-size:1.4em;font-weight:bold;padding:.4em .6em;"
              "border-radius:4px}.verdict.PASS{background:#e6f4e6;color:#060}.verdict.FAIL{background:#fbe5e5;color:#a00}"
              ".verdict.ERROR,.verdict.INTERRUPTED,.verdict.INCOMPLETE{background:#fff3d6;color:#850}"
-             "td:first-child{white-space:nowrap}")
+             "td:first-child{white-space:nowrap}.scroll{overflow-x:auto}h2{margin-top:1.6em}"
+             "figure{margin:1em 0}figcaption{color:#555;font-size:.9em}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
@@ -90,8 +91,16 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
                ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
                      + ("Pulsar " + ", ".join(f"{k} {v}" for k, v in start["versions"].items())
                         if start.get("versions") else "no Pulsar")
-                     + "; host " + ", ".join(f"{k} {v}" for k, v in (start.get("host") or {}).items()) + ".")]
+                     + "; host: " + host_words(start.get("host") or {}) + ".")]
     return records, results, title, opening
+
+
+def host_words(host: dict) -> str:
+    """'2 cores, 23.5 GiB, kernel 6.1, Python 3.11.7, x86_64' from the run-start record's host facts."""
+    known = [("cores", "{} cores"), ("memory_gib", "{} GiB"), ("kernel", "kernel {}"), ("python", "Python {}"), ("machine", "{}")]
+    parts = [fmt.format(host[k]) for k, fmt in known if host.get(k) is not None]
+    parts += [f"{k.replace('_', ' ')} {v}" for k, v in host.items() if k not in dict(known)]
+    return ", ".join(parts) or "unknown"
 
 
 def write(run_dir: Path, blocks: list[tuple], title: str) -> Path:

@@ -78,6 +78,12 @@ class Violation:
         value = f"{self.value:.3g}" if isinstance(self.value, float) else self.value
         return f"{what}: {value} vs bound {self.bound}" + (f" ({self.detail})" if self.detail else "")
 
+    def plain(self) -> str:
+        """For people: the subject first, the condition's name in words, the evidence after a dash."""
+        value = f"{self.value:.3g}" if isinstance(self.value, float) else self.value
+        who = f"{self.subject}: " if self.subject else ""
+        return f"{who}{self.name.replace('_', ' ')} {value} (bound {self.bound})" + (f" - {self.detail}" if self.detail else "")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -192,4 +192,21 @@ def test_the_gates_default_repeat_catches_the_measured_rate():
     from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP_FAILURE_RATE, runs_to_detect
     assert GATE_DEFAULT_REPEAT == runs_to_detect(MEASURED_FLIP_FAILURE_RATE)
     assert 1 - (1 - MEASURED_FLIP_FAILURE_RATE) ** GATE_DEFAULT_REPEAT >= 0.95
-    assert build_parser().parse_args(["gate"]).repeat == GATE_DEFAULT_REPEAT
+    assert build_parser().parse_args(["gate"]).repeat is None  # resolved per change: see below
+    from chaoslab import gate
+    from chaoslab.cli import cmd_gate
+    seen = {}
+
+    def stop_before_running(exp, args, **kw):
+        seen["repeat"] = args.repeat
+        raise SystemExit(0)
+    import chaoslab.cli as cli
+    original = cli.make_runner
+    cli.make_runner = stop_before_running
+    try:
+        for to, want in (("3.2.3", GATE_DEFAULT_REPEAT), (gate.load_base(None).versions.from_, 1)):
+            with __import__("pytest").raises(SystemExit):
+                cmd_gate(build_parser().parse_args(["gate", "--to", to]))
+            assert seen["repeat"] == want, to
+    finally:
+        cli.make_runner = original

@@ -33,7 +33,7 @@ def test_port_taken_names_the_port_and_the_variable(monkeypatch):
                 other.bind(("127.0.0.1", 0))
                 free.append(other.getsockname()[1])
         lab = Lab(LabSettings(proxy_port=port, proxy_http_port=free[0], rabbitmq_port=free[1],
-                              broker_http_base_port=max(free) + 1000))
+                              rabbitmq_mgmt_port=free[2], broker_http_base_port=max(free) + 1000))
         monkeypatch.setattr(lab, "containers", lambda *a, **k: [])
         with pytest.raises(PortTaken, match=f"port {port} .* CHAOSLAB_PROXY_PORT"):
             lab.check_ports()

@@ -36,6 +36,14 @@ def test_gate_experiment_is_a_model_copy_with_the_change():
         gate.gate_experiment(base, None, "latest", {})
 
 
+def test_a_no_op_change_is_a_rolling_restart():
+    base = gate.load_base(None)
+    assert gate.is_noop(gate.gate_experiment(base, "3.2.2", "3.2.2", {}), {})
+    assert not gate.is_noop(gate.gate_experiment(base, "3.2.2", "3.2.3", {}), {})
+    conf = {"loadBalancerDebugModeEnabled": "true"}
+    assert not gate.is_noop(gate.gate_experiment(base, "3.2.2", "3.2.2", conf), conf)
+
+
 def test_a_gate_needs_an_experiment_that_takes_the_change(tmp_path):
     f = tmp_path / "fixed.yaml"
     f.write_text("name: fixed\nvariants: [{name: a}]\nmethod: [{type: roll-broker, broker: 1}]\n")
