@@ -201,9 +201,10 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
         if gbb:
             why.append("Green-but-broken (both health checks passed while its topics failed): "
                        + ", ".join(f"{b} for {s} s" for b, s in gbb.items()))
-        others = [f"{v['name']} {v['verdict']}" for v in variants if v is not decisive]
-        if others:
-            why.append("Other variants: " + ", ".join(others) + " (table below)")
+        for v in variants:
+            if v is not decisive:
+                why.append(f"{v['name']} ({v['role']}): {v['verdict']}"
+                           + (f" - {v['reasons'][0].split('; first violation')[0]}" if v.get("reasons") else ""))
         out += [("h2", "Why"), ("p", head + "."), ("list", why)]
     if variants:
         out.append(("h2", "Key times (UTC; seconds after the method began)"))

@@ -117,9 +117,13 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
     else:
         first = rem[0]
         amp = first.get("amplification")
-        rows.append(_row(10, amp is not None and amp >= 2,
-                         f"{first['name']}: {first['actions']} actions, amplification "
-                         + (f"{amp:.1f}x" if amp is not None else (first.get("amplification_note") or "-"))))
+        if amp is not None:
+            number = f"{first['actions']} would-be actions ({first['name']}), {amp:.1f}x the rate before the fault"
+        elif first["actions"]:
+            number = f"{first['actions']} would-be actions ({first['name']}), none before the fault"
+        else:
+            number = f"0 would-be actions ({first['name']}): nothing for the monitoring to amplify"
+        rows.append(_row(10, bool(first["actions"]) and (amp is None or amp >= 2), number))
     rows.append(_rabbitmq_link(v, samples))
     return rows
 
