@@ -1,5 +1,6 @@
-"""A short bus outage with 3 VM containers: the measurements are real (the blocking memory buffer
-grows during the outage, in the agent and in the cgroup, and drains after)."""
+"""A short bus outage with 3 VM containers running the Rust agent: the measurements are real (the
+blocking memory buffer grows during the outage, in the agent and in the cgroup, and drains after;
+drop_newest drops and the agent's ledger names every dropped event)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ def test_short_outage_memory_grows_in_the_blocking_group_and_drains(tmp_path, ru
     drop = next(v["workload"] for v in results["variants"] if v["name"] == "drop")
     assert block["totals"]["generated"] > 0 and block["totals"]["delivered"] > 0
     assert drop["totals"]["dropped_by_policy"] > 0  # drop_newest really dropped, and counted it
+    # The books close per VM and per event: every stamped number is in exactly one bucket, the
+    # agent's ledger named each dropped one, and nothing arrived that the agent never generated.
+    for group in (block, drop):
+        for name, vm in group["per_vm"].items():
+            parts = vm["delivered"] + vm["dropped_by_policy"] + vm["failed_sends"] + vm["held_at_stop"] + vm["lost"]
+            assert parts == vm["generated"] and vm["generated_from"] == "agent", (name, vm)
+            assert vm["unexpected"] == 0 and vm["lost"] == 0, (name, vm)
     # the would-be remediator judged the real samples, before / during / after the outage
     monitors = next(v["monitors"] for v in results["variants"] if v["name"] == "block")
     as_run, fixed = monitors["as-run"], monitors["fixed"]
