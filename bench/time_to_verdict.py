@@ -3,6 +3,7 @@
     python bench/time_to_verdict.py                 # all four figures (~15 min on 2 cores, warm)
     python bench/time_to_verdict.py --only lab --lab-trials 3
     python bench/time_to_verdict.py --only variant,gate
+    python bench/time_to_verdict.py --only lab --lab-cds on,off   # with and without the CDS archives
 
 Figures (issue 12 targets on 2 cores, warm images):
   lab      fresh lab healthy (down -> `Lab.up()` returns)                      target <= 20 s
@@ -13,8 +14,8 @@ Figures (issue 12 targets on 2 cores, warm images):
 
 Floors are the parts nobody can wait less for: each JVM's own start-to-ready time, read from its
 log's timestamps ("binding to port", "Started component bookie-server", "messaging service is
-ready", "Started Pulsar Proxy"), along the dependency chain zookeeper -> init -> bookies ->
-brokers -> proxy; for a variant, the lab's floor plus each rolled broker's stop and start to its
+ready", "Started Pulsar Proxy"), along the dependency chain zookeeper -> init -> {bookies,
+brokers, proxy}; for a variant, the lab's floor plus each rolled broker's stop and start to its
 shallow check. What the declared windows take (steady hold, settle-until-held, after) is printed
 apart: it is chosen in the experiment file, not a floor. Figures, not assertions.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -65,27 +67,31 @@ def component_times(lab: Lab) -> dict[str, dict]:
 
 
 def lab_floor(times: dict[str, dict]) -> float | None:
-    """The dependency chain's JVM start-to-ready times, summed (the most of each parallel stage)."""
-    total = 0.0
-    for kind in ("zookeeper", "init", "bookie", "broker", "proxy"):
-        secs = [t["secs"] for t in times.values() if t["kind"] == kind and t["secs"] is not None]
-        if not secs:
-            return None
-        total += max(secs)
-    return round(total, 1)
+    """The dependency chain's JVM start-to-ready times: zookeeper, then the metadata setup, then
+    bookies, brokers and the proxy side by side (compose/lab.yaml) - the slowest of those."""
+    def most(kinds):
+        secs = [t["secs"] for t in times.values() if t["kind"] in kinds and t["secs"] is not None]
+        return max(secs) if secs else None
+    stages = [most({"zookeeper"}), most({"init"}), most({"bookie", "broker", "proxy"})]
+    return None if None in stages else round(sum(stages), 1)
 
 
-def bench_lab(trials: int) -> dict:
+def bench_lab(trials: int, cds_modes: list[str]) -> dict:
+    """Fresh labs, alternating the class-data sharing modes trial by trial (same noise for each)."""
     lab = Lab(log=lambda m: None)
     rows = []
+    lab.build_images()
     for _ in range(trials):
-        lab.down()
-        started = time.monotonic()
-        lab.up(pico=0, nano=0)
-        secs = time.monotonic() - started
-        times = component_times(lab)
-        rows.append({"secs": round(secs, 1), "floor": lab_floor(times),
-                     "jvms": {k: v["secs"] for k, v in sorted(times.items())}})
+        for mode in cds_modes:
+            os.environ["PULSAR_CDS"] = mode   # compose passes it to every JVM (images/pulsar/pulsar-run)
+            lab.down()
+            started = time.monotonic()
+            lab.up(pico=0, nano=0)
+            secs = time.monotonic() - started
+            times = component_times(lab)
+            rows.append({"cds": mode, "secs": round(secs, 1), "floor": lab_floor(times),
+                         "jvms": {k: v["secs"] for k, v in sorted(times.items())}})
+    os.environ.pop("PULSAR_CDS", None)
     lab.down()
     return {"trials": rows}
 
@@ -123,14 +129,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="lab,variant,headline,gate")
     parser.add_argument("--lab-trials", type=int, default=3)
+    parser.add_argument("--lab-cds", default="on", help="class-data sharing modes to compare: on, off or on,off")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     figures: dict = {}
     lab_floor_median = None
     if "lab" in parts:
-        figures["lab"] = bench_lab(args.lab_trials)
-        floors = sorted(t["floor"] for t in figures["lab"]["trials"] if t["floor"])
+        figures["lab"] = bench_lab(args.lab_trials, args.lab_cds.split(","))
+        floors = sorted(t["floor"] for t in figures["lab"]["trials"] if t["floor"] and t["cds"] == "on")
         lab_floor_median = floors[len(floors) // 2] if floors else None
     ts = str(ROOT / "experiments" / "transfer-shedder.yaml")
     for part, cli in (("variant", ["experiment", ts, "--variant", "control"]), ("headline", ["experiment", ts])):
@@ -149,7 +156,7 @@ def main() -> int:
         return 0
     if "lab" in figures:
         for i, t in enumerate(figures["lab"]["trials"], 1):
-            print(f"lab trial {i}: healthy in {t['secs']} s; floor (JVM start-to-ready chain) {t['floor']} s; "
+            print(f"lab trial {i} (CDS {t['cds']}): healthy in {t['secs']} s; floor (JVM start-to-ready chain) {t['floor']} s; "
                   + ", ".join(f"{k} {v}" for k, v in t["jvms"].items()))
     for part, target in (("variant", 120), ("headline", 360), ("gate", 150)):
         if part not in figures:
