@@ -110,6 +110,16 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Rebuild report.md / report.html of a run folder from its journal alone (nothing runs)."""
+    from chaoslab.report import build_report
+    run = args.run
+    if not (run / "journal.jsonl").is_file() or not (run / "results.json").is_file():
+        raise LabError(f"{run}: not a run folder (journal.jsonl and results.json are needed)")
+    out.print(f"report: {build_report(run)} (and report.html)", highlight=False)
+    return 0
+
+
 def make_runner(exp, args, run_dir=None, variants=None, keep=None):
     from chaoslab.run.handlers import ConsoleProgress
     from chaoslab.run.runner import Runner
@@ -346,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
     p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("report", help="rebuild a run folder's report from its journal (nothing runs)")
+    p.add_argument("run", type=Path, help="a run folder")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -184,6 +184,9 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
         head = f"{decisive['name']} ({decisive['role']}) {decisive['verdict']}"
         if decisive.get("reasons"):
             head += ": " + ": ".join(decisive["reasons"][0].split(": ")[:2])
+        elif decisive.get("violated_seconds") and not decisive.get("aborted"):
+            head += (f": every final check passed; the hypothesis was violated for {decisive['violated_seconds']} s "
+                     "during the run without an abort (this experiment is judged by its final checks)")
         else:
             head += ": the steady state held and every final check passed"
         why = []

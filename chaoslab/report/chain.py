@@ -102,11 +102,15 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
         rows += [_row(n, None, "no VMs in this experiment") for n in (7, 8, 9)]
     else:
         limit_mib = max((((x.get("memory_limit_bytes") or 0) / 2**20) for x in (w.get("per_vm") or {}).values()), default=0)
-        rows.append(_row(7, limit_mib > 0 and vms.get("vm_memory_max_mib", 0) >= 0.95 * limit_mib,
-                         f"peak VM memory {vms.get('vm_memory_max_mib')} of {limit_mib:.0f} MiB, peak buffer "
-                         f"{vms.get('agent_buffer_events_max'):.0f} events; OOM-killed {len(w.get('oom_killed') or [])}"))
+        peak = (f"peak VM memory {vms.get('vm_memory_max_mib')} of {limit_mib:.0f} MiB, peak buffer "
+                f"{vms.get('agent_buffer_events_max'):.0f} events; OOM-killed {len(w.get('oom_killed') or [])}")
+        if (w.get("buffer") or {}).get("type") == "disk":  # the events sit in files: memory at the cap is page cache
+            rows.append(_row(7, False, f"disk buffer: {peak} (the memory at the cap is the buffer files' page cache)"))
+        else:
+            rows.append(_row(7, limit_mib > 0 and vms.get("vm_memory_max_mib", 0) >= 0.95 * limit_mib, peak))
         pgmaj = sum((x.get("pgmajfault") or 0) for x in (w.get("per_vm") or {}).values())
-        rows.append(_row(8, pgmaj > 1000 or (host.get("memory_some_avg10") or 0) > 10,
+        # thrash: the group's VMs re-read pages from disk, or the host spent a quarter of its time stalled
+        rows.append(_row(8, pgmaj > 1000 or max(host.get("memory_some_avg10") or 0, host.get("io_some_avg10") or 0) > 25,
                          f"{pgmaj} major faults, host memory PSI {host.get('memory_some_avg10')}, io PSI {host.get('io_some_avg10')}"))
         rows.append(_row(9, (host.get("d_state_longest_secs") or 0) >= 120,
                          f"longest D state {host.get('d_state_longest_secs')} s (the kernel's hung-task limit is 120 s)"))

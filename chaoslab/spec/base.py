@@ -80,9 +80,13 @@ class Violation:
 
     def plain(self) -> str:
         """For people: the subject first, the condition's name in words, the evidence after a dash."""
-        value = f"{self.value:.3g}" if isinstance(self.value, float) else self.value
+        def num(x):  # 1,070 and 0.909, never 1.07e+03
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) >= 100:
+                return f"{x:,.0f}"
+            return f"{x:.3g}" if isinstance(x, float) else x
         who = f"{self.subject}: " if self.subject else ""
-        return f"{who}{self.name.replace('_', ' ')} {value} (bound {self.bound})" + (f" - {self.detail}" if self.detail else "")
+        return (f"{who}{self.name.replace('_', ' ')} {num(self.value)} (bound {num(self.bound)})"
+                + (f" - {self.detail}" if self.detail else ""))
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -187,6 +187,22 @@ def test_chain_ignores_a_restarts_transient_states_and_reads_link_11():
     assert {r["link"]: r for r in links({"steps": []}, rmq)}[11]["observed"] is None
 
 
+def test_chain_links_7_and_8_tell_a_memory_buffer_from_a_disk_buffer_and_thrash_from_noise():
+    from chaoslab.report.chain import links
+
+    def group(buffer, pgmaj, mem_psi, io_psi):
+        per_vm = {f"vm-{i}": {"memory_limit_bytes": 256 * 2**20, "pgmajfault": pgmaj} for i in range(2)}
+        return {"workload": {"buffer": {"type": buffer}, "per_vm": per_vm, "oom_killed": []},
+                "probes": {"vms": {"vm_memory_max_mib": 256.0, "agent_buffer_events_max": 12000.0},
+                           "host": {"host_peak": {"memory_some_avg10": mem_psi, "io_some_avg10": io_psi}}}}
+    incident = {r["link"]: r for r in links(group("memory", 2000, 88.0, 47.7), [])}
+    fix = {r["link"]: r for r in links(group("disk", 19, 15.5, 13.1), [])}
+    assert incident[7]["observed"] and incident[8]["observed"]
+    # the disk buffer's VMs sit at the cap with the buffer files' page cache: not link 7
+    assert fix[7]["observed"] is False and "disk buffer" in fix[7]["number"]
+    assert fix[8]["observed"] is False      # 38 major faults and a host busy draining are not thrash
+
+
 def test_the_gates_default_repeat_catches_the_measured_rate():
     from chaoslab.cli import build_parser
     from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP_FAILURE_RATE, runs_to_detect

@@ -52,3 +52,12 @@ def test_env_files_render_broker_versions_and_settings(tmp_path, monkeypatch):
     assert "BROKER_2_IMAGE=chaoslab/pulsar:3.2.3" in env and "BROKER_1_IMAGE=chaoslab/pulsar:3.2.2" in env
     assert (tmp_path / "broker-2.env").read_text() == "PULSAR_CONF_loadManagerClassName=X\n"
     assert cluster.LabState.load(tmp_path / "state.json").broker_versions["2"] == "3.2.3"
+
+
+def test_report_rebuilds_from_a_run_folder_and_refuses_anything_else(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    (tmp_path / "journal.jsonl").write_text('{"t": 1.0, "type": "event", "variant": "v", "name": "variant-start"}\n')
+    (tmp_path / "results.json").write_text('{"title": "t", "variants": []}')
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
