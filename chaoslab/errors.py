@@ -21,3 +21,12 @@ class UnknownPulsarVersion(LabError):
 
 class PortTaken(LabError):
     pass
+
+
+class ChangeNotApplied(LabError):
+    """The change under test did not take effect (a setting the broker reports otherwise).
+    Never a verdict on the change: the run ends ERROR."""
+
+
+class UnknownSetting(LabError):
+    """A setting the target release does not have (Pulsar would ignore it silently)."""
