@@ -3,25 +3,29 @@ check that every broker serves at the end."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from chaoslab.lab import health
-from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Violation, register
+from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Unknown, Violation, register
 
 
 @register("condition")
 class UnownedTopics(Condition):
     type: Literal["unowned-topics"] = "unowned-topics"
+    reads: ClassVar[tuple[str, ...]] = ("pulsar-cluster",)
     max: Annotated[int, Field(ge=0)] = 0
 
     def violations(self, sample: dict) -> list[Violation]:
         """Sampled topics whose lookup was answered without an owner. A lookup that was rejected
         or not answered says nothing about ownership: see lookup-rejections."""
-        own = (sample.get("cluster") or {}).get("ownership") or {}
+        own = _ownership(sample)
         n = own.get("unowned")
-        if n is None or n <= self.max:
+        answered = (own.get("sampled") or 0) - (own.get("rejected") or 0) - (own.get("no_answer") or 0)
+        if n is None or answered <= 0:
+            raise Unknown("no sampled lookup was answered: ownership not observed")
+        if n <= self.max:
             return []
         return [Violation("unowned_topics", n, self.max, detail=f"{n} of {own.get('sampled')} sampled workload topics; "
                           + _failed(own))]
@@ -31,16 +35,26 @@ class UnownedTopics(Condition):
 class LookupRejections(Condition):
     """Sampled HTTP lookups the broker refused (too many pending lookups) or did not answer."""
     type: Literal["lookup-rejections"] = "lookup-rejections"
+    reads: ClassVar[tuple[str, ...]] = ("pulsar-cluster",)
     max: Annotated[int, Field(ge=0)] = 0
 
     def violations(self, sample: dict) -> list[Violation]:
-        own = (sample.get("cluster") or {}).get("ownership") or {}
+        own = _ownership(sample)
+        if not own.get("sampled"):
+            raise Unknown("no workload topic was looked up")
         n = (own.get("rejected") or 0) + (own.get("no_answer") or 0)
         if n <= self.max:
             return []
         return [Violation("sampled_lookups_rejected_or_unanswered", n, self.max,
                           detail=f"{own.get('rejected')} rejected, {own.get('no_answer')} unanswered of "
                                  f"{own.get('sampled')} asked of {own.get('asked')}; " + _failed(own))]
+
+
+def _ownership(sample: dict) -> dict:
+    own = (sample.get("cluster") or {}).get("ownership")
+    if not own:
+        raise Unknown("the pulsar-cluster probe looked up no workload topic (no workload topics, or lookup_sample: 0)")
+    return own
 
 
 def _failed(own: dict) -> str:
@@ -50,15 +64,20 @@ def _failed(own: dict) -> str:
 @register("condition")
 class PendingLookups(Condition):
     type: Literal["pending-lookups"] = "pending-lookups"
+    reads: ClassVar[tuple[str, ...]] = ("pulsar-brokers",)
     max: Annotated[float, Field(ge=0)] = 40
 
     def violations(self, sample: dict) -> list[Violation]:
         out = []
+        seen = 0
         for name, b in sorted((sample.get("brokers") or {}).items()):
             pending = (b.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests")
+            seen += pending is not None
             if pending is not None and pending > self.max:
                 out.append(Violation("pending_lookups", round(pending), self.max, subject=name,
                                      detail="pulsar_broker_lookup_pending_requests"))
+        if not seen:
+            raise Unknown("no broker's /metrics answered with pulsar_broker_lookup_pending_requests")
         return out
 
 
@@ -68,10 +87,16 @@ class SplitOwnership(Condition):
     pulsar-cluster probe with ask_every_broker). Not a lookup redirect: in a mixed cluster a
     modular broker redirects lookups to the extensible one without either owning the bundle."""
     type: Literal["split-ownership"] = "split-ownership"
+    reads: ClassVar[tuple[str, ...]] = ("pulsar-cluster", "pulsar-brokers")
     max: Annotated[int, Field(ge=0)] = 0
 
     def violations(self, sample: dict) -> list[Violation]:
-        splits = (sample.get("cluster") or {}).get("split") or []
+        cluster = sample.get("cluster") or {}
+        if "split" not in cluster:
+            raise Unknown("ownership is not compared across brokers (pulsar-cluster needs ask_every_broker: true)")
+        if (cluster.get("split_brokers_answered") or 0) < 2:
+            raise Unknown("fewer than two brokers answered ownedNamespaces recently: a split cannot be seen")
+        splits = cluster.get("split") or []
         if len(splits) <= self.max:
             return []
         first = splits[0]
@@ -84,10 +109,13 @@ class GreenButBroken(Condition):
     """A broker that the operator's check and Pulsar's own check call healthy while the
     workload's operations on its topics fail (broker-views probe): the incident's broker."""
     type: Literal["green-but-broken"] = "green-but-broken"
+    reads: ClassVar[tuple[str, ...]] = ("broker-views",)
     max: Annotated[int, Field(ge=0, description="brokers allowed in that state")] = 0
 
     def violations(self, sample: dict) -> list[Violation]:
-        views = (sample.get("views") or {}).get("brokers") or {}
+        views = (sample.get("views") or {}).get("brokers")
+        if not views:
+            raise Unknown("no broker view yet")
         bad = {b: v for b, v in views.items() if v.get("state") == "green-but-broken"}
         if len(bad) <= self.max:
             return []

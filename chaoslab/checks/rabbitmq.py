@@ -4,27 +4,28 @@ workload has run longer than the window, is a violation: publishers stuck waitin
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from chaoslab.spec.base import Condition, Violation, register
+from chaoslab.spec.base import Condition, Unknown, Violation, register
 
 
 @register("condition")
 class ConfirmP99(Condition):
     """Publish-confirm latency p99 (from the event's due time) under `max` ms."""
     type: Literal["confirm-p99-ms"] = "confirm-p99-ms"
+    reads: ClassVar[tuple[str, ...]] = ("rabbitmq-client",)
     max: Annotated[float, Field(ge=1, le=600_000)] = 1000.0
 
     def violations(self, sample: dict) -> list[Violation]:
         rmq = sample.get("rabbitmq") or {}
-        if not rmq:
-            return []
         if not rmq.get("confirms") and (sample.get("elapsed") or 0) > (rmq.get("window_secs") or 0):
             return [Violation("confirms", 0, "> 0", detail="no publish was confirmed in the window")]
         p99 = rmq.get("confirm_p99_ms")
-        if p99 is None or p99 <= self.max:
+        if p99 is None:
+            raise Unknown("no confirm latency in the publishers' window yet")
+        if p99 <= self.max:
             return []
         by_node = rmq.get("p99_ms_by_node") or {}
         worst = max(by_node, key=by_node.get) if by_node else None

@@ -160,7 +160,7 @@ class PulsarBrokers(Probe):
                      "version": version if isinstance(version, str) else None,
                      "loadManagerClassName": runtime.get("loadManagerClassName") if isinstance(runtime, dict) else None,
                      "owned_bundles": len(owned) if isinstance(owned, dict) else None,
-                     "log_counts": self._count_logs(ctx, name)}, under=name)
+                     **self._count_logs(ctx, name)}, under=name)
 
     def owned_overlap(self, fresh_secs: float = 15) -> list[dict]:
         """Bundles that two brokers each say they own, from their own ownedNamespaces answers
@@ -174,24 +174,41 @@ class PulsarBrokers(Probe):
                 by_bundle.setdefault(bundle, []).append(b)
         return [{"bundle": k, "brokers": v} for k, v in sorted(by_bundle.items()) if len(v) > 1]
 
-    def _count_logs(self, ctx, service: str) -> dict[str, int]:
+    def owned_answered(self, fresh_secs: float = 15) -> int:
+        """How many brokers answered ownedNamespaces within `fresh_secs` (a split needs two)."""
+        with self._lock:
+            now = time.time()
+            return sum(now - t <= fresh_secs for t, _ in self._owned.values())
+
+    def _count_logs(self, ctx, service: str) -> dict:
+        """{"log_counts": totals since the variant began, "log_new": counted in this call}
+        (log_new is absent when the log could not be read: no evidence about this period)."""
         totals = self._log_totals.setdefault(service, {k: 0 for k in LOG_PATTERNS})
         containers = ctx.lab.containers(service)
         if not containers:
-            return dict(totals)
+            return {"log_counts": dict(totals)}
         container = containers[0]
         since = self._log_since.get(container.id)
         until = int(time.time())
         try:
             raw = container.logs(since=since, until=until) if since else container.logs(until=until)
         except Exception:
-            return dict(totals)
+            return {"log_counts": dict(totals)}
         self._log_since[container.id] = until
+        new = {k: 0 for k in LOG_PATTERNS}
         for line in raw.decode(errors="replace").splitlines():
             for pattern_name, pattern in LOG_PATTERNS.items():
                 if pattern.search(line):
-                    totals[pattern_name] += 1
-        return dict(totals)
+                    new[pattern_name] += 1
+        for k, n in new.items():
+            totals[k] += n
+        return {"log_counts": dict(totals), "log_new": new}
+
+    def summary(self) -> dict:
+        """Per broker, the notable log lines counted over the variant (e.g. lookups rejected for
+        too many pending requests: a limit reached even when the hypothesis held)."""
+        with self._lock:
+            return {"log_counts": {b: dict(c) for b, c in self._log_totals.items()}}
 
 
 @register("probe")
@@ -242,6 +259,7 @@ class PulsarCluster(Probe):
                "proxy": {"metrics": scrape(f"{ctx.lab.proxy_admin_url}/metrics/", PROXY_METRICS)}}
         if self.ask_every_broker and ctx.probe("brokers") is not None:
             out["split"] = ctx.probe("brokers").owned_overlap()
+            out["split_brokers_answered"] = ctx.probe("brokers").owned_answered()
         topics = ctx.workload.sample_topics() if hasattr(ctx.workload, "sample_topics") else []
         if topics and self.lookup_sample:
             start = int(time.time() / self.period_secs) * self.lookup_sample

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chaoslab.errors import LabError
 from chaoslab.run.wait import sleep_unless, wait_until
 
 if TYPE_CHECKING:
@@ -21,21 +22,44 @@ class Interrupted(Exception):
     """Ctrl-C / SIGTERM reached the run."""
 
 
+class ObserverFailed(LabError):
+    """The lab's own instrument failed (sampler or probe thread dead or stalled, journal not
+    writable): nothing it says about the run can be trusted, so the run ends ERROR."""
+
+
 @dataclass
 class Tracker:
-    """Per-second violations -> the KPIs: first violation (detection), a violation longer than
-    the tolerance (abort), the hypothesis holding again (resolution)."""
+    """Per-second judgements -> the KPIs: first violation (detection), a violation longer than
+    the tolerance (abort), the hypothesis holding again (resolution), and per condition the
+    seconds it could judge (coverage). The hypothesis *holds* in a second only when every
+    condition was judged and none was violated: an unknown second is never a held one."""
     tolerance_secs: float
     first_violation_t: float | None = None
     current_since: float | None = None
     longest_secs: float = 0.0
     violated_seconds: int = 0
     first_violations: list[dict] = field(default_factory=list)
+    last_violations: list[dict] = field(default_factory=list)
     resolved_t: float | None = None
     ok_since: float | None = None
+    counted_seconds: int = 0                                    # seconds whose coverage was counted
+    coverage: dict[str, dict] = field(default_factory=dict)     # condition -> {judged, unknown, why}
 
-    def update(self, t: float, violations: list[dict]) -> bool:
-        """Feed one sample; True when the ongoing violation exceeds the tolerance."""
+    def update(self, t: float, violations: list[dict], unknown: dict[str, str] | None = None,
+               judged: list[str] | None = None, count: bool = False) -> bool:
+        """Feed one second: the violations found, the conditions that could not be judged
+        ({condition: why}), the conditions judged; `count` adds it to the coverage. True when the
+        ongoing violation exceeds the tolerance."""
+        unknown = unknown or {}
+        if count:
+            self.counted_seconds += 1
+            for name in judged or []:
+                self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})["judged"] += 1
+            for name, why in unknown.items():
+                c = self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})
+                c["unknown"] += 1
+                c["why"][why] = c["why"].get(why, 0) + 1
+        self.last_violations = violations
         if violations:
             self.ok_since = None
             self.violated_seconds += 1
@@ -50,7 +74,10 @@ class Tracker:
         if self.current_since is not None:
             self.resolved_t = t
         self.current_since = None
-        self.ok_since = self.ok_since or t
+        if unknown:
+            self.ok_since = None      # not violated, but not known to hold either
+        else:
+            self.ok_since = self.ok_since or t
         return False
 
     @property
@@ -60,6 +87,19 @@ class Tracker:
     def held_for(self, now: float) -> float:
         return now - self.ok_since if self.ok_since is not None else 0.0
 
+    def coverage_report(self, conditions: list[str]) -> dict[str, dict]:
+        """Per condition: seconds judged of the seconds counted, the share, and the main reasons
+        it could not judge the rest."""
+        out = {}
+        for name in conditions:
+            c = self.coverage.get(name, {"judged": 0, "unknown": 0, "why": {}})
+            share = c["judged"] / self.counted_seconds if self.counted_seconds else 0.0
+            why = sorted(c["why"].items(), key=lambda kv: -kv[1])
+            out[name] = {"judged_secs": c["judged"], "unknown_secs": self.counted_seconds - c["judged"],
+                         "method_secs": self.counted_seconds, "share": round(share, 3),
+                         "unknown_because": [f"{w} ({n} s)" for w, n in why[:3]]}
+        return out
+
 
 @dataclass
 class VariantResult:
@@ -68,7 +108,7 @@ class VariantResult:
     role: str
     description: str
     params: dict
-    verdict: str = "ERROR"                 # PASS | FAIL | ERROR | INTERRUPTED
+    verdict: str = "ERROR"                 # PASS | FAIL | INCONCLUSIVE | ERROR | INTERRUPTED
     reasons: list[str] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)       # step-end records, in order
     aborted: bool = False
@@ -84,6 +124,8 @@ class VariantResult:
     longest_violation_secs: float = 0.0
     violated_seconds: int = 0
     first_violations: list[dict] = field(default_factory=list)
+    coverage: dict = field(default_factory=dict)           # per condition: method seconds judged
+    notes: list[str] = field(default_factory=list)         # said beside the verdict (e.g. a limit reached)
     started: float = 0.0
     ended: float = 0.0
 
@@ -112,6 +154,8 @@ class RunContext:
         self.tracker = Tracker(plan.steady_state.tolerance_secs)
         self.last_sample: dict = {}
         self.started = time.time()
+        self.observer_failure: str | None = None    # set once: the run ends ERROR
+        self.sampler_tick: float | None = None      # monotonic time of the sampler's last second
 
     # -- journal -------------------------------------------------------------------------------
     def event(self, name: str, **fields) -> dict:
@@ -123,13 +167,34 @@ class RunContext:
         return self.experiment.release(name)
 
     # -- stopping ----------------------------------------------------------------------------------
+    SAMPLER_STALL_SECS = 15.0
+    WATCHED_PHASES = ("steady", "method", "rollback", "recovery", "after")
+
     def check_interrupt(self) -> None:
+        """Raise when the run was interrupted, or when the observer is dead or stalled."""
         if self.interrupted.is_set():
             raise Interrupted()
+        failure = self.observer_problem()
+        if failure:
+            raise ObserverFailed(failure)
+
+    def observer_problem(self) -> str | None:
+        if self.observer_failure is None and getattr(self.journal, "failure", None):
+            self.fail_observer(self.journal.failure)
+        if self.observer_failure is None and self.sampler_tick is not None and self.phase in self.WATCHED_PHASES:
+            quiet = time.monotonic() - self.sampler_tick
+            if quiet > self.SAMPLER_STALL_SECS:
+                self.fail_observer(f"the sampler has not judged a second for {quiet:.0f} s (stalled)")
+        return self.observer_failure
+
+    def fail_observer(self, reason: str) -> None:
+        if self.observer_failure is None:
+            self.observer_failure = f"observer failed: {reason}"
+            self.abort(self.observer_failure)
 
     def should_stop(self) -> bool:
         """For steps' waits: give up when the run aborts or is interrupted."""
-        return self.aborted.is_set() or self.interrupted.is_set()
+        return self.aborted.is_set() or self.interrupted.is_set() or self.observer_problem() is not None
 
     def abort(self, reason: str) -> None:
         if not self.aborted.is_set():

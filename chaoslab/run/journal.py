@@ -32,6 +32,8 @@ class Journal:
         self.handlers: list = list(handlers or [])
         self._failed_handlers: set[int] = set()
         self.context: dict = {}   # fields added to every record (e.g. the variant being run)
+        self.failure: str | None = None   # the first write that failed: the run cannot be judged
+        self.lost = 0                     # records that could not be written
 
     def write(self, type_: str, **fields) -> dict:
         record = {"t": round(time.time(), 3), "type": type_, **self.context, **fields}
@@ -39,10 +41,15 @@ class Journal:
         with self._lock:
             if self._fh.closed:
                 return record
-            self._fh.write(line + "\n")
-            if time.monotonic() - self._last_sync > 2:
-                os.fsync(self._fh.fileno())
-                self._last_sync = time.monotonic()
+            try:
+                self._fh.write(line + "\n")
+                if time.monotonic() - self._last_sync > 2:
+                    os.fsync(self._fh.fileno())
+                    self._last_sync = time.monotonic()
+            except (OSError, ValueError) as exc:  # ENOSPC, EIO...: the record is not kept
+                self.lost += 1
+                if self.failure is None:
+                    self.failure = f"the journal could not be written ({type(exc).__name__}: {exc})"[:300]
         self._dispatch(record)
         return record
 
@@ -64,9 +71,16 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
+                try:
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+                except (OSError, ValueError) as exc:
+                    self.failure = self.failure or f"the journal could not be written ({exc})"
+                finally:
+                    try:
+                        self._fh.close()
+                    except OSError:
+                        pass
 
 
 def read(path: Path) -> list[dict]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import threading
 import time
+import traceback
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +40,55 @@ from chaoslab.spec.experiment import Experiment, Variant, source
 from chaoslab.workload import clientlog
 
 
+def inconclusive_reasons(coverage: dict, min_coverage: float, checks: list[dict]) -> list[str]:
+    """Why a run without a violation is still not a PASS: conditions judged for too little of
+    the method, final checks that could not look."""
+    out = []
+    for name, c in coverage.items():
+        if c["method_secs"] == 0:
+            out.append(f"{name}: the method ran no judged second")
+        elif c["share"] < min_coverage:
+            why = "; ".join(c["unknown_because"]) or "no figures"
+            out.append(f"{name}: judged {c['judged_secs']} of {c['method_secs']} method seconds "
+                       f"({c['share']:.0%} < {min_coverage:.0%}); {c['unknown_secs']} s unknown: {why}")
+    for c in checks:
+        if c["outcome"] == "unknown":
+            out.append(f"final check {c['name']} could not judge: {c['evidence']}")
+    return out
+
+
+def limits_reached(probes: dict) -> list[str]:
+    """Limits the brokers hit during the variant (lookups rejected for too many pending ones):
+    said beside the verdict even when the hypothesis held."""
+    counts = ((probes or {}).get("brokers") or {}).get("log_counts") or {}
+    hit = {b: c.get("too_many_pending_lookups", 0) for b, c in sorted(counts.items())}
+    hit = {b: n for b, n in hit.items() if n}
+    if not hit:
+        return []
+    return [f"limit reached: the brokers rejected {sum(hit.values())} lookups for too many pending requests "
+            f"({', '.join(f'{b} {n}' for b, n in hit.items())}); the clients retried them"]
+
+
+@contextmanager
+def shielded(log=print):
+    """Ctrl-C and SIGTERM are noted, not obeyed, while the lab is being cleaned up (a CI runner
+    sends SIGTERM after SIGINT; a half-removed lab is worse than a slower exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, frame):
+        log("cleaning up the lab: a second signal does not stop the clean-up, please wait")
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in before:
+        signal.signal(sig, note)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def host_facts() -> dict:
     return {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "kernel": platform.release(), "python": platform.python_version(), "machine": platform.machine()}
@@ -46,12 +98,22 @@ def violation_text(v: dict) -> str:
     return Violation(**v).text()
 
 
-VERDICTS = {0: "PASS", 1: "FAIL", 130: "INTERRUPTED"}
+VERDICTS = {0: "PASS", 1: "FAIL", 2: "ERROR", 130: "INTERRUPTED"}
+# exit code of a variant's verdict: INCONCLUSIVE is "the lab could not tell", like ERROR
+CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 2, "ERROR": 2, "INTERRUPTED": 130}
+
+
+class StepCrashed(LabError):
+    """A step raised something other than a lab error: a bug or an unexpected answer. The
+    run cannot say what the change did, so it ends ERROR (not FAIL)."""
 
 
 class Sampler:
-    """Once a second: every probe's latest figures -> one sample; the steady-state conditions ->
-    violations; the tracker -> abort when violated longer than the tolerance; the journal."""
+    """Once a second: every probe's latest figures -> one sample; each steady-state condition
+    judges it (holds, violated or unknown); the tracker -> abort when violated longer than the
+    tolerance, coverage per condition during the method; the journal. If the sampler itself
+    fails (a journal it cannot write, a probe thread that died, any exception), the run's
+    observer has failed: the context says so and the run ends ERROR, never PASS."""
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
@@ -60,35 +122,59 @@ class Sampler:
         self.started = time.time()
 
     def start(self) -> None:
+        self.ctx.sampler_tick = time.monotonic()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
+        try:
+            while not self._stop.wait(1.0):
+                self.tick()
+        except BaseException as exc:  # the observer died: the run cannot be judged
+            self.ctx.fail_observer(f"the sampler thread died: {type(exc).__name__}: {exc}"[:300])
+
+    def sample(self) -> dict:
+        ctx = self.ctx
+        sample = {"phase": ctx.phase, "steps": list(ctx.running_steps),
+                  "elapsed": round(time.time() - self.started, 1)}
+        stale = {}
+        for key, probe in ctx.probes.items():
+            dead = probe.dead_threads()
+            if dead:
+                ctx.fail_observer(f"probe {probe.type}: thread {dead[0]} died")
+            sample[key] = probe.latest()
+            age = probe.staleness()
+            if age is not None and age > probe.max_staleness():
+                stale[key] = f"no answer for {age:.0f} s"
+        if stale:
+            sample["stale"] = stale
+        return sample
+
+    def tick(self) -> None:
         ctx, ss = self.ctx, self.ctx.plan.steady_state
-        while not self._stop.wait(1.0):
-            sample = {"phase": ctx.phase, "steps": list(ctx.running_steps),
-                      "elapsed": round(time.time() - self.started, 1)}
-            for key, probe in ctx.probes.items():
-                sample[key] = probe.latest()
-            violations, errors = [], {}
-            for cond in ss.conditions:
-                try:
-                    violations += cond.violations(sample)
-                except Exception as exc:  # a broken condition is recorded, never fatal
-                    errors[cond.type] = f"{type(exc).__name__}: {exc}"[:200]
-            found = [v.as_dict() for v in violations]
-            # while the workload is being stopped, what clients do no longer says anything
-            exceeded = ctx.phase != "finish" and ctx.tracker.update(time.time(), found)
-            if exceeded and ctx.phase == "method" and ss.abort_on_violation:
-                ctx.abort(f"hypothesis violated for more than {ss.tolerance_secs:.0f} s: "
-                          + "; ".join(v.text() for v in violations[:3]))
-            if errors:
-                sample["condition_errors"] = errors
-            ctx.last_sample = sample
-            ctx.journal.write("sample", violations=found, **sample)
+        sample = self.sample()
+        judgements = [cond.judge(sample) for cond in ss.conditions]
+        violations = [v for j in judgements for v in j.violations]
+        unknown = {j.condition: j.why for j in judgements if j.outcome == "unknown"}
+        judged = [j.condition for j in judgements if j.outcome != "unknown"]
+        found = [v.as_dict() for v in violations]
+        # while the workload is being stopped, what clients do no longer says anything
+        exceeded = ctx.phase != "finish" and ctx.tracker.update(time.time(), found, unknown, judged,
+                                                                count=ctx.phase == "method")
+        if exceeded and ctx.phase == "method" and ss.abort_on_violation:
+            ctx.abort(f"hypothesis violated for more than {ss.tolerance_secs:.0f} s: "
+                      + "; ".join(v.text() for v in violations[:3]))
+        if unknown:
+            sample["unknown"] = unknown
+        ctx.last_sample = sample
+        ctx.journal.write("sample", violations=found, **sample)
+        ctx.sampler_tick = time.monotonic()
 
 
 class Runner:
@@ -110,6 +196,9 @@ class Runner:
         self.results: list[VariantResult] = []
         self.interrupted = threading.Event()
         self.selected = self._select()
+        self.lab_touched = False     # until then, the clean-up leaves any lab alone
+        self.error: str | None = None
+        self.preflight: list = []    # callables(runner) run after the images, before the lab
 
     # -- which variants ----------------------------------------------------------------------------
     def _select(self) -> list[Variant]:
@@ -117,17 +206,21 @@ class Runner:
             return list(self.exp.variants)
         return [self.exp.variant(name) for name in dict.fromkeys(self.only)]
 
-    def exit_code(self) -> int:
+    def verdict(self) -> str:
+        """The run's verdict: the primary variant's, or (when only some variants were run) the
+        worst of those run: INTERRUPTED, then FAIL (a violation seen is evidence), then ERROR and
+        INCONCLUSIVE (the lab could not tell), then PASS."""
         if not self.results:
-            return 2
+            return "ERROR"
         primary = next((r for r in self.results if r.role == "primary"), None)
-        decisive = [primary] if primary else self.results
-        verdicts = {r.verdict for r in decisive}
-        if "INTERRUPTED" in verdicts:
-            return 130
-        if "ERROR" in verdicts:
-            return 2
-        return 1 if "FAIL" in verdicts else 0
+        verdicts = {r.verdict for r in ([primary] if primary else self.results)}
+        for v in ("INTERRUPTED", "FAIL", "ERROR", "INCONCLUSIVE"):
+            if v in verdicts:
+                return v
+        return "PASS"
+
+    def exit_code(self) -> int:
+        return CODES.get(self.verdict(), 2)
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -135,6 +228,8 @@ class Runner:
             return self._run()
 
     def _run(self) -> int:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise LabError(f"--out {self.run_dir} is a file, not a folder: choose another --out")
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise LabError(f"run folder {self.run_dir} already holds a run: choose another --out")
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +244,7 @@ class Runner:
         try:
             self.lab.build_images(self.releases(), pulsar=self.needs_pulsar())
             self.write_manifest(images=True)
+            self.before_lab()
             for i, variant in enumerate(self.selected):
                 self.results.append(self.run_variant(variant, first=i == 0))
                 self.save_results()
@@ -162,26 +258,54 @@ class Runner:
                      ("the lab is left running (--keep)" if self.keep else "removing the lab"))
         except LabError as exc:
             self.journal.context = {}
+            self.error = str(exc)
             self.journal.event("lab-error", error=str(exc))
             self.log(f"lab error: {exc}")
             code = 2
-        finally:
+        except Exception as exc:  # a bug or an unexpected answer: never a verdict on the change
             self.journal.context = {}
-            self.save_results()
-            try:
-                vms.remove_groups(self.lab)
-                if not self.keep:
-                    self.lab.down()
-            except Exception:
-                pass
-            self.journal.write("run-end", exit_code=code, verdict=VERDICTS.get(code, "ERROR"))
-            self.journal.close()
-            try:
-                from chaoslab.report import build_report
-                build_report(self.run_dir)
-            except Exception as exc:  # the journal is the record; a report bug must not hide it
-                self.log(f"report could not be built: {exc}")
+            self.error = f"internal error: {type(exc).__name__}: {exc}"[:400]
+            (self.run_dir / "error.txt").write_text(traceback.format_exc())
+            self.journal.event("internal-error", error=self.error, traceback="error.txt")
+            self.log(f"{self.error} (traceback in {self.run_dir / 'error.txt'})")
+            code = 2
+        finally:
+            with shielded(self.log):  # a second Ctrl-C / SIGTERM must not leave the lab half removed
+                self.journal.context = {}
+                self._save_quietly()
+                try:
+                    if self.lab_touched:
+                        vms.remove_groups(self.lab)
+                        if not self.keep:
+                            self.lab.down()
+                except Exception as exc:
+                    self.log(f"clean-up: {exc}")
+                if self.journal.failure and code in (0, 1):
+                    code = 2  # the record is incomplete: no verdict can stand on it
+                    self.error = self.journal.failure
+                word = VERDICTS.get(code, "ERROR")
+                if code == 2 and self.results and self.verdict() == "INCONCLUSIVE" and not self.error:
+                    word = "INCONCLUSIVE"
+                self.journal.write("run-end", exit_code=code, verdict=word, error=self.error)
+                self.journal.close()
+                try:
+                    from chaoslab.report import build_report
+                    build_report(self.run_dir)
+                except Exception as exc:  # the journal is the record; a report bug must not hide it
+                    self.log(f"report could not be built: {exc}")
         return code
+
+    def before_lab(self) -> None:
+        """Everything that can be refused is refused before the lab is touched (hook for checks
+        that need the built images, e.g. the release's own settings)."""
+        for hook in getattr(self, "preflight", []):
+            hook(self)
+
+    def _save_quietly(self) -> None:
+        try:
+            self.save_results()
+        except Exception as exc:
+            self.log(f"results.json could not be written: {exc}")
 
     def needs_pulsar(self) -> bool:
         return any(self.exp.plan(v).lab.pulsar for v in self.selected)
@@ -203,6 +327,7 @@ class Runner:
         result = VariantResult(variant.name, variant.role, variant.description, dict(variant.params), started=time.time())
         j.event("variant-start", role=variant.role, description=variant.description, params=variant.params)
         if plan.lab.fresh == "per-variant" or first:
+            self.lab_touched = True
             self.log(f"[{variant.name}] fresh lab" + (f" on Pulsar {self.exp.versions.from_}" if plan.lab.pulsar else "")
                      + " ...")
             self.lab.down()
@@ -231,12 +356,16 @@ class Runner:
             ctx.phase = "steady"
             ss = plan.steady_state
             held = wait_until(lambda: ctx.tracker.held_for(time.time()) >= ss.hold_secs,
-                              ss.hold_secs + ss.grace_secs, interval=0.5, stop=self.interrupted.is_set)
+                              ss.hold_secs + ss.grace_secs, interval=0.5,
+                              stop=lambda: self.interrupted.is_set() or ctx.observer_problem() is not None)
             ctx.check_interrupt()
             if not held.ok:
                 firsts = [violation_text(v) for v in ctx.tracker.first_violations[:3]]
+                unknown = (ctx.last_sample or {}).get("unknown") or {}
                 result.reasons.append(f"steady state never held for {ss.hold_secs:.0f} s before the method "
-                                      f"(first violations: {'; '.join(firsts)})")
+                                      f"(first violations: {'; '.join(firsts) or 'none'}"
+                                      + (f"; not judged: {'; '.join(f'{k}: {w}' for k, w in unknown.items())}"
+                                         if unknown else "") + ")")
                 j.event("no-steady-state", violations=ctx.tracker.first_violations)
                 return self._finish(ctx, result, sampler, verdict="ERROR")
             j.event("steady-state-held", secs=ss.hold_secs)
@@ -255,7 +384,9 @@ class Runner:
             interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
             if interrupted:
                 self.interrupted.set()
-            ctx.abort("interrupted" if interrupted else f"lab error: {exc}")
+            reason = "interrupted" if interrupted else (
+                str(exc) if isinstance(exc, LabError) else f"internal error: {type(exc).__name__}: {exc}")
+            ctx.abort(reason if interrupted else f"lab error: {reason}")
             for t in ctx.step_threads:
                 t.join(60)
             if interrupted and applied and ctx.phase in ("method", "rollback"):
@@ -266,9 +397,14 @@ class Runner:
                 except BaseException:
                     j.event("rollback-skipped", reason="interrupted again")
             result.verdict = "INTERRUPTED" if interrupted else "ERROR"
-            result.reasons.append("interrupted" if interrupted else f"lab error: {exc}")
+            result.reasons.append(reason)
+            result.coverage = ctx.tracker.coverage_report([c.type for c in plan.steady_state.conditions])
             result.ended = time.time()
             self.results.append(result)
+            try:
+                j.event("variant-end", verdict=result.verdict, reasons=result.reasons, kpis=result.kpis, checks={})
+            except Exception:
+                pass
             sampler.stop()
             for probe in plan.probes:
                 probe.stop()
@@ -340,13 +476,17 @@ class Runner:
             into.append(step)
         try:
             out = step.run(ctx) or {}
-        except (LabError, KeyboardInterrupt, Interrupted):
+        except (LabError, KeyboardInterrupt, Interrupted) as exc:
             ctx.running_steps.remove(step.id)
             ctx.event("step-end", step=step.id, step_type=step.type, ok=False, secs=round(time.time() - started, 1),
-                      result={"error": "the lab failed or the run was interrupted during this step"})
+                      result={"error": str(exc) or "the lab failed or the run was interrupted during this step"})
             raise
-        except Exception as exc:
-            out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        except Exception as exc:  # not the change's fault as far as anyone can tell: ERROR, not FAIL
+            ctx.running_steps.remove(step.id)
+            error = f"step {step.id} crashed: {type(exc).__name__}: {exc}"[:300]
+            ctx.event("step-end", step=step.id, step_type=step.type, ok=False, secs=round(time.time() - started, 1),
+                      result={"error": error, "traceback": traceback.format_exc()[-2000:]})
+            raise StepCrashed(error) from exc
         out.setdefault("ok", True)
         secs = round(time.time() - started, 1)
         ctx.running_steps.remove(step.id)
@@ -390,11 +530,14 @@ class Runner:
 
     def _after(self, ctx: RunContext) -> None:
         after = ctx.plan.after
+
+        def stop() -> bool:
+            return self.interrupted.is_set() or ctx.observer_problem() is not None
         if after.until_held_secs is None:
-            sleep_unless(after.secs, self.interrupted.is_set)
+            sleep_unless(after.secs, stop)
         else:
             wait_until(lambda: ctx.tracker.held_for(time.time()) >= after.until_held_secs, after.secs,
-                       interval=0.5, stop=self.interrupted.is_set)
+                       interval=0.5, stop=stop)
         ctx.check_interrupt()
 
     def _finish(self, ctx: RunContext, result: VariantResult, sampler: Sampler, verdict: str | None = None) -> VariantResult:
@@ -421,6 +564,8 @@ class Runner:
         for key in ("detection", "decision", "resolution"):
             if inj and f"{key}_t" in result.kpis:
                 result.kpis[f"{key}_after_injection_secs"] = round(result.kpis[f"{key}_t"] - inj, 1)
+        result.coverage = tr.coverage_report([c.type for c in plan.steady_state.conditions])
+        result.notes = limits_reached(result.probes)
         if verdict is None:
             for check in plan.checks:
                 try:
@@ -429,12 +574,13 @@ class Runner:
                     res = CheckResult(check.type, "unknown", evidence=f"the check itself failed: {type(exc).__name__}: {exc}")
                 result.checks.append(asdict(res))
                 j.write("check", **asdict(res))
+            ctx.check_interrupt()   # an observer that failed meanwhile: ERROR, whatever was judged
             verdict = self._verdict(ctx, result)
         result.verdict = verdict
         result.ended = time.time()
         self.lab.keep_logs(reason="variant end", since=result.started)
         j.event("variant-end", verdict=verdict, reasons=result.reasons, kpis=result.kpis,
-                checks={c["name"]: c["outcome"] for c in result.checks},
+                checks={c["name"]: c["outcome"] for c in result.checks}, coverage=result.coverage, notes=result.notes,
                 logs=str(self.lab.evidence_dir.relative_to(self.run_dir)))
         j.context = {}
         self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
@@ -463,6 +609,10 @@ class Runner:
         self.journal.handlers = [h for h in self.journal.handlers if all(h is not m for m in plan.monitors)]
 
     def _verdict(self, ctx: RunContext, result: VariantResult) -> str:
+        """FAIL on evidence of harm (a violation past the tolerance, a failed check or undo);
+        otherwise INCONCLUSIVE when the evidence is incomplete (a condition judged for less than
+        min_coverage of the method's seconds, a final check that could not look); PASS only
+        with full evidence. Unknown outranks holds; a violation outranks unknown."""
         ss, tr = ctx.plan.steady_state, ctx.tracker
         reasons = []
         if result.aborted:
@@ -471,7 +621,7 @@ class Runner:
             if tr.exceeded and not result.aborted:
                 reasons.append(f"hypothesis violated for {tr.longest_secs:.0f} s (> {ss.tolerance_secs:.0f} s)")
             if tr.current_since is not None:
-                now = [violation_text(v) for v in self._last_violations(ctx)]
+                now = [violation_text(v) for v in tr.last_violations]
                 reasons.append("hypothesis still violated at the end: " + "; ".join(now[:3]))
         for c in result.checks:
             if c["outcome"] == "fail":
@@ -481,21 +631,13 @@ class Runner:
                 reasons.append(f"undo of {u['step']} did not succeed: {u.get('error') or u.get('first_error') or u}")
         for r in result.rollbacks:
             if not r.get("ok"):
-                reasons.append(f"rollback step {r['id']} did not succeed: {r.get('error') or 'brokers not back'}")
-        result.reasons = reasons + ([f"first violation: {'; '.join(violation_text(v) for v in tr.first_violations[:3])}"]
-                                    if tr.first_violations and reasons else [])
-        return "FAIL" if reasons else "PASS"
-
-    @staticmethod
-    def _last_violations(ctx: RunContext) -> list[dict]:
-        sample = ctx.last_sample or {}
-        out = []
-        for cond in ctx.plan.steady_state.conditions:
-            try:
-                out += [v.as_dict() for v in cond.violations(sample)]
-            except Exception:
-                pass
-        return out
+                reasons.append(f"rollback step {r['id']} did not succeed: {r.get('error') or r}")
+        if reasons:
+            result.reasons = reasons + ([f"first violation: {'; '.join(violation_text(v) for v in tr.first_violations[:3])}"]
+                                        if tr.first_violations else [])
+            return "FAIL"
+        result.reasons = inconclusive_reasons(result.coverage, ss.min_coverage, result.checks)
+        return "INCONCLUSIVE" if result.reasons else "PASS"
 
     # -- files -----------------------------------------------------------------------------------------
     def save_results(self) -> None:

@@ -144,6 +144,7 @@ class Probe(Model):
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _stop: Any = PrivateAttr(default_factory=threading.Event)
     _threads: list = PrivateAttr(default_factory=list)
+    _answered: dict = PrivateAttr(default_factory=dict)   # loop function -> when it last completed
 
     def collect(self, ctx: "RunContext") -> dict:
         raise NotImplementedError
@@ -164,6 +165,7 @@ class Probe(Model):
                     out = fn(ctx, *args)
                     if out is not None:
                         self.update(out)
+                    self._answered[(getattr(fn, "__name__", "collect"), *args)] = _now()
                 except Exception as exc:  # a probe must never take the run down
                     self.update({"probe_error": f"{type(exc).__name__}: {exc}"[:200]})
                 self._stop.wait(max(0.0, period - (_now() - started)))
@@ -186,23 +188,84 @@ class Probe(Model):
         for t in self._threads:
             t.join(15)
 
+    def dead_threads(self) -> list[str]:
+        """Threads of this probe that ended while it was not told to stop (a dead observer)."""
+        if self._stop.is_set():
+            return []
+        return [t.name for t in self._threads if not t.is_alive()]
+
+    def staleness(self) -> float | None:
+        """Seconds since any of this probe's loops last completed a collection (None: never
+        yet). Older than max_staleness(), its figures say nothing about the current second
+        (conditions reading it are unknown); which parts are missing, each condition judges."""
+        with self._lock:
+            if not self._answered:
+                return None
+            return _now() - max(self._answered.values())
+
+    def max_staleness(self) -> float:
+        return 2 * self.period_secs + 5.0
+
     def summary(self) -> dict:
         """Figures over the whole variant (peaks, totals) for the result; default none."""
         return {}
 
 
+class Unknown(Exception):
+    """Raised by a condition that cannot judge this sample (its data is missing or incomplete)."""
+
+
+@dataclass
+class Judgement:
+    """One condition, one second: holds, violated or unknown (unknown outranks holds)."""
+    condition: str
+    outcome: Literal["holds", "violated", "unknown"]
+    violations: list[Violation] = field(default_factory=list)
+    why: str = ""           # for unknown: what was missing
+
+
 class Condition(Model):
-    """A steady-state condition: one sample in, violations out (a pure function)."""
+    """A steady-state condition: one sample in, violations out (a pure function).
+
+    `reads` names the probe types whose figures it judges: a plan whose probes do not include
+    them is refused, and a second in which one of them has no fresh figures is *unknown* for
+    this condition, never *holds*. `violations` raises Unknown when the figures it needs are
+    absent from an otherwise fresh sample."""
     type: str
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def violations(self, sample: dict) -> list[Violation]:
         raise NotImplementedError
 
+    def judge(self, sample: dict) -> Judgement:
+        stale = sample.get("stale") or {}
+        for probe_type in self.reads:
+            key = probe_key(probe_type)
+            if key in stale:
+                return Judgement(self.type, "unknown", why=f"{probe_type}: {stale[key]}")
+            if not sample.get(key):
+                return Judgement(self.type, "unknown", why=f"{probe_type}: no figures yet")
+        try:
+            found = self.violations(sample)
+        except Unknown as exc:
+            return Judgement(self.type, "unknown", why=str(exc)[:200])
+        except Exception as exc:  # a broken condition cannot judge: unknown, with the error
+            return Judgement(self.type, "unknown", why=f"the condition failed: {type(exc).__name__}: {exc}"[:200])
+        return Judgement(self.type, "violated" if found else "holds", found)
+
+
+def probe_key(probe_type: str) -> str:
+    """The sample key a probe type writes under."""
+    cls = REGISTRY["probe"].get(probe_type)
+    return getattr(cls, "key", probe_type) if cls else probe_type
+
 
 class FinalCheck(Model):
     """Judged once at the end of a variant, from what was recorded (and, for checks that say
-    so, one last look at the lab)."""
+    so, one last look at the lab). `reads` names the probe types it needs (checked by the plan);
+    a check that found nothing to judge says unknown, never pass."""
     type: str
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def check(self, ctx: "RunContext") -> CheckResult:
         raise NotImplementedError

@@ -43,7 +43,10 @@ for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaosl
 
 
 class SpecError(LabError):
-    """A broken experiment file. Exit code 2, nothing started."""
+    """A broken experiment file. Exit code 2, nothing started. Always one line."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(" ".join(str(message).split()))
 
 
 # -- ${VAR:-default} -----------------------------------------------------------------------------
@@ -101,6 +104,9 @@ class SteadyState(Model):
     grace_secs: Secs = Field(90.0, description="how long it may take to establish itself")
     tolerance_secs: Secs = Field(20.0, description="violated longer than this during the method: abort")
     abort_on_violation: bool = True
+    min_coverage: Annotated[float, Field(ge=0, le=1, description=(
+        "share of the method's seconds each condition must have judged (holds or violated, not "
+        "unknown) for a PASS; less is INCONCLUSIVE"))] = 0.95
     conditions: list[ConditionU] = []
 
 
@@ -149,6 +155,12 @@ class Plan(Model):
             missing = [n for n in p.needs_probes if n not in types]
             if missing:
                 raise ValueError(f"probes[{i}]: {p.type} reads the probes {', '.join(missing)}: add them")
+        for section, items in (("steady_state.conditions", self.steady_state.conditions), ("checks", self.checks)):
+            for i, c in enumerate(items):
+                missing = [n for n in c.reads if n not in types]
+                if missing:
+                    raise ValueError(f"{section}[{i}]: {c.type} reads the probe {', '.join(missing)}, which `probes` "
+                                     f"does not declare: add {{type: {missing[0]}}} to probes, or remove the condition")
         for i, c in enumerate(self.checks):
             needs = getattr(c, "needs_workload", ())
             if needs and self.workload.type not in needs:
@@ -279,68 +291,202 @@ def _tags() -> set[str]:
 
 def describe(exc: ValidationError) -> str:
     """A pydantic error as 'field.path: message' (the first one, and how many more)."""
-    errors = exc.errors()
+    errors = exc.errors(include_url=False)
     tags = _tags()
-    lines = []
-    for err in errors:
-        parts = ""
-        for item in err["loc"]:
-            if isinstance(item, int):
-                parts += f"[{item}]"
-            elif item in tags or str(item).startswith(("function-", "json-or-python")):
-                continue
-            else:
-                parts += f".{item}" if parts else str(item)
-        msg = err["msg"].removeprefix("Value error, ")
-        ctx = err.get("ctx") or {}
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (`chaoslab schema` lists the known ones)"
-        elif err["type"] == "union_tag_invalid":
-            msg = f"unknown type {ctx.get('tag')!r} (known: {ctx.get('expected_tags')})"
-            parts += ".type"
-        elif err["type"] == "union_tag_not_found":
-            msg = "`type` is required"
-        elif err["type"] == "string_pattern_mismatch" and parts.endswith(("from", "to", "fixed", "version")):
-            msg = f"{err.get('input')!r} is not a Pulsar release number (X.Y.Z)"
-        elif err["type"] == "missing":
-            msg = "required"
-        lines.append(f"{parts}: {msg}" if parts else msg)
-    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-    return lines[0] + more
+    err = errors[0]
+
+    def short(value) -> str:   # a value quoted from the file, never a page of it
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    parts = ""
+    for item in err["loc"]:
+        if isinstance(item, int):
+            parts += f"[{item}]"
+        elif item in tags or str(item).startswith(("function-", "json-or-python")):
+            continue
+        else:
+            parts += f".{str(item)[:60]}" if parts else str(item)[:60]
+    msg = err["msg"].removeprefix("Value error, ")
+    ctx = err.get("ctx") or {}
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (`chaoslab schema` lists the known ones)"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"unknown type {short(ctx.get('tag'))} (known: {ctx.get('expected_tags')})"
+        parts += ".type"
+    elif err["type"] == "union_tag_not_found":
+        msg = "`type` is required"
+    elif err["type"] == "string_pattern_mismatch" and parts.endswith(("from", "to", "fixed", "version")):
+        msg = f"{short(err.get('input'))} is not a Pulsar release number (X.Y.Z)"
+    elif err["type"] == "missing":
+        msg = "required"
+    line = f"{parts}: {msg}" if parts else msg
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return line + more
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def _read_yaml(text: str) -> dict:
+# Bounds on what a file may make the loader do: every hostile or broken file is refused with one
+# line, fast (an alias bomb, a self-referencing alias, a 5,000-deep list, a 5,000-digit number, a
+# 50 MB file). The shipped experiments are a few KiB, a few hundred values, five levels deep.
+MAX_FILE_BYTES = 1 << 20        # 1 MiB, checked before reading (and again after ${VAR} substitution)
+MAX_NODES = 20_000              # values in the document with every alias expanded
+MAX_DEPTH = 64                  # nested mappings / lists
+MAX_NUMBER_CHARS = 64           # an integer or float written with more characters than this is refused
+MAX_EXTENDS = 8                 # files in an `extends:` chain, the first one included
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting while it composes: nesting depth, values with aliases
+    expanded (an alias counts as everything its anchor holds), and aliases to a node that is
+    still being composed (a recursive structure). Numbers are length-checked before int()."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[str, int] = {}     # anchor -> values it expands to
+        self._open: set[str] = set()        # anchors of the collections being composed
+
+    def _count(self, n: int, mark) -> None:
+        self._nodes += n
+        if self._nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document expands to more than {MAX_NODES:,} values (aliases included)", mark)
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} refers to a collection that contains it", event.start_mark)
+            self._count(self._sizes.get(event.anchor, 1), event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        start = self._nodes
+        self._count(1, event.start_mark)
+        anchor = event.anchor
+        if anchor is not None:
+            self._open.add(anchor)
+        node = super().compose_node(parent, index)
+        if anchor is not None:
+            self._open.discard(anchor)
+            self._sizes[anchor] = self._nodes - start
+        self._depth -= 1
+        return node
+
+    def _number(self, node, construct):
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number written with {len(node.value):,} characters (at most {MAX_NUMBER_CHARS})",
+                node.start_mark)
+        return construct(self, node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int",
+                               lambda loader, node: loader._number(node, yaml.SafeLoader.construct_yaml_int))
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float",
+                               lambda loader, node: loader._number(node, yaml.SafeLoader.construct_yaml_float))
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def read_text(path: str | Path, what: str = "", limit: int = MAX_FILE_BYTES) -> str:
+    """A small UTF-8 text file (an experiment, an `extends:` base, a --broker-conf file): its size
+    checked before it is read, its bytes decoded strictly. Every failure is one SpecError line
+    starting with `what` (default: the path)."""
+    path = Path(path)
+    what = what or str(path)
     try:
-        raw = yaml.safe_load(text)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise SpecError(f"{what}: {size:,} bytes; a file here may have at most {limit:,}")
+            data = fh.read(limit + 1)   # a file that grows (or a pipe) is still read only this far
+    except FileNotFoundError:
+        raise SpecError(f"{what}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{what}: is a folder, not a file") from None
+    except OSError as exc:
+        raise SpecError(f"{what}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise SpecError(f"{what}: more than {limit:,} bytes; a file here may have at most {limit:,}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SpecError(f"{what}: not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})") from None
+
+
+def _read_yaml(text: str) -> dict:
+    if len(text) > MAX_FILE_BYTES:
+        raise SpecError(f"{len(text):,} characters; an experiment may have at most {MAX_FILE_BYTES:,}")
+    try:
+        raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        raise SpecError(f"not valid YAML{where}: {_one_line(getattr(exc, 'problem', None) or exc)}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:   # a bound this loader does not know of
+        raise SpecError(f"not a usable YAML document ({type(exc).__name__}: {_one_line(exc)[:120]})") from None
     if not isinstance(raw, dict):
         raise SpecError("the experiment file must be a YAML mapping (name:, variants:, method:, ...)")
     return raw
 
 
-def parse(text: str, env: dict[str, str] | None = None, base_dir: Path | None = None) -> Experiment:
-    """`extends: FILE` (relative to the file) takes FILE's top-level sections; the file's own
-    sections replace them whole."""
+def _extends_chain(raw: dict, base_dir: Path, env: dict[str, str], first: str) -> dict:
+    """`extends:` followed to its end: each file's sections replace those of the file it extends
+    (a -> b -> c: c's sections, then b's over them, then a's). Paths are relative to the file
+    that names them; a chain of more than MAX_EXTENDS files, or one that comes back to a file
+    already in it, is refused."""
+    chain = [first]
+    seen = {first}
+    layers = [raw]
+    while "extends" in layers[-1]:
+        target = layers[-1].pop("extends")
+        if not isinstance(target, str) or not target.strip():
+            raise SpecError(f"extends: must be the path of another experiment file, not {_one_line(repr(target))[:60]}")
+        path = base_dir / target
+        key = str(path.resolve())
+        if key in seen:
+            raise SpecError(f"extends: {' -> '.join([*chain, target])} comes back to a file already in the chain")
+        if len(chain) >= MAX_EXTENDS:
+            raise SpecError(f"extends: more than {MAX_EXTENDS} files in the chain ({' -> '.join(chain[:3])} -> ...)")
+        chain.append(target)
+        seen.add(key)
+        text = read_text(path, f"extends: cannot read {path}")
+        try:
+            layers.append(_read_yaml(interpolate(text, env)))
+        except SpecError as exc:
+            raise SpecError(f"extends: {path}: {exc}") from None
+        base_dir = path.parent
+    merged: dict = {}
+    for layer in reversed(layers):
+        merged.update(layer)
+    return merged
+
+
+def parse(text: str, env: dict[str, str] | None = None, base_dir: Path | None = None,
+          name: str = "the file") -> Experiment:
+    """`extends: FILE` (relative to the file) takes FILE's top-level sections (and, if FILE
+    extends another, that one's too); the file's own sections replace them whole."""
     env = dict(os.environ if env is None else env)
+    if len(text) > MAX_FILE_BYTES:
+        raise SpecError(f"{len(text):,} characters; an experiment may have at most {MAX_FILE_BYTES:,}")
     text = interpolate(text, env)
     raw = _read_yaml(text)
     extended = "extends" in raw
     if extended:
-        base_path = Path(base_dir or ".") / str(raw.pop("extends"))
-        try:
-            base = _read_yaml(interpolate(base_path.read_text(encoding="utf-8"), env))
-        except OSError as exc:
-            raise SpecError(f"extends: cannot read {base_path}: {exc.strerror}") from None
-        base.pop("extends", None)
-        raw = {**base, **raw}
+        raw = _extends_chain(raw, Path(base_dir or "."), env, name)
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(describe(exc)) from None
+    except (ValueError, RecursionError) as exc:   # a value pydantic cannot even look at
+        raise SpecError(f"not a usable experiment ({type(exc).__name__}: {_one_line(exc)[:120]})") from None
     if not exp.title:
         exp = exp.model_copy(update={"title": exp.name})
     for v in exp.variants:  # every variant's plan must be valid before anything starts
@@ -351,14 +497,11 @@ def parse(text: str, env: dict[str, str] | None = None, base_dir: Path | None = 
 
 def load(path: str | Path, env: dict[str, str] | None = None) -> Experiment:
     path = Path(path)
+    if not path.exists():
+        raise SpecError(f"no experiment file {path}")
+    text = read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"no experiment file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read {path}: {exc}") from None
-    try:
-        return parse(text, env, base_dir=path.parent)
+        return parse(text, env, base_dir=path.parent, name=path.name)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
 

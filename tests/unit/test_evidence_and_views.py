@@ -61,9 +61,13 @@ def test_split_ownership_is_a_bundle_two_brokers_say_they_own():
     p._owned = {"broker-1": (now, {"orga/logs/0x00_0x40", "pulsar/lab/broker-1:8080/0x0_0xf"}),
                 "broker-2": (now, {"orga/logs/0x00_0x40"}), "broker-3": (now - 60, {"orga/logs/0x00_0x40"})}
     assert p.owned_overlap() == [{"bundle": "orga/logs/0x00_0x40", "brokers": ["broker-1", "broker-2"]}]
-    [v] = SplitOwnership().violations({"cluster": {"split": p.owned_overlap()}})
+    assert p.owned_answered() == 2
+    [v] = SplitOwnership().violations({"cluster": {"split": p.owned_overlap(), "split_brokers_answered": 2}})
     assert "orga/logs/0x00_0x40 owned by broker-1 and broker-2" in v.detail
-    assert SplitOwnership().violations({"cluster": {"split": []}}) == []
+    assert SplitOwnership().violations({"cluster": {"split": [], "split_brokers_answered": 3}}) == []
+    # one broker answering cannot show a split: unknown, not holds
+    j = SplitOwnership().judge({"cluster": {"split": [], "split_brokers_answered": 1}, "brokers": {"broker-1": {}}})
+    assert j.outcome == "unknown" and "fewer than two brokers" in j.why
 
 
 def test_hanging_lookups_and_per_topic_outcomes():

@@ -40,7 +40,7 @@ def test_quantile_and_window_by_node():
 
 def test_confirm_p99_condition():
     cond = ConfirmP99(max=1000)
-    assert cond.violations({}) == []
+    assert cond.judge({}).outcome == "unknown"   # no figures: never "holds"
     fine = {"elapsed": 30, "rabbitmq": {"confirms": 100, "confirm_p99_ms": 40.0, "window_secs": 5}}
     assert cond.violations(fine) == []
     slow = {"elapsed": 30, "rabbitmq": {"confirms": 100, "confirm_p99_ms": 4200.0, "window_secs": 5,
@@ -50,8 +50,9 @@ def test_confirm_p99_condition():
     stuck = {"elapsed": 30, "rabbitmq": {"confirms": 0, "confirm_p99_ms": None, "window_secs": 5}}
     (v,) = cond.violations(stuck)
     assert v.name == "confirms" and "no publish was confirmed" in v.detail
-    # before a whole window has passed, an empty window is not yet a violation
-    assert cond.violations({"elapsed": 2, "rabbitmq": {"confirms": 0, "window_secs": 5}}) == []
+    # before a whole window has passed, an empty window is not yet a violation, nor a hold
+    j = cond.judge({"elapsed": 2, "rabbitmq": {"confirms": 0, "window_secs": 5}})
+    assert j.outcome == "unknown" and not j.violations
 
 
 def test_cluster_probe_reads_every_nodes_view(monkeypatch):
