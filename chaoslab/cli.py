@@ -36,7 +36,7 @@ def cmd_up(args) -> int:
     from chaoslab.lab.lock import LabLock
     lab = Lab(log=_log)
     lab.client  # no engine: say so first
-    with LabLock(lab.project):
+    with LabLock(lab.project, what="chaoslab up"):
         seconds = lab.up(pico=args.pico, nano=args.nano)
     _log(f"lab healthy in {seconds:.0f} s — proxy {lab.proxy_service_url}, admin {lab.proxy_admin_url}")
     return 0
@@ -47,7 +47,7 @@ def cmd_down(args) -> int:
     from chaoslab.lab.lock import LabLock
     lab = Lab(log=_log)
     lab.client  # no engine: say so first
-    with LabLock(lab.project):
+    with LabLock(lab.project, what="chaoslab down"):
         lab.down()
     _log("lab removed")
     return 0
@@ -113,10 +113,21 @@ def cmd_schema(args) -> int:
 def cmd_report(args) -> int:
     """Rebuild report.md / report.html of a run folder from its journal alone (nothing runs)."""
     from chaoslab.report import build_report
+    from chaoslab.run.journal import read
     run = args.run
     if not (run / "journal.jsonl").is_file() or not (run / "results.json").is_file():
         raise LabError(f"{run}: not a run folder (journal.jsonl and results.json are needed)")
-    out.print(f"report: {build_report(run)} (and report.html)", highlight=False)
+    try:
+        if not read(run / "journal.jsonl"):
+            raise LabError(f"{run / 'journal.jsonl'}: no readable record (empty, or not a journal chaoslab wrote)")
+        report = build_report(run)
+    except LabError:
+        raise
+    except Exception as exc:
+        # whatever else a damaged run folder holds: one line, never a traceback
+        raise LabError(f"{run}: cannot build a report from this run folder ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:160]})") from None
+    out.print(f"report: {report} (and report.html)", highlight=False)
     return 0
 
 
@@ -203,7 +214,8 @@ def cmd_gate(args) -> int:
     from chaoslab import gate
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
-    exp = gate.gate_experiment(base, args.from_version, args.to_version, conf)
+    lab_conf, translated, problems = gate.scale_change(base, conf)
+    exp = gate.gate_experiment(base, args.from_version, args.to_version, lab_conf)
     if args.repeat is None:
         from chaoslab.rates import GATE_DEFAULT_REPEAT
         noop = gate.is_noop(exp, conf)
@@ -213,25 +225,51 @@ def cmd_gate(args) -> int:
                  "a plain rolling restart; --repeat N runs it more")
     if not 1 <= args.repeat <= 50:
         raise LabError(f"--repeat must be between 1 and 50, got {args.repeat}")
-    _on_sigterm()
     say = err if args.json else out  # with --json, stdout holds the one JSON object
+    if translated:
+        _log("gate: through the experiment's scale model, production -> lab: "
+             + ", ".join(f"{k} {v}" for k, v in translated.items()))
+    if problems:
+        # never SAFE for a change the lab cannot stand for; nothing is started
+        message = "; ".join(problems)
+        say.print(f"GATE: INCONCLUSIVE - {message}", highlight=False)
+        if args.junit:
+            gate.junit(args.junit, None, 2, message=f"the lab cannot represent the change: {message}")
+        if args.json:
+            print(json.dumps({"verdict": "INCONCLUSIVE", "exit_code": 2, "runs": 0, "reason": message,
+                              "unrepresentable": problems}, indent=2))
+        return 2
+    # the change's keys against the target release's own settings, before any container starts
+    from chaoslab.lab.broker_settings import check_broker_settings
+    check_broker_settings(exp.versions.to, lab_conf, resolve=True, log=_log)
+    _on_sigterm()
     runners, codes = [], []
-    for attempt in range(1, args.repeat + 1):
-        run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
-        runner = make_runner(exp, args, run_dir=run_dir, keep=args.keep and attempt == args.repeat)
-        _log(f"gate{f' run {attempt}/{args.repeat}' if args.repeat > 1 else ''}: {exp.primary.description}; "
-             f"run folder {runner.run_dir}")
-        code = runner.run()
-        runners.append(runner)
-        codes.append(code)
-        junit_path = args.junit or runner.run_dir / "junit.xml"
-        if args.repeat > 1 and args.junit:
-            junit_path = args.junit.with_name(f"{args.junit.stem}-{attempt}{args.junit.suffix}")
-        gate.junit(junit_path, runner, code)
-        bundle = finish_bundle(runner, args.tar)
-        _print_gate(say, runner, code, junit_path, bundle)
-        if code in (1, 130):
-            break  # unsafe once is unsafe; an interrupt stops the series
+    try:
+        for attempt in range(1, args.repeat + 1):
+            run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
+            runner = make_runner(exp, args, run_dir=run_dir, keep=args.keep and attempt == args.repeat)
+            _log(f"gate{f' run {attempt}/{args.repeat}' if args.repeat > 1 else ''}: {exp.primary.description}; "
+                 f"run folder {runner.run_dir}")
+            runners.append(runner)
+            codes.append(2)
+            codes[-1] = runner.run()
+            code = codes[-1]
+            junit_path = _junit_path(args, runner, attempt)
+            gate.junit(junit_path, runner, code)
+            bundle = finish_bundle(runner, args.tar)
+            _print_gate(say, runner, code, junit_path, bundle)
+            if code in (1, 130):
+                break  # unsafe once is unsafe; an interrupt stops the series
+    except KeyboardInterrupt:
+        codes[-1:] = [130]
+    except LabError as exc:
+        if not runners or codes[-1] != 2:
+            raise
+        runners[-1].error = runners[-1].error or str(exc)
+        err.print(f"chaoslab: {exc}", highlight=False, markup=False)
+    finally:
+        if runners and not (runners[-1].run_dir / "junit.xml").exists() and codes[-1] in (2, 130):
+            gate.junit(_junit_path(args, runners[-1], len(runners)), runners[-1], codes[-1])
     final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
     if args.repeat > 1:
         say.print(f"GATE over {len(codes)} run(s): {gate.VERDICT_WORDS.get(final, 'LAB ERROR')} (exit codes {codes})")
@@ -240,23 +278,37 @@ def cmd_gate(args) -> int:
     return final
 
 
+def _junit_path(args, runner, attempt: int):
+    if args.junit and args.repeat > 1:
+        return args.junit.with_name(f"{args.junit.stem}-{attempt}{args.junit.suffix}")
+    return args.junit or runner.run_dir / "junit.xml"
+
+
 def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
     from chaoslab.gate import green_but_broken
+    from chaoslab.run.runner import violation_text
     change = runner.results[0] if runner.results else None
+    verdict = change.verdict if change else None
     if code == 0:
-        say.print("GATE: SAFE - the steady state held through the change")
+        say.print("GATE: SAFE - the steady state held through the change, every condition judged")
     elif code == 1 and change:
         say.print("GATE: UNSAFE")
         for reason in change.reasons:
             say.print(f"  - {reason}", highlight=False)
-        from chaoslab.run.runner import violation_text
         if change.first_violations:
             say.print(f"  evidence (first violated conditions): {'; '.join(violation_text(v) for v in change.first_violations[:4])}",
                       highlight=False)
     elif code == 130:
-        say.print("GATE: INTERRUPTED")
+        say.print("GATE: INTERRUPTED - no verdict")
+    elif verdict == "INCONCLUSIVE":
+        say.print("GATE: INCONCLUSIVE - the lab could not tell: no violation was seen, but the evidence is incomplete")
+        for reason in change.reasons:
+            say.print(f"  - {reason}", highlight=False)
     else:
-        say.print("GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change")
+        why = (change.reasons[0] if change and change.reasons else None) or runner.error or "see the run folder"
+        say.print(f"GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change: {why}", highlight=False)
+    for note in (change.notes if change else []):
+        say.print(f"  note: {note}", highlight=False)
     if change and green_but_broken(change):
         say.print("  green-but-broken (both health checks passed while its topics failed): "
                   + ", ".join(f"{b} {s} s" for b, s in green_but_broken(change).items()))
@@ -270,14 +322,23 @@ def cmd_replay(args) -> int:
     from chaoslab.spec.experiment import load
     folder = bundle.open_bundle(args.bundle)
     exp = load(folder / "experiment.yaml", env={})  # exactly as run: no new substitutions
-    manifest = json.loads((folder / "manifest.json").read_text())
+    # everything read and checked before anything starts: a damaged or partial bundle is one line
+    manifest = bundle.read_manifest(folder)
+    before = bundle.summary(folder)
+    unknown = [v for v in manifest.get("variants") or [] if v not in {x.name for x in exp.variants}]
+    if unknown:
+        raise LabError(f"{folder / 'manifest.json'}: variants {', '.join(unknown)} are not in its experiment.yaml")
     out_dir = args.out or folder.parent / f"{folder.name}-replay-{time.strftime('%Y%m%dT%H%M%S')}"
     runner = make_runner(exp, args, run_dir=out_dir, variants=manifest.get("variants"))
     _on_sigterm()
     _log(f"replaying {folder.name} (seed {manifest.get('seed')}, versions {manifest.get('versions')}) into {out_dir}")
     code = runner.run()
     finish_bundle(runner, False)
-    before, after = bundle.summary(folder), bundle.summary(out_dir)
+    try:
+        after = bundle.summary(out_dir)
+    except LabError as exc:   # the replay ended without results: compare with nothing
+        _log(f"replay: {exc}")
+        after = {}
     table = Table(title=f"replay of {folder.name}")
     for col in ("variant", "original", "replay", "detection s", "decision s", "resolution s", "lost"):
         table.add_column(col)
@@ -304,6 +365,21 @@ def print_verdict(runner, code: int) -> None:
     out.print(f"VERDICT: {VERDICTS.get(code, 'ERROR')}")
 
 
+class _OutFolder(argparse.Action):
+    """--out: a folder to create (or an empty one). A path at a file, or under one, is refused
+    here with one line and exit 2, before anything starts."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        path = Path(values)
+        for p in (path, *path.parents):
+            if p.exists():
+                if not p.is_dir():
+                    what = "is a file" if p == path else f"is under {p}, which is a file"
+                    parser.exit(2, f"chaoslab: {option_string} {path}: {what}; give a new or empty folder\n")
+                break
+        setattr(namespace, self.dest, path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaoslab", description="Chaos-engineering lab for message-bus platforms")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -328,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable)")
     p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<time>-<name>)")
+    p.add_argument("--out", action=_OutFolder, default=None, help="run folder (default runs/<time>-<name>)")
     p.add_argument("--tar", action="store_true", help="also pack the run folder into one .tar.gz bundle")
     p.add_argument("--repeat", type=int, default=1, help="run the variants N times, each on fresh labs, and report "
                    "failures/N with a 95 %% interval (rates.json)")
@@ -345,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"lab: unsafe if any run is (default {GATE_DEFAULT_REPEAT}: the flip failed 3 of 5 runs here, and "
                    "4 runs catch a 60 %% failure rate with >= 95 %% probability; 1 for a no-op change: same release, "
                    "no settings)")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", action=_OutFolder, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout: verdict, runs, failed runs, "
@@ -353,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gate)
     p = sub.add_parser("replay", help="re-run the experiment of a bundle and compare the two runs")
     p.add_argument("bundle", type=Path, help="a run folder or its .tar.gz")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", action=_OutFolder, default=None)
     p.add_argument("--keep", action="store_true")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("report", help="rebuild a run folder's report from its journal (nothing runs)")
@@ -372,6 +448,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("chaoslab: interrupted", highlight=False)
         return 130
+    except Exception as exc:  # a bug: one line and exit 2 ("could not tell"), never 1 (= unsafe)
+        import tempfile
+        import traceback
+        path = Path(tempfile.gettempdir()) / "chaoslab-last-error.txt"
+        try:
+            path.write_text(traceback.format_exc())
+            where = f" (traceback in {path})"
+        except OSError:
+            where = ""
+        err.print(f"chaoslab: internal error: {type(exc).__name__}: {str(exc)[:300]}{where}", highlight=False, markup=False)
+        return 2
 
 
 if __name__ == "__main__":

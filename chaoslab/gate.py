@@ -17,30 +17,81 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from chaoslab.settings import REPO_ROOT, check_version
+from chaoslab.spec.base import control_character
 from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
-VERDICT_WORDS = {0: "SAFE", 1: "UNSAFE", 2: "LAB ERROR", 130: "INTERRUPTED"}
+VERDICT_WORDS = {0: "SAFE", 1: "UNSAFE", 2: "INCONCLUSIVE", 130: "INTERRUPTED"}
+# what each variant verdict means for the gate (exit 2 covers both: "the lab could not tell")
+GATE_WORDS = {"PASS": "SAFE", "FAIL": "UNSAFE", "INCONCLUSIVE": "INCONCLUSIVE", "ERROR": "LAB ERROR",
+              "INTERRUPTED": "INTERRUPTED"}
 
-_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_.]*)\s*=\s*(.*)$")
+_LINE = re.compile(r"^[ \t]*([A-Za-z][A-Za-z0-9_.]*)[ \t]*=[ \t]*(.*?)[ \t]*$")
 
 
 def read_broker_conf(path: Path) -> dict[str, str]:
-    """broker.conf-style `key=value` lines; comments and blank lines ignored."""
+    """broker.conf-style `key=value` lines; comments (#) and blank lines ignored.
+
+    Values are taken literally (no Properties escapes or continuation lines), trimmed of spaces
+    and tabs around them. The file must be UTF-8; a value must be one line of text (no control
+    characters); a key may be set once. Anything else is a SpecError naming the line."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise SpecError(f"--broker-conf {path}: {exc.strerror}") from None
-    conf = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SpecError(f"--broker-conf {path}, line {line}: not UTF-8 text "
+                        f"(byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    conf: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line.strip(" \t") or line.lstrip(" \t").startswith("#"):
             continue
         m = _LINE.match(line)
         if not m:
-            raise SpecError(f"--broker-conf {path}, line {n}: expected key=value, got {line[:60]!r}")
-        conf[m.group(1)] = m.group(2).strip()
+            where = control_character(line)
+            raise SpecError(f"--broker-conf {path}, line {n}: "
+                            + (f"the line has {where}" if where else f"expected key=value, got {line[:60]!r}"))
+        key, value = m.group(1), m.group(2)
+        where = control_character(value)
+        if where:
+            raise SpecError(f"--broker-conf {path}, line {n}: the value of {key} must be one line of text; "
+                            f"it has {where}")
+        if key in seen:
+            raise SpecError(f"--broker-conf {path}, line {n}: {key} is already set on line {seen[key]}")
+        seen[key] = n
+        conf[key] = value
     return conf
+
+
+def check_broker_conf_keys(exp: Experiment, broker_conf: dict[str, str], resolve: bool = True, log=print) -> None:
+    """UnknownSetting (exit 2) for a key of `broker_conf` that the release the gate rolls to
+    (exp.versions.to) does not have, naming the closest real key: Pulsar would ignore it and the
+    gate would judge a change it never made. Reads the release's settings list (made with its
+    classpath; with resolve=True the classpath is assembled first if need be - Maven, no
+    container engine). Call it before anything is started or removed."""
+    from chaoslab.lab.broker_settings import check_broker_settings
+    check_broker_settings(exp.versions.to, broker_conf, resolve=resolve, log=log)
+
+
+def scale_change(base: Experiment, conf: dict[str, str]) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """The user's production settings in the lab's terms, through the base experiment's scale
+    model: (settings for the lab, {key: "production -> lab"} for those translated, problems for
+    values the lab cannot represent)."""
+    model = base.plan(base.primary).lab.scale_model
+    lab, translated, problems = {}, {}, []
+    for key, value in conf.items():
+        new, problem = model.to_lab(key, value)
+        if problem:
+            problems.append(problem)
+        lab[key] = new
+        if new != value:
+            translated[key] = f"{value} -> {new}"
+    return lab, translated, problems
 
 
 def gate_experiment(base: Experiment, from_: str | None, to: str | None, broker_conf: dict[str, str]) -> Experiment:
@@ -66,34 +117,47 @@ def is_noop(exp: Experiment, broker_conf: dict[str, str]) -> bool:
     return not broker_conf and exp.versions.to == exp.versions.from_
 
 
-def junit(path: Path, runner, code: int) -> None:
+def junit(path: Path, runner, code: int, message: str | None = None) -> None:
+    """One test case per variant (and per rolled broker). FAIL is a <failure>; INCONCLUSIVE,
+    ERROR and INTERRUPTED are <error>s: a CI system must never read them as green. A run that
+    produced no variant result at all (the lab failed first, an interrupt, a refused change)
+    is one <error> case with the reason."""
     suite = ET.Element("testsuite", name="chaoslab-gate", tests="0", failures="0", errors="0")
-    cases = 0
-    failures = errors = 0
-    for r in runner.results:
-        case = ET.SubElement(suite, "testcase", classname=f"chaoslab.{runner.exp.name}", name=f"{r.name}: {r.description}",
-                             time=f"{max(0.0, r.ended - r.started):.1f}")
+    cases = failures = errors = 0
+    name = runner.exp.name if runner is not None else "gate"
+    for r in (runner.results if runner is not None else []):
+        case = ET.SubElement(suite, "testcase", classname=f"chaoslab.{name}", name=f"{r.name}: {r.description}",
+                             time=f"{max(0.0, (r.ended or r.started) - r.started):.1f}")
         cases += 1
         if r.verdict == "FAIL":
             failures += 1
             f = ET.SubElement(case, "failure", message=(r.reasons[0] if r.reasons else "hypothesis violated"))
             f.text = "\n".join(r.reasons + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
-        elif r.verdict == "ERROR":
+        elif r.verdict in ("ERROR", "INCONCLUSIVE", "INTERRUPTED"):
             errors += 1
-            ET.SubElement(case, "error", message=(r.reasons[0] if r.reasons else "lab error"))
+            e = ET.SubElement(case, "error", type=r.verdict,
+                              message=f"{r.verdict}: " + (r.reasons[0] if r.reasons else r.verdict.lower()))
+            e.text = "\n".join(r.reasons + r.notes)
         for step in (s for s in r.steps if s["type"] == "roll-broker" and "functional_ok" in s):
-            sc = ET.SubElement(suite, "testcase", classname=f"chaoslab.{runner.exp.name}.{r.name}",
+            sc = ET.SubElement(suite, "testcase", classname=f"chaoslab.{name}.{r.name}",
                                name=f"{step['broker']} healthy after roll", time=f"{step['wait_secs']}")
             cases += 1
             if not step["functional_ok"]:
                 failures += 1
                 ET.SubElement(sc, "failure", message=f"{step['broker']}: functional check failed "
                                                      f"({step.get('functional_detail')}); shallow={step['shallow_ok']}")
-    if code == 2 and not runner.results:
-        case = ET.SubElement(suite, "testcase", classname="chaoslab", name="lab")
-        ET.SubElement(case, "error", message="the lab itself failed (see the run folder)")
+    if code != 0 and failures + errors == 0:
+        # a non-zero run must never read as green, whatever produced it
+        case = ET.SubElement(suite, "testcase", classname="chaoslab", name="gate")
+        kind = {130: "INTERRUPTED", 1: "UNSAFE"}.get(code, "LAB ERROR")
+        why = message or (getattr(runner, "error", None) if runner is not None else None) or {
+            130: "interrupted before a verdict", 1: "unsafe"}.get(code, "the lab itself failed (see the run folder)")
+        ET.SubElement(case, "error", type=kind, message=f"{kind}: {why}")
         cases += 1
         errors += 1
+    if cases == 0:
+        ET.SubElement(suite, "testcase", classname="chaoslab", name="gate")
+        cases = 1
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
@@ -116,8 +180,15 @@ def summary(runners: list, codes: list[int], final: int) -> dict:
     lo, hi = wilson(failed, len(judged))
     first = None
     gbb: dict[str, int] = {}
+    inconclusive, notes, coverage = [], [], []
     for runner in runners:
+        if getattr(runner, "error", None):
+            inconclusive.append({"run": str(runner.run_dir), "reason": runner.error})
         for r in runner.results:
+            if r.verdict in ("INCONCLUSIVE", "ERROR"):
+                inconclusive.append({"run": str(runner.run_dir), "verdict": r.verdict, "reasons": r.reasons})
+            notes += r.notes
+            coverage.append({"run": str(runner.run_dir), "variant": r.name, "coverage": r.coverage})
             if first is None and r.verdict == "FAIL":
                 v = r.first_violations[0] if r.first_violations else None
                 first = {"run": str(runner.run_dir), "reason": r.reasons[0] if r.reasons else None,
@@ -125,7 +196,11 @@ def summary(runners: list, codes: list[int], final: int) -> dict:
                          "failed_checks": [c for c in r.checks if c["outcome"] == "fail"]}
             for b, secs in green_but_broken(r).items():
                 gbb[b] = gbb.get(b, 0) + secs
-    return {"verdict": VERDICT_WORDS.get(final, "LAB ERROR"), "exit_code": final, "runs": len(codes),
+    verdict = VERDICT_WORDS.get(final, "LAB ERROR")
+    if final == 2 and not any(r.results for r in runners):
+        verdict = "LAB ERROR"
+    return {"verdict": verdict, "exit_code": final, "runs": len(codes),
+            "not_judged": inconclusive, "notes": notes, "coverage": coverage,
             "judged_runs": len(judged), "failed_runs": failed, "failure_rate_interval_95": [round(lo, 3), round(hi, 3)],
             "failure_rate_upper_95": round(hi, 3) if failed == 0 and judged else None,
             "first_violation": first, "green_but_broken": gbb,

@@ -1,25 +1,53 @@
-"""One run per lab: an flock on build/lab/<project>.lock. The kernel releases it when the holder
-dies (even by SIGKILL), so a killed runner never leaves a stale lock behind."""
+"""One run per lab on this host: an flock on <lock dir>/<project>.lock.
+
+The compose project, its containers and its ports belong to the engine, not to a checkout, so
+the lock lives where every checkout on the host sees it: /run/lock/chaoslab (or the system's
+temporary folder when that cannot be written; CHAOSLAB_LOCK_DIR overrides). The kernel releases
+an flock when its holder dies (even by SIGKILL), so a killed runner never leaves a stale lock.
+The file says who holds it: pid, run folder, checkout."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import tempfile
 from pathlib import Path
 
 from chaoslab.errors import LabError
-from chaoslab.settings import BUILD_DIR
+from chaoslab.settings import REPO_ROOT
 
 
 class LabBusy(LabError):
     pass
 
 
+def lock_dir() -> Path:
+    if os.environ.get("CHAOSLAB_LOCK_DIR"):
+        return Path(os.environ["CHAOSLAB_LOCK_DIR"])
+    for candidate in (Path("/run/lock/chaoslab"), Path(tempfile.gettempdir()) / "chaoslab-locks"):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+            if os.access(candidate, os.W_OK):
+                return candidate
+        except OSError:
+            continue
+    raise LabError("no folder for the lab lock can be written (set CHAOSLAB_LOCK_DIR)")
+
+
 class LabLock:
-    def __init__(self, project: str, folder: Path | None = None):
-        self.path = Path(folder or BUILD_DIR / "lab") / f"{project}.lock"
+    def __init__(self, project: str, folder: Path | None = None, run_dir: Path | None = None, what: str = "run"):
+        self.path = Path(folder or lock_dir()) / f"{project}.lock"
         self.project = project
+        self.run_dir = run_dir
+        self.what = what
         self._fh = None
+
+    def holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
 
     def acquire(self) -> "LabLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,14 +55,17 @@ class LabLock:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
             fh.close()
-            raise LabBusy(f"another chaoslab run (pid {holder}) is using the lab '{self.project}': wait for it, "
-                          "or run beside it with CHAOSLAB_PROJECT=<name> and other CHAOSLAB_*_PORT values") from None
+            h = self.holder()
+            raise LabBusy(f"lab busy: pid {h.get('pid', '?')}, {h.get('what', 'run')}"
+                          + (f", run folder {h['run_folder']}" if h.get("run_folder") else "")
+                          + (f", checkout {h['checkout']}" if h.get("checkout") else "")
+                          + f" holds the lab '{self.project}' (lock {self.path}); nothing was touched. Wait "
+                          "for it, or run beside it with CHAOSLAB_PROJECT=<name> and other CHAOSLAB_*_PORT values") from None
         fh.seek(0)
         fh.truncate()
-        fh.write(str(os.getpid()))
+        fh.write(json.dumps({"pid": os.getpid(), "what": self.what, "checkout": str(REPO_ROOT),
+                             "run_folder": str(self.run_dir) if self.run_dir else None}))
         fh.flush()
         self._fh = fh
         return self

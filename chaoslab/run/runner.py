@@ -224,7 +224,7 @@ class Runner:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> int:
-        with LabLock(self.settings.project):
+        with LabLock(self.settings.project, run_dir=self.run_dir, what=f"chaoslab {self.exp.name}"):
             return self._run()
 
     def _run(self) -> int:
@@ -296,9 +296,18 @@ class Runner:
         return code
 
     def before_lab(self) -> None:
-        """Everything that can be refused is refused before the lab is touched (hook for checks
-        that need the built images, e.g. the release's own settings)."""
-        for hook in getattr(self, "preflight", []):
+        """Everything that can be refused is refused before the lab is touched: every setting a
+        plan gives the brokers must be one of the release's own (Pulsar ignores unknown keys, so
+        a misspelt one would be a change never made), then any hooks."""
+        from chaoslab.lab.broker_settings import check_broker_settings
+        for v in self.selected:
+            plan = self.exp.plan(v)
+            if plan.lab.pulsar:
+                check_broker_settings(self.exp.versions.from_, plan.lab.broker_config, resolve=False, log=self.log)
+            for step in plan.steps():
+                for release, settings in step.broker_settings():
+                    check_broker_settings(self.exp.release(release), settings, resolve=False, log=self.log)
+        for hook in self.preflight:
             hook(self)
 
     def _save_quietly(self) -> None:

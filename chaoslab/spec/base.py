@@ -15,7 +15,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
 if TYPE_CHECKING:
     from chaoslab.run.context import RunContext
@@ -55,8 +55,32 @@ def _setting_value(v):
     return v
 
 
+# Control characters (C0, DEL, C1, line and paragraph separators) and lone surrogates: a newline
+# would smuggle a second line into a broker's env file or broker.conf, the others have no use in a
+# setting and are mangled on the way. Nothing else in a value is special anywhere.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def control_character(value: str) -> str | None:
+    """How to name the first control character in `value` (None: there is none)."""
+    m = _CONTROL.search(value)
+    if not m:
+        return None
+    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL"}
+    kind = "an unpaired surrogate" if 0xD800 <= ord(m.group()) <= 0xDFFF else "the control character"
+    return names.get(m.group(), f"{kind} U+{ord(m.group()):04X}") + f" at position {m.start()}"
+
+
+def _no_control_characters(v: str) -> str:
+    where = control_character(v)
+    if where:
+        raise ValueError(f"a setting value must be one line of text; this one has {where}")
+    return v
+
+
 SettingName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
-SettingValue = Annotated[str, BeforeValidator(_setting_value), WithJsonSchema({"type": ["string", "number", "boolean"]})]
+SettingValue = Annotated[str, BeforeValidator(_setting_value), AfterValidator(_no_control_characters),
+                         WithJsonSchema({"type": ["string", "number", "boolean"]})]
 Settings = dict[SettingName, SettingValue]    # broker.conf / proxy.conf key=value pairs
 Secs = Annotated[float, Field(ge=0, le=86_400)]
 Release = Annotated[str, Field(pattern=r"^(from|to|fixed|\d+\.\d+\.\d+)$",
@@ -125,6 +149,11 @@ class Step(Model):
 
     def pulsar_releases(self) -> list[str]:
         """Releases (or from/to/fixed) this step needs images for."""
+        return []
+
+    def broker_settings(self) -> list[tuple[str, dict]]:
+        """(release, settings) pairs this step gives brokers: checked against that release's own
+        settings before the lab is touched."""
         return []
 
     def band(self) -> str | None:

@@ -81,8 +81,31 @@ MonitorU = _union("monitor")
 
 
 class ScaleModel(Model):
+    """How the lab stands for production: its workload is 1/factor of production's, and so are
+    the limits named in `settings`. A change to one of those settings is translated the same way
+    (production value / factor) before it reaches the lab's brokers."""
     factor: Annotated[float, Field(ge=1, le=1e6)] = 1.0
     note: str = ""
+    settings: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]] = Field(
+        [], description="broker settings the lab scales down by `factor` (e.g. maxConcurrentLookupRequest)")
+
+    def to_lab(self, key: str, value: str) -> tuple[str, str | None]:
+        """A production value in lab terms: (lab value, None), or (value, why it cannot be
+        represented). Settings the model does not scale pass unchanged."""
+        if key not in self.settings or self.factor == 1:
+            return value, None
+        try:
+            number = float(value)
+        except ValueError:
+            return value, f"{key}={value} is not a number, but the lab scales {key} by 1/{self.factor:g}"
+        lab = number / self.factor
+        if number <= 0:
+            return value, None if number == 0 else f"{key}={value}: a negative limit cannot be scaled"
+        rounded = round(lab)
+        if rounded < 1 or abs(rounded - lab) / lab > 0.1:
+            return value, (f"{key}={value} in production is {lab:g} in the lab's terms (the lab runs 1/{self.factor:g} "
+                           f"of production's load): the lab cannot represent it")
+        return str(rounded), None
 
 
 class LabSpec(Model):
@@ -185,6 +208,58 @@ class Variant(Model):
     params: dict[str, Any] = Field({}, description="values for `$name` references in the experiment")
 
 
+def services_named(step) -> list[tuple[str, str]]:
+    """The lab services a step names, as (field, service) pairs: its own `services_named()`, or
+    for a step with a `broker: N` field, broker-N."""
+    named = getattr(step, "services_named", None)
+    if callable(named):
+        return list(named())
+    broker = getattr(step, "broker", None)
+    if isinstance(broker, int) and not isinstance(broker, bool):
+        return [("broker", f"broker-{broker}")]
+    return []
+
+
+def _services_words(services: list[str]) -> str:
+    """'zookeeper, bookie-1..2, broker-1..3, proxy, rabbitmq'"""
+    out, groups = [], {}
+    for s in services:
+        m = re.match(r"^(bookie|broker)-(\d+)$", s)
+        if m:
+            if m.group(1) not in groups:
+                groups[m.group(1)] = []
+                out.append(m.group(1))
+            groups[m.group(1)].append(int(m.group(2)))
+        else:
+            out.append(s)
+    return ", ".join(f"{x}-{min(groups[x])}..{max(groups[x])}" if x in groups else x for x in out)
+
+
+def topology_problem(plan: "Plan", doc: dict) -> str | None:
+    """A step naming a service the plan's lab will not have (broker-7 of three brokers, a bookie
+    the lab does not run, RabbitMQ node 3 of a one-node lab, a broker of a RabbitMQ-only lab):
+    one line naming the step's field and what the lab has; None when every name exists."""
+    from chaoslab.settings import LabSettings
+    have = LabSettings().services(pulsar=plan.lab.pulsar, rabbitmq_nodes=plan.lab.rabbitmq_nodes)
+    for section, steps in (("method", plan.method), ("rollbacks", plan.rollbacks)):
+        raw = doc.get(section)
+        raw = raw if isinstance(raw, list) else []
+        # the plan leaves disabled steps out: name the step by its place in the file
+        places = [i for i, s in enumerate(raw) if not (isinstance(s, dict) and s.get("enabled") is False)]
+        for k, step in enumerate(steps):
+            for field, service in services_named(step):
+                if service not in have:
+                    i = places[k] if k < len(places) else k
+                    hint = ""
+                    if service.startswith("rabbitmq"):
+                        hint = f"; lab.rabbitmq_nodes is {plan.lab.rabbitmq_nodes}"
+                    elif not plan.lab.pulsar:
+                        hint = "; lab.pulsar is false"
+                    return (f"{section}[{i}].{field}: {service} is not part of this lab (it has "
+                            f"{_services_words(have)}{hint})")
+    return None
+
+
 SECTIONS = ("lab", "workload", "probes", "monitors", "steady_state", "method", "rollbacks", "after", "checks")
 _PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -261,11 +336,15 @@ class Experiment(Model):
         if unused:
             i = self.variants.index(variant)
             raise SpecError(f"variants[{i}].params: {', '.join(sorted(unused))} used nowhere in the experiment")
+        where = f" (variant {variant.name})" if variant.params else ""
         try:
-            return Plan.model_validate(doc)
+            plan = Plan.model_validate(doc)
         except ValidationError as exc:
-            where = f" (variant {variant.name})" if variant.params else ""
             raise SpecError(describe(exc) + where) from None
+        problem = topology_problem(plan, doc)
+        if problem:
+            raise SpecError(problem + where)
+        return plan
 
     def releases(self) -> list[str]:
         """Every Pulsar release the experiment's variants run (for image builds and the manifest)."""

@@ -2,7 +2,9 @@
 
 - `roll-broker`: recreate one broker on a release with settings (one rolling-upgrade step), wait
   the operator's way (shallow: /status.html, or functional: Pulsar's health check), record what
-  the *other* check said at that moment, then let `settle_secs` pass. Its undo restores exactly
+  the *other* check said at that moment, read the broker's runtime configuration back (every
+  requested key must be in effect, else ChangeNotApplied: the run ends ERROR, never judged),
+  then let `settle_secs` pass. Its undo restores exactly
   the settings the broker had before (and, with `undo_version`, its release) and waits until the
   broker serves.
 - `recover-system-topics`: the incident's recovery, scripted and timed: stop every broker, start
@@ -18,12 +20,18 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr
 
 from chaoslab import http
+from chaoslab.errors import ChangeNotApplied
 from chaoslab.lab import health
+from chaoslab.lab.broker_settings import not_applied, read_back
 from chaoslab.probes.pulsar import topic_path
 from chaoslab.run.wait import Waited, wait_until
+from chaoslab.settings import VERSION_RE
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
 
 BrokerNo = Annotated[int, Field(ge=1, le=9)]
+# reading a rolled broker's runtime configuration back: attempts, and the pause between them
+READ_BACK_ATTEMPTS = 3
+READ_BACK_PAUSE_SECS = 2.0
 
 
 def wait_for_broker(ctx, n: int, how: str, timeout: float, stop=None) -> Waited:
@@ -51,6 +59,9 @@ class RollBroker(Step):
     def pulsar_releases(self) -> list[str]:
         return [self.version]
 
+    def broker_settings(self) -> list[tuple[str, dict]]:
+        return [(self.version, self.broker_config)]
+
     def run(self, ctx) -> dict:
         n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
         state = ctx.lab.state()
@@ -76,11 +87,45 @@ class RollBroker(Step):
             result["error"] = ("stopped waiting: the run aborted" if ctx.aborted.is_set() else
                                f"broker-{n} did not pass the {self.wait_for} check within {self.wait_timeout_secs:.0f} s")
             return result
+        result["read_back"] = self.check_applied(ctx, n, url, version)  # ChangeNotApplied: the run ends ERROR
         settle_started = time.monotonic()
         result["settled"] = ctx.watch(self.settle_secs, self.settle_until_held_secs)  # False: the run aborted while settling
         result["settle_secs"] = round(time.monotonic() - settle_started, 1)
         result["ok"] = True
         return result
+
+    def check_applied(self, ctx, n: int, url: str, version: str) -> dict:
+        """Prove the roll applied the change: the broker's runtime configuration, key by key
+        against what this step asked for, and the release it reports. Journals
+        `change-read-back`; raises ChangeNotApplied for a key whose value in effect is not the
+        requested one, for another release than the one asked for, or when settings were asked
+        for and the configuration cannot be read (a change not shown applied is never judged)."""
+        # no settings asked for (a plain upgrade): only the release is checked
+        runtime = {} if not self.broker_config else None
+        attempts = READ_BACK_ATTEMPTS if self.broker_config else 0
+        for attempt in range(attempts):
+            runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime", timeout=10)
+            if isinstance(runtime, dict):
+                break
+            if attempt + 1 < attempts and not ctx.interrupted.is_set():
+                time.sleep(READ_BACK_PAUSE_SECS)
+        readable = isinstance(runtime, dict)
+        answer = f"no JSON object from /admin/v2/brokers/configuration/runtime in {attempts} attempts"
+        reported = http.get_json(f"{url}/admin/v2/brokers/version", timeout=10)
+        reported = reported.strip() if isinstance(reported, str) else None
+        wrong_release = bool(reported and VERSION_RE.match(reported) and reported != version)
+        keys = read_back(self.broker_config, runtime) if readable else {}
+        bad = not_applied(keys)
+        ok = readable and bad is None and not wrong_release
+        ctx.event("change-read-back", broker=f"broker-{n}", version=version, version_in_effect=reported, ok=ok,
+                  keys=keys, **({} if readable else {"error": f"runtime configuration not read: {answer}"}))
+        if not readable:
+            raise ChangeNotApplied(f"broker-{n}: the change could not be shown to have taken effect: its runtime "
+                                   f"configuration could not be read ({answer})")
+        problems = ([f"it runs Pulsar {reported}, not {version}"] if wrong_release else []) + ([bad] if bad else [])
+        if problems:
+            raise ChangeNotApplied(f"broker-{n}: the change did not take effect: {'; '.join(problems)}")
+        return {"version_in_effect": reported, "keys": keys}
 
     def undo(self, ctx) -> dict | None:
         if not self._before:

@@ -75,5 +75,5 @@ def test_two_runs_at_once_do_not_share_a_lab(tmp_path):
     with LabLock("chaoslab"):
         proc = subprocess.run(CLI + ["up"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "another chaoslab run" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "lab busy: pid" in proc.stderr and proc.stderr.count("\n") == 1
     assert project_containers() == []
