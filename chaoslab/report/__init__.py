@@ -208,7 +208,14 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
             if v is not decisive:
                 why.append(f"{v['name']} ({v['role']}): {v['verdict']}"
                            + (f" - {v['reasons'][0].split('; first violation')[0]}" if v.get("reasons") else ""))
+        why += [f"Note: {n}" for n in decisive.get("notes") or []]
         out += [("h2", "Why"), ("p", head + "."), ("list", why)]
+        cov = decisive.get("coverage") or {}
+        if cov:
+            out.append(("h3", "Evidence: how much of the method each condition could judge"))
+            out.append(("table", ["condition", "judged s / method s", "share", "unknown because"],
+                        [[name, f"{c['judged_secs']} / {c['method_secs']}", f"{c['share']:.0%}",
+                          "; ".join(c.get("unknown_because") or []) or "-"] for name, c in cov.items()]))
     if variants:
         out.append(("h2", "Key times (UTC; seconds after the method began)"))
         rows = []
@@ -227,7 +234,7 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
         out.append(("table", ["link", "what", *[v["name"] for v in variants]],
                     [[n, next(r["what"] for r in next(iter(per.values())) if r["link"] == n),
                       *[_cell(next(r for r in per[v["name"]] if r["link"] == n)) for v in variants]] for n in watched]))
-        out.append(("p", "Links of shared/incident.md this experiment does not watch are left out. "
+        out.append(("p", "Links of the incident's chain this experiment does not watch are left out. "
                          "Raw data: journal.jsonl (every sample and event), results.json, log-excerpts.md, logs/."))
         out.append(("links", [("journal.jsonl", "journal.jsonl"), ("results.json", "results.json"),
                               ("log-excerpts.md", "log-excerpts.md"), ("experiment.yaml", "experiment.yaml")]))
