@@ -21,7 +21,7 @@ import docker
 import docker.errors
 
 from chaoslab.errors import LabError
-from chaoslab.lab import pulsar_dist
+from chaoslab.lab import broker_settings, pulsar_dist
 from chaoslab.settings import BUILD_DIR, REPO_ROOT
 
 IMAGES_DIR = REPO_ROOT / "images"
@@ -172,9 +172,13 @@ class ImageBuilder:
     def pulsar(self, version: str, components: tuple[str, ...] = ("broker",)) -> str:
         tag = pulsar_image(version)
         dist = pulsar_dist.resolve(version, components, log=self.log)
+        # the release's broker settings go into the image with it (/pulsar/broker-settings.txt)
+        settings = dist / broker_settings.SETTINGS_FILE
+        if not settings.exists():
+            broker_settings.write_settings_file(dist, version)
         src = IMAGES_DIR / "pulsar"
         recipe = self._recipe(self.image_id(self.jre()), version,
-                              paths=[src, dist / "classpath.txt"])
+                              paths=[src, dist / "classpath.txt", settings])
         if self._current(tag, recipe):
             return tag
         for item in src.iterdir():  # stage the recipe beside lib/

@@ -4,6 +4,10 @@ No Pulsar binary distribution can be pulled here, so each release is rebuilt fro
 artifacts: a throw-away POM depends on `pulsar-broker` (and `pulsar-proxy` where published)
 with Pulsar's own root POM imported as a BOM, so the dependency versions are the ones that
 release was built and tested with. The machine's `mvn` does the work, so its settings apply.
+
+Beside lib/ it stores broker-settings.txt: the names of the release's broker settings, read
+from its own pulsar-broker-common jar (broker_settings.write_settings_file), which the image
+build copies into the image and `check_broker_settings` checks keys against.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from chaoslab.errors import ArtifactUnavailable, LabError
+from chaoslab.lab.broker_settings import SETTINGS_FILE, broker_common_jar, write_settings_file
 from chaoslab.settings import BUILD_DIR, check_version
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -95,6 +100,8 @@ def resolve(version: str, components: tuple[str, ...] = ("broker",), log=print) 
     out = classpath_dir(version)
     stamp = out / "components"
     if stamp.exists() and set(components) <= set(stamp.read_text().split()):
+        if not (out / SETTINGS_FILE).exists() and broker_common_jar(out / "lib", version):
+            write_settings_file(out, version)   # a folder assembled before the list was kept
         return out
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -119,6 +126,8 @@ def resolve(version: str, components: tuple[str, ...] = ("broker",), log=print) 
         )
     jars = sorted(p.name for p in (work / "lib").glob("*.jar"))
     (work / "classpath.txt").write_text("\n".join(jars) + "\n")
+    if broker_common_jar(work / "lib", version):
+        write_settings_file(work, version)
     (work / "components").write_text(" ".join(components) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     work.rename(out)
