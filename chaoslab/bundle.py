@@ -11,12 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 from chaoslab.errors import LabError
 from chaoslab.report import describe
+from chaoslab.report.blocks import RunFolderError, read_results
 from chaoslab.run.journal import read
 
 # the runner's own event kinds: every step's start and end, every undo, the decisions
@@ -65,6 +68,7 @@ def log_excerpts(run_dir: Path, max_lines: int = 40) -> Path:
 
 def finish(run_dir: Path, make_tar: bool = False) -> Path:
     run_dir = Path(run_dir)
+    scrub_manifest(run_dir)   # credentials never travel with a bundle
     try:
         log_excerpts(run_dir)
     except Exception as exc:  # the bundle is still useful without excerpts
@@ -87,14 +91,20 @@ def finish(run_dir: Path, make_tar: bool = False) -> Path:
 
 
 def open_bundle(path: Path) -> Path:
-    """A bundle folder, or a .tar.gz extracted into a temporary folder."""
+    """A bundle folder, or a .tar.gz extracted into a temporary folder. A damaged archive is one
+    LabError line."""
     path = Path(path)
     if path.is_dir():
         folder = path
     elif path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         tmp = Path(tempfile.mkdtemp(prefix="chaoslab-bundle-"))
-        with tarfile.open(path) as tar:
-            tar.extractall(tmp, filter="data")
+        try:
+            with tarfile.open(path) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise LabError(f"{path}: not a readable bundle archive ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:120]})") from None
         dirs = [p for p in tmp.iterdir() if p.is_dir()]
         if len(dirs) != 1:
             raise LabError(f"{path}: not a chaoslab bundle (expected one folder inside)")
@@ -107,16 +117,58 @@ def open_bundle(path: Path) -> Path:
     return folder
 
 
+def read_manifest(folder: Path) -> dict:
+    """manifest.json as the runner writes it; anything else is one RunFolderError line."""
+    path = Path(folder) / "manifest.json"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RunFolderError(f"{path}: not UTF-8 (byte {exc.start}): not a manifest chaoslab wrote") from None
+    except (ValueError, RecursionError) as exc:
+        raise RunFolderError(f"{path}: not JSON ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path}: not a manifest object (a JSON {type(data).__name__})")
+    variants = data.get("variants")
+    if variants is not None and not (isinstance(variants, list) and all(isinstance(v, str) for v in variants)):
+        raise RunFolderError(f"{path}: variants is not a list of variant names")
+    return data
+
+
+def _obj(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def summary(run_dir: Path) -> dict:
-    """Verdict and KPIs of one run, for the side-by-side comparison."""
-    results = json.loads((Path(run_dir) / "results.json").read_text())
+    """Verdict and KPIs of one run, for the side-by-side comparison. A run folder without
+    results.json (the runner was killed) or with a damaged one is one RunFolderError line."""
+    if not (Path(run_dir) / "results.json").is_file():
+        raise RunFolderError(f"{run_dir}: no results.json: the run did not finish (a partial run folder); "
+                             f"`chaoslab experiment {Path(run_dir) / 'experiment.yaml'}` runs its experiment again")
+    results = read_results(run_dir)
     out = {"exit_code": results.get("exit_code")}
     for p in results.get("variants") or []:
-        k, w = p.get("kpis") or {}, p.get("workload") or {}
+        k, w = _obj(p.get("kpis")), _obj(p.get("workload"))
+        reasons = p.get("reasons")
         out[p["name"]] = {"verdict": p["verdict"],
                           "detection_s": k.get("detection_after_injection_secs"),
                           "decision_s": k.get("decision_after_injection_secs"),
                           "resolution_s": k.get("resolution_after_injection_secs"),
-                          "lost": (w.get("loss") or {}).get("lost", (w.get("totals") or {}).get("lost")),
-                          "first_reason": (p.get("reasons") or [""])[0][:70]}
+                          "lost": _obj(w.get("loss")).get("lost", _obj(w.get("totals")).get("lost")),
+                          "first_reason": str(reasons[0] if isinstance(reasons, list) and reasons else "")[:70]}
     return out
+
+
+def scrub_manifest(run_dir: Path) -> None:
+    """Drop the RabbitMQ credentials from a manifest's settings, if a runner wrote them."""
+    from chaoslab.settings import LabSettings
+    path = Path(run_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    settings = manifest.get("settings") if isinstance(manifest, dict) else None
+    if isinstance(settings, dict) and any(k in settings for k in LabSettings.SECRETS):
+        manifest["settings"] = {k: v for k, v in settings.items() if k not in LabSettings.SECRETS}
+        path.write_text(json.dumps(manifest, indent=2, default=str))

@@ -36,6 +36,8 @@ def read_broker_conf(path: Path) -> dict[str, str]:
     and tabs around them. The file must be UTF-8; a value must be one line of text (no control
     characters); a key may be set once. Anything else is a SpecError naming the line."""
     try:
+        if Path(path).is_file() and Path(path).stat().st_size > 1 << 20:
+            raise SpecError(f"--broker-conf {path}: larger than 1 MiB: not a broker.conf change")
         data = Path(path).read_bytes()
     except OSError as exc:
         raise SpecError(f"--broker-conf {path}: {exc.strerror}") from None

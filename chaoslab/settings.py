@@ -67,8 +67,10 @@ class LabSettings:
     broker_http_base_port: int = 18081  # broker-1 -> 18081, broker-2 -> 18082, ...
     rabbitmq_port: int = 15672        # node n's AMQP port: rabbitmq_port + n - 1
     rabbitmq_mgmt_port: int = 15682   # node n's management API: rabbitmq_mgmt_port + n - 1
-    rabbitmq_user: str = "chaoslab"
-    rabbitmq_password: str = "chaoslab"
+    # RabbitMQ's credentials: RABBITMQ_USER / RABBITMQ_PASSWORD (the names compose/lab.yaml reads).
+    # Secrets: never in a repr, a manifest or a bundle (`public()` leaves them out).
+    rabbitmq_user: str = field(default="chaoslab", repr=False)
+    rabbitmq_password: str = field(default="chaoslab", repr=False)
     agent_image: str = "chaoslab/agent:latest"
     extra: dict = field(default_factory=dict)
 
@@ -87,7 +89,24 @@ class LabSettings:
             rabbitmq_port=int(_env("CHAOSLAB_RABBITMQ_PORT", "15672")),
             rabbitmq_mgmt_port=int(_env("CHAOSLAB_RABBITMQ_MGMT_PORT", "15682")),
             agent_image=_env("AGENT_IMAGE", "chaoslab/agent:latest"),
+            rabbitmq_user=_env("RABBITMQ_USER", "chaoslab"),
+            rabbitmq_password=_env("RABBITMQ_PASSWORD", "chaoslab"),
         )
+
+    SECRETS = ("rabbitmq_user", "rabbitmq_password")
+
+    def public(self) -> dict:
+        """The settings as written into a run's manifest and bundle: everything but the
+        credentials (and `extra`)."""
+        return {k: v for k, v in self.__dict__.items() if k not in (*self.SECRETS, "extra")}
+
+    def services(self, pulsar: bool = True, rabbitmq_nodes: int = 1) -> list[str]:
+        """The compose services a lab of this shape runs (what a step may name): the Pulsar part
+        (zookeeper, bookies, brokers, proxy) unless the lab is RabbitMQ-only, and RabbitMQ's nodes."""
+        out = []
+        if pulsar:
+            out += ["zookeeper", *(f"bookie-{i}" for i in range(1, self.bookies + 1)), *self.broker_names, "proxy"]
+        return out + [self.rabbitmq_service(n) for n in range(1, rabbitmq_nodes + 1)]
 
     @property
     def broker_names(self) -> list[str]:

@@ -1,19 +1,29 @@
 //! Vector's pulsar sink, as the stand-in implements it.
 //!
-//! - Start-up: the client connects with exponential backoff (`connection_retry_options`); if the
-//!   broker never answers, the sink fails to build and the agent exits non-zero, as Vector does.
+//! - Start-up: the agent does not wait for the bus. Like Vector without `--require-healthy`, it
+//!   starts its sources at once and keeps running while the broker cannot be reached: events go
+//!   into the buffer (whose `when_full` applies once it is full) while the sink retries the
+//!   connection with capped exponential backoff (1 s, 2 s, 4 s ... 30 s), one log line per failed
+//!   attempt. Each attempt is the client's own connect with `connection_retry_options`, bounded
+//!   by the send timeout.
 //! - Run time: one batch in flight. While a send has not completed the sink pulls nothing more, so
 //!   the buffer fills and its `when_full` applies. A batch whose send fails or does not complete
 //!   within the send timeout (30 s) is dropped and counted (component_errors_total,
 //!   component_discarded_events_total{intentional="false"}) and its sequence numbers go to the
 //!   ledger as `failed`; the producer is then rebuilt before the next batch.
+//! - Stop: the stop carries a drain deadline. The sink ships until the buffer is empty or the
+//!   deadline has passed; it starts nothing after the deadline, so it returns at most one send
+//!   timeout (plus the producer's close, 2 s) after it: see `SHUTDOWN_SLACK`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
 use pulsar::producer::ProducerOptions;
 use pulsar::{ConnectionRetryOptions, OperationRetryOptions, Producer, Pulsar, TokioExecutor};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::buffer::{Buffer, Event};
 use crate::config::PulsarSink;
@@ -21,6 +31,27 @@ use crate::ledger::{Kind, Ledger};
 use crate::metrics::Metrics;
 
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the drain deadline: one send in flight (SEND_TIMEOUT), the last wait for events (0.5 s)
+/// and the producer's close (2 s). The agent returns within drain + SHUTDOWN_SLACK of a SIGTERM
+/// (plus the time to write down what the buffer still holds).
+pub const SHUTDOWN_SLACK: Duration = Duration::from_millis(30_000 + 500 + 2_000);
+pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// None while running; Some(deadline) once the agent is stopping: drain until then.
+pub type Stop = watch::Receiver<Option<Instant>>;
+
+/// The wait after `failures` failed connection attempts in a row: 1 s, 2 s, 4 s ... capped at 30 s.
+pub fn backoff(failures: u32) -> Duration {
+    RETRY_INITIAL.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
+}
+
+/// Resolves once the stop has been given (never, if it cannot be given any more).
+pub async fn stopping(stop: &mut Stop) {
+    if stop.wait_for(|d| d.is_some()).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
 
 pub struct Sink {
     config: PulsarSink,
@@ -29,11 +60,17 @@ pub struct Sink {
     ledgers: Arc<Mutex<Vec<Option<Ledger>>>>,
     client: Option<Pulsar<TokioExecutor>>,
     producer: Option<Producer<TokioExecutor>>,
+    failed_connects: Arc<AtomicU64>,
 }
 
 impl Sink {
     pub fn new(config: PulsarSink, buffer: Arc<Buffer>, metrics: Arc<Metrics>, ledgers: Arc<Mutex<Vec<Option<Ledger>>>>) -> Sink {
-        Sink { config, buffer, metrics, ledgers, client: None, producer: None }
+        Sink { config, buffer, metrics, ledgers, client: None, producer: None, failed_connects: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Failed connection attempts so far (each one logged).
+    pub fn failed_connects(&self) -> Arc<AtomicU64> {
+        self.failed_connects.clone()
     }
 
     async fn connect(&mut self) -> Result<(), pulsar::Error> {
@@ -63,26 +100,59 @@ impl Sink {
         Ok(())
     }
 
-    /// Vector's start-up: build the sink or fail.
-    pub async fn build(&mut self) -> Result<(), String> {
-        self.connect().await.map_err(|e| format!("sink {}: cannot connect to {}: {e}", self.config.id, self.config.endpoint))
-    }
-
-    /// Ship until `stopping` is set and the buffer is empty (or `drain` has passed since).
-    pub async fn run(&mut self, stopping: Arc<tokio::sync::watch::Receiver<bool>>, drain: Duration) {
-        let mut drain_deadline: Option<tokio::time::Instant> = None;
+    /// Ship until the stop is given and the buffer is empty, or its drain deadline has passed.
+    /// Never gives up on an unreachable broker: retries with capped exponential backoff.
+    pub async fn run(&mut self, mut stop: Stop) {
+        let mut failures = 0u32;
         loop {
-            if *stopping.borrow() {
-                let deadline = *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain);
-                if self.buffer.len() == 0 || tokio::time::Instant::now() >= deadline {
+            let deadline = *stop.borrow();
+            if let Some(d) = deadline {
+                if self.buffer.len() == 0 || Instant::now() >= d {
                     break;
                 }
             }
             if self.producer.is_none() {
-                if let Err(e) = tokio::time::timeout(SEND_TIMEOUT, self.connect()).await.unwrap_or_else(|_| Err(pulsar::Error::Custom("timed out".into()))) {
-                    eprintln!("chaoslab-agent: sink {}: reconnect failed: {e}", self.config.id);
+                let limit = deadline.map_or(SEND_TIMEOUT, |d| SEND_TIMEOUT.min(d.saturating_duration_since(Instant::now())));
+                let attempt = tokio::time::timeout(limit, self.connect());
+                let result = if deadline.is_none() {
+                    tokio::select! {
+                        r = attempt => Some(r),
+                        _ = stopping(&mut stop) => None, // look again, now with a drain deadline
+                    }
+                } else {
+                    Some(attempt.await)
+                };
+                let error = match result {
+                    None => continue,
+                    Some(Ok(Ok(()))) => {
+                        if failures > 0 {
+                            eprintln!("chaoslab-agent: sink {}: connected to {} after {failures} failed attempt(s)",
+                                      self.config.id, self.config.endpoint);
+                        }
+                        failures = 0;
+                        None
+                    }
+                    Some(Ok(Err(e))) => Some(e.to_string()),
+                    Some(Err(_)) => Some(format!("no answer within {:.0} s", limit.as_secs_f64())),
+                };
+                if let Some(e) = error {
+                    failures += 1;
+                    self.failed_connects.fetch_add(1, Ordering::Relaxed);
                     self.client = None;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.producer = None;
+                    let wait = backoff(failures);
+                    eprintln!("chaoslab-agent: sink {}: cannot connect to {} (attempt {failures}): {}; retrying in {:.0} s, \
+                               {} events buffered", self.config.id, self.config.endpoint,
+                              e.lines().next().unwrap_or_default(), wait.as_secs_f64(), self.buffer.len());
+                    let until = Instant::now() + wait;
+                    let current = *stop.borrow();
+                    match current {
+                        Some(d) => tokio::time::sleep_until(until.min(d)).await,
+                        None => tokio::select! {
+                            _ = tokio::time::sleep_until(until) => {}
+                            _ = stopping(&mut stop) => {}
+                        },
+                    }
                     continue;
                 }
             }
@@ -90,12 +160,15 @@ impl Sink {
             let mut batch = self.buffer.pop(max, Duration::from_millis(500)).await;
             // Vector's batching: the batch goes out when full or batch.timeout_secs after its first event.
             let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(self.config.batch_timeout_secs);
-            while !batch.is_empty() && batch.len() < max && !*stopping.borrow() {
+            while !batch.is_empty() && batch.len() < max && stop.borrow().is_none() {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                let more = self.buffer.pop(max - batch.len(), left).await;
+                let more = tokio::select! {
+                    more = self.buffer.pop(max - batch.len(), left) => more,
+                    _ = stopping(&mut stop) => break, // the stop sends what is batched at once
+                };
                 if more.is_empty() {
                     break;
                 }
@@ -163,5 +236,52 @@ pub fn record(ledgers: &Mutex<Vec<Option<Ledger>>>, kind: Kind, keys: &[(u16, u6
             let seqs: Vec<u64> = keys.iter().filter(|(s, _)| *s as usize == i).map(|(_, q)| *q).collect();
             l.record(kind, &seqs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BufferConfig, BufferType, WhenFull};
+    use crate::buffer::Push;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(u32::MAX), RETRY_MAX);
+    }
+
+    /// A port nothing listens on (bound, then released).
+    pub fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unreachable_broker_is_retried_while_the_buffer_takes_events() {
+        let cfg = PulsarSink {
+            id: "bus".into(), inputs: vec!["app".into()], endpoint: format!("pulsar://127.0.0.1:{}", closed_port()),
+            topic: "persistent://public/default/t".into(), producer_name: None, batch_max_events: 10,
+            batch_timeout_secs: 0.1, compression: "none".into(),
+            buffer: BufferConfig { kind: BufferType::Memory, max_events: Some(100), max_size: None, when_full: WhenFull::Block },
+            connection_max_retries: 0, connection_timeout_secs: 1.0,
+        };
+        let buffer = Arc::new(Buffer::new(cfg.buffer.clone(), Arc::new(Metrics::new("bus")), "/nonexistent", "bus").unwrap());
+        let mut sink = Sink::new(cfg, buffer.clone(), Arc::new(Metrics::new("bus")), Arc::new(Mutex::new(Vec::new())));
+        let failed = sink.failed_connects();
+        let (stop, stop_rx) = watch::channel(None);
+        let task = tokio::spawn(async move { sink.run(stop_rx).await });
+        for seq in 0..20 {
+            let event = Event { source: 0, seq, data: b"x".to_vec() };
+            assert_eq!(buffer.push(event).await.unwrap(), Push::Stored);
+        }
+        tokio::time::sleep(Duration::from_millis(3_500)).await; // attempts at about 0 s, 1 s and 3 s
+        assert!(!task.is_finished(), "an unreachable broker must not end the sink");
+        assert!(failed.load(Ordering::Relaxed) >= 2, "the sink retries the connection");
+        assert_eq!(buffer.len(), 20, "nothing is taken out while nothing can be sent");
+        stop.send(Some(Instant::now() + Duration::from_millis(500))).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("the drain deadline ends the sink").unwrap();
+        assert_eq!(buffer.held().len(), 20);
     }
 }

@@ -5,12 +5,14 @@ for brokers are functional). Everything else — CLI, experiments, tests — ask
 
 State that outlives one command (which Pulsar version and which settings each broker runs) is
 kept in build/lab/state.json and rendered into build/lab/lab.env (image tags, ports) and
-build/lab/broker-N.env (PULSAR_CONF_<key>=<value> lines), which compose/lab.yaml reads.
+build/lab/broker-N.env (PULSAR_CONF_<key>=<value> lines, values percent-encoded), which
+compose/lab.yaml reads.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -21,9 +23,11 @@ import docker
 import docker.errors
 
 from chaoslab.errors import EngineUnavailable, LabError, PortTaken
+from chaoslab.lab.broker_settings import env_value
 from chaoslab.lab.images import ImageBuilder, pulsar_image
 from chaoslab.run.wait import wait_until
 from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
+from chaoslab.spec.base import control_character
 
 COMPOSE_FILE = REPO_ROOT / "compose" / "lab.yaml"
 STATE_DIR = BUILD_DIR / "lab"
@@ -68,6 +72,42 @@ class LabState:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True))
+
+
+_SETTING_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+def conf_env_lines(conf: dict[str, str], who: str) -> str:
+    """PULSAR_CONF_<key>=<value> lines for a container's env file. Values are percent-encoded
+    (broker_settings.env_value: pulsar-run decodes them and writes them literally), so nothing in
+    a value can be read as an env-file comment, variable, quote or line; a key that is not a plain
+    name or a value with a control character is refused here as well as in the spec."""
+    lines = []
+    for key, value in sorted(conf.items()):
+        value = str(value)
+        if not _SETTING_KEY.match(key):
+            raise LabError(f"setting {key!r} for {who}: not a setting name")
+        where = control_character(value)
+        if where:
+            raise LabError(f"setting {key} for {who}: the value must be one line of text; it has {where}")
+        lines.append(f"PULSAR_CONF_{key}={env_value(value)}\n")
+    return "".join(lines)
+
+
+def not_up(containers) -> list[str]:
+    """The containers that keep the lab from being up, as "name (state)". A one-shot service that
+    finished its job (exited 0, no health check: pulsar-init) is not one of them."""
+    out = []
+    for c in containers:
+        state = c.attrs.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        if c.status == "exited" and state.get("ExitCode") == 0 and health is None:
+            continue
+        if c.status == "exited":
+            out.append(f"{c.name} (exited, exit code {state.get('ExitCode')})")
+        elif c.status != "running" or health not in (None, "healthy"):
+            out.append(f"{c.name} ({health if c.status == 'running' else c.status})")
+    return out
 
 
 class Lab:
@@ -151,10 +191,8 @@ class Lab:
         env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(self._env(state).items())))
         for n in range(1, self.settings.brokers + 1):
             conf = state.broker_config.get(str(n), {})
-            (self.state_dir / f"broker-{n}.env").write_text(
-                "".join(f"PULSAR_CONF_{k}={v}\n" for k, v in sorted(conf.items())))
-        (self.state_dir / "proxy.env").write_text(
-            "".join(f"PULSAR_CONF_{k}={v}\n" for k, v in sorted(state.proxy_config.items())))
+            (self.state_dir / f"broker-{n}.env").write_text(conf_env_lines(conf, f"broker-{n}"))
+        (self.state_dir / "proxy.env").write_text(conf_env_lines(state.proxy_config, "the proxy"))
         return env_file
 
     # -- compose -----------------------------------------------------------------------------------
@@ -270,9 +308,7 @@ class Lab:
             self.compose("up", "-d", "--wait", "--remove-orphans", *scale)
         except (LabError, KeyboardInterrupt) as exc:
             kept = self.save_logs(self.state_dir / f"failed-up-{time.strftime('%Y%m%dT%H%M%S')}")
-            unhealthy = [f"{c.name} ({c.attrs['State'].get('Health', {}).get('Status', c.status)})"
-                         for c in self.containers() if c.status != "running"
-                         or c.attrs["State"].get("Health", {}).get("Status") not in (None, "healthy")]
+            unhealthy = not_up(self.containers())
             self.log("lab did not come up: removing it")
             self.down()
             if isinstance(exc, KeyboardInterrupt):

@@ -83,17 +83,22 @@ def _workload_blocks(v: dict) -> list[tuple]:
     if w.get("loss"):
         l = w["loss"]
         out.append(("p", f"Workload: {l['sent']} sent, {l['acked']} acknowledged, {l['received']} received, "
-                         f"{l['lost']} acknowledged but never delivered, {l['duplicated']} duplicated."))
+                         f"{l['lost']} acknowledged but never delivered, {l.get('unknown', 0)} neither delivered nor "
+                         f"provably lost (books {'closed' if l.get('books_closed', True) else 'not closed'}: "
+                         f"{l.get('closed_by') or 'n/a'}), {l['duplicated']} duplicated."))
     if w.get("per_vm"):
         t = w["totals"]
         out.append(("p", f"VM group {w.get('group')}: {w.get('count')} {w.get('flavour')} VMs, buffer {words(w.get('buffer'))}. "
                          f"Per event: generated {t['generated']} = delivered {t['delivered']} + dropped by policy "
                          f"{t['dropped_by_policy']} + failed sends {t['failed_sends']} + held at stop {t.get('held_at_stop', 0)} "
-                         f"+ lost {t['lost']}. Duplicates {t.get('duplicates', 0)}; the sink gave up on "
+                         f"+ lost {t['lost']} + unknown {t.get('unknown', 0)} (books that could not close: "
+                         f"{', '.join(w.get('books_open') or []) or 'none'}). Duplicates {t.get('duplicates', 0)}; the sink gave up on "
                          f"{t.get('failed_but_delivered', 0)} events the broker had stored; OOM-killed {len(w.get('oom_killed') or [])}."))
-        out.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "held", "lost", "dup", "OOM", "peak MiB", "pgmajfault"],
+        out.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "held", "lost", "unknown", "dup", "exit",
+                              "OOM", "peak MiB", "pgmajfault"],
                     [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x.get("held_at_stop", 0),
-                      x["lost"], x.get("duplicates", 0), "yes" if x["oom_killed"] else "no",
+                      x["lost"], x.get("unknown", 0), x.get("duplicates", 0), (x.get("agent_end") or {}).get("exit_code"),
+                      "yes" if x["oom_killed"] else "no",
                       round((x.get("peak_memory_bytes") or 0) / MIB, 1), x.get("pgmajfault")]
                      for n, x in sorted(w["per_vm"].items(), key=lambda kv: _natural(kv[0]))]))
     return out

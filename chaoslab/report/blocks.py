@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 
+from chaoslab.errors import LabError
 from chaoslab.run.journal import read
 
 
@@ -77,17 +78,51 @@ def to_html(blocks: list[tuple], title: str, base: Path | None = None) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+class RunFolderError(LabError):
+    """A run folder whose files are not what chaoslab writes (corrupt, truncated, edited)."""
+
+
+def read_results(run_dir: Path) -> dict:
+    """results.json as the runner writes it ({} when there is none); a file that is not UTF-8
+    JSON, or whose variants lack their name, role or verdict, is one RunFolderError line."""
+    path = Path(run_dir) / "results.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunFolderError(f"{path}: not UTF-8 (byte {exc.start}): not a results file chaoslab wrote") from None
+    except (ValueError, RecursionError) as exc:
+        raise RunFolderError(f"{path}: not JSON ({' '.join(str(exc).split())[:120]})") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path}: not a results object (a JSON {type(data).__name__})")
+    variants = data.get("variants", [])
+    if not isinstance(variants, list):
+        raise RunFolderError(f"{path}: variants is not a list")
+    for i, v in enumerate(variants):
+        if not isinstance(v, dict):
+            raise RunFolderError(f"{path}: variants[{i}] is not an object")
+        for key in ("name", "role", "verdict"):
+            if not isinstance(v.get(key), str):
+                raise RunFolderError(f"{path}: variants[{i}].{key} is missing or not text")
+    return data
+
+
 def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
     """A run folder's journal records and results, its title, and the report's opening blocks
     (title, verdict — INCOMPLETE when the runner never wrote run-end — and run facts)."""
     run_dir = Path(run_dir)
     records = read(run_dir / "journal.jsonl")
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
-    end = next((r for r in reversed(records) if r["type"] == "run-end"), None)
+    results = read_results(run_dir)
+    end = next((r for r in reversed(records) if r["type"] == "run-end" and isinstance(r.get("verdict"), str)
+                and r["verdict"].strip()), None)
     start = next((r for r in records if r["type"] == "run-start"), {})
+    start = {k: v for k, v in start.items() if k not in ("versions", "host") or isinstance(v, dict)}
     verdict = end["verdict"] if end else "INCOMPLETE (the runner stopped before the end)"
     title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
-    opening = [("h1", title), ("verdict", verdict.split()[0], f"Verdict: {verdict}" + (f" (exit {end['exit_code']})" if end else "")),
+    opening = [("h1", title), ("verdict", verdict.split()[0], f"Verdict: {verdict}" + (f" (exit {end.get('exit_code')})" if end else "")),
                ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
                      + ("Pulsar " + ", ".join(f"{k} {v}" for k, v in start["versions"].items())
                         if start.get("versions") else "no Pulsar")

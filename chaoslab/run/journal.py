@@ -84,12 +84,17 @@ class Journal:
 
 
 def read(path: Path) -> list[dict]:
-    """Every complete line; a torn last line (runner killed mid-write) is skipped."""
+    """Every readable record. A torn last line (runner killed mid-write), a line that is not
+    UTF-8 or not JSON, and anything that is not a record as Journal.write makes them (an object
+    with a string `type` and a numeric `t`) are skipped, never fatal."""
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+    with open(path, "rb") as fh:
+        for raw in fh:
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                record = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError):   # UnicodeDecodeError and JSONDecodeError are ValueErrors
                 continue
+            if (isinstance(record, dict) and isinstance(record.get("type"), str)
+                    and isinstance(record.get("t"), (int, float)) and not isinstance(record.get("t"), bool)):
+                records.append(record)
     return records

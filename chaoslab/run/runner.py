@@ -224,6 +224,12 @@ class Runner:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> int:
+        # a release that cannot be had is refused before the lab lock, before any lab is touched
+        if self.needs_pulsar():
+            from chaoslab.lab.releases import check_release_resolves
+            for release in self.releases():
+                check_release_resolves(release)
+            check_release_resolves(self.settings.proxy_version, ("proxy",))
         with LabLock(self.settings.project, run_dir=self.run_dir, what=f"chaoslab {self.exp.name}"):
             return self._run()
 
@@ -661,7 +667,7 @@ class Runner:
             "run_id": self.run_id, "experiment": self.exp.name, "seed": self.exp.seed,
             "versions": self.exp.versions.model_dump(by_alias=True), "proxy_version": self.settings.proxy_version,
             "variants": [v.name for v in self.selected],
-            "settings": {k: v for k, v in self.settings.__dict__.items() if k != "extra"},
+            "settings": self.settings.public(),   # no credentials in a bundle
             "host": host_facts(),
         }
         if images:

@@ -73,3 +73,8 @@ class RemoveRabbitmqNode(Step):
         if not out["ok"]:
             out["error"] = f"{name} is still a member" if code == 0 else out["forget"]
         return out
+
+    def services_named(self) -> list[tuple[str, str]]:
+        """(field, service) pairs the plan checks against the lab's RabbitMQ nodes."""
+        from chaoslab.settings import LabSettings
+        return [("node", LabSettings.rabbitmq_service(self.node)), ("via", LabSettings.rabbitmq_service(self.via))]

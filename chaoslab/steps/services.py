@@ -78,6 +78,10 @@ class _ServiceFault(Step):
             return None
         return {"service": self.service, **self._bring_back(ctx)}
 
+    def services_named(self) -> list[tuple[str, str]]:
+        """(field, service) pairs the plan checks against the lab's services."""
+        return [("service", self.service)]
+
 
 @register("step")
 class StopService(_ServiceFault):
@@ -170,3 +174,6 @@ class SlowService(Step):
         if not self._slow:
             return None
         return {"service": self.service, **self._lift(ctx)}
+
+    def services_named(self) -> list[tuple[str, str]]:
+        return [("service", self.service)]

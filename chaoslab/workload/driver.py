@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import pulsar
 
@@ -52,7 +53,10 @@ class WorkloadDriver:
         self._producer_thread: threading.Thread | None = None
         self.produced = 0
         self.acked = 0
-        self.received = 0
+        self.received = 0                            # deliveries, duplicates included
+        self.duplicates = 0                          # deliveries of a message already received
+        self._received_ids: set[str] = set()
+        self._outstanding: dict[str, str] = {}       # acknowledged, not received yet: id -> topic
         self._count_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -100,24 +104,56 @@ class WorkloadDriver:
         t.start()
         t.join(secs)
 
-    def drain(self, quiet_secs: float = 15, timeout: float = 180) -> None:
-        """Wait until every acked message was received, or nothing arrives for quiet_secs."""
-        progress = {"count": -1, "since": time.monotonic()}
+    def drain(self, timeout: float = 180, interval: float = 0.5,
+              broker_backlog: Callable[[str], int | None] | None = None, broker_every_secs: float = 5) -> tuple[bool, str]:
+        """Wait, at most `timeout` seconds, until the books close, and write down how it ended
+        (History.books). They close when no send is pending and either every acknowledged message
+        was received ("all-delivered") or the broker reports nothing left for the subscription on
+        every topic still missing one ("broker-empty": what is missing is provably lost).
+        `broker_backlog(topic)`: messages the subscription still has there, None when unknown
+        (asked at most every `broker_every_secs`). A quiet consumer is not the end: after the
+        timeout what is missing is unknown, not lost."""
+        asked = {"at": float("-inf")}
 
-        def drained() -> bool:
-            acked = {op.id for op in self.history.ops if op.kind == "ack"}
-            got = {op.id for op in self.history.ops if op.kind == "recv"}
-            if acked <= got and self.pending_sends() == 0:
-                return True
-            if len(got) != progress["count"]:
-                progress.update(count=len(got), since=time.monotonic())
-            return time.monotonic() - progress["since"] > quiet_secs
-        wait_until(drained, timeout, interval=0.5)
+        def closed() -> str | None:
+            if self.pending_sends() != 0:
+                return None
+            with self._count_lock:
+                topics = set(self._outstanding.values())
+            if not topics:
+                return "all-delivered"
+            if broker_backlog is None or time.monotonic() - asked["at"] < broker_every_secs:
+                return None
+            asked["at"] = time.monotonic()
+            return "broker-empty" if all(broker_backlog(t) == 0 for t in sorted(topics)) else None
+        waited = wait_until(closed, timeout, interval=interval)
+        by = waited.value if waited.ok else (f"timeout after {timeout:.0f} s: {self.backlog} acknowledged messages "
+                                             f"not received, {self.pending_sends()} sends pending")
+        self.history.books(waited.ok, by)
+        return waited.ok, by
+
+    def _acked(self, msg_id: str, topic: str) -> None:
+        with self._count_lock:
+            self.acked += 1
+            if msg_id not in self._received_ids:
+                self._outstanding[msg_id] = topic
+
+    def _delivered(self, msg_id: str | None) -> None:
+        with self._count_lock:
+            self.received += 1
+            if msg_id is None:
+                return
+            if msg_id in self._received_ids:
+                self.duplicates += 1
+            self._received_ids.add(msg_id)
+            self._outstanding.pop(msg_id, None)
 
     @property
     def backlog(self) -> int:
-        """Acknowledged by Pulsar but not yet received by the consumer."""
-        return max(0, self.acked - self.received)
+        """Acknowledged by Pulsar but not yet received by the consumer: distinct messages (a
+        duplicate delivery of one message does not stand in for another)."""
+        with self._count_lock:
+            return len(self._outstanding)
 
     def pending_sends(self) -> int:
         done = sum(1 for op in self.history.ops if op.kind in ("ack", "fail"))
@@ -151,8 +187,7 @@ class WorkloadDriver:
             def callback(res, _mid, msg_id=msg_id, topic=topic, sent_at=sent_at):
                 if res == pulsar.Result.Ok:
                     self.history.add("ack", msg_id, topic)
-                    with self._count_lock:
-                        self.acked += 1
+                    self._acked(msg_id, topic)
                     self.stats.publish(True, (time.monotonic() - sent_at) * 1000, topic=topic)
                 else:
                     self.history.add("fail", msg_id, topic, str(res))
@@ -191,8 +226,7 @@ class WorkloadDriver:
                 except ValueError:
                     msg_id = None
             self.history.add("recv", msg_id, msg.topic_name())
-            with self._count_lock:
-                self.received += 1
+            self._delivered(msg_id)
             try:
                 self._consumer.acknowledge(msg)
             except Exception:

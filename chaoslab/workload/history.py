@@ -13,7 +13,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# kinds: send (invoked), ack (Pulsar acknowledged), fail (send failed), recv (consumer got it),
+# kinds: send (invoked), ack (Pulsar acknowledged), fail (send failed), recv (consumer got it; a
+#        message delivered twice has two recv ops: duplicates stay in the history, counted apart),
+#        books (how the workload's drain ended: closed or not, History.books),
 #        fault-start / fault-end / note (from the experiment runner)
 
 
@@ -35,6 +37,12 @@ class History:
         op = Op(time.time(), kind, id, topic, detail)
         with self._lock:
             self._ops.append(op)
+
+    def books(self, closed: bool, by: str) -> None:
+        """Write down how the workload's drain ended: the books closed (by "all-delivered", or
+        "broker-empty": what is still missing is provably lost), or not (by: why; what is missing
+        is then unknown to chaoslab.checks.loss, not lost)."""
+        self.add("books", detail=json.dumps({"closed": closed, "by": by}))
 
     @property
     def ops(self) -> list[Op]:

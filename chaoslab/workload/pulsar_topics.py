@@ -8,13 +8,24 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr
 
+from chaoslab import http
 from chaoslab.checks import loss
-from chaoslab.spec.base import Workload, register
+from chaoslab.spec.base import Secs, Workload, register
 from chaoslab.workload.admin import PulsarAdmin
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
-from chaoslab.workload.layout import Layout
+from chaoslab.workload.layout import Layout, Topic
 from chaoslab.workload.lookups import LookupClients
 from chaoslab.workload.stats import ClientStats
+
+
+def subscription_backlog(admin_url: str, topic: Topic, subscription: str) -> int | None:
+    """Messages `subscription` still has on `topic` (all partitions), from the broker's topic
+    stats; None when the broker does not say."""
+    kind = "partitioned-stats" if topic.partitions else "stats"
+    stats = http.get_json(f"{admin_url}/admin/v2/persistent/{topic.tenant}/{topic.namespace}/{topic.name}/{kind}")
+    sub = ((stats.get("subscriptions") or {}) if isinstance(stats, dict) else {}).get(subscription)
+    backlog = sub.get("msgBacklog") if isinstance(sub, dict) else None
+    return backlog if isinstance(backlog, int) and not isinstance(backlog, bool) else None
 
 
 @register("workload")
@@ -28,6 +39,8 @@ class PulsarTopics(Workload):
     lookup_clients: Annotated[int, Field(ge=0, le=50)] = 2
     lookup_topics: Annotated[int, Field(ge=1, le=100_000)] = 200
     lookup_reconnect_secs: Annotated[float, Field(ge=0.5, le=3600)] = 5.0
+    drain_timeout_secs: Secs = Field(60.0, description="after producing stops, wait this long at most for the books "
+                                                       "to close; what is still missing then is unknown, not lost")
     _layout: Layout | None = PrivateAttr(None)
     _stats: ClientStats | None = PrivateAttr(None)
     _driver: WorkloadDriver | None = PrivateAttr(None)
@@ -60,7 +73,7 @@ class PulsarTopics(Workload):
             return {}
         out = self._stats.window(window_secs)
         out.update(backlog=self._driver.backlog, acked_total=self._driver.acked,
-                   received_total=self._driver.received, window_secs=window_secs,
+                   received_total=self._driver.received, duplicates_total=self._driver.duplicates, window_secs=window_secs,
                    lookups_expected=self.lookup_clients > 0)
         return out
 
@@ -73,7 +86,10 @@ class PulsarTopics(Workload):
             return {}
         self._lookups.stop()
         self._driver.stop_producing()
-        self._driver.drain(quiet_secs=10, timeout=60)
+        topics = {t.fqn: t for t in self._layout.topics}
+        sub = self._driver.config.subscription
+        self._driver.drain(timeout=self.drain_timeout_secs, broker_backlog=lambda fqn: subscription_backlog(
+            ctx.lab.proxy_admin_url, topics[fqn], sub) if fqn in topics else None)
         self._driver.close()
         report = loss.check(self._driver.history)
         self._driver.history.save(ctx.run_dir / f"history-{ctx.variant.name}.jsonl")

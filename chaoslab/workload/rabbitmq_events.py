@@ -188,6 +188,7 @@ class _Publisher(_Worker):
                 continue
             done = time.time()
             o._history.add("ack", event_id, topic=queue)
+            o._confirmed(event_id)
             o._stats.confirm((done - due) * 1000, (done - sent) * 1000, self.node)
             pending_id = None
             seq += 1
@@ -209,6 +210,7 @@ class _Consumer(_Worker):
                     if method is None:
                         continue
                     o._history.add("recv", props.message_id, topic=queue)
+                    o._delivered(props.message_id)
                     o._stats.count("consumed")
                     o._last_delivery = time.time()
                     self.channel.basic_ack(method.delivery_tag)
@@ -235,6 +237,9 @@ class RabbitmqEvents(Workload):
     prefetch: Annotated[int, Field(ge=1, le=10_000)] = 50
     payload_bytes: Annotated[int, Field(ge=64, le=1_000_000)] = 512
     confirm_timeout_secs: Annotated[float, Field(ge=1, le=600)] = 60.0
+    drain_timeout_secs: Annotated[float, Field(ge=0, le=3600, description="after publishing stops, wait this long at "
+                                               "most for every confirmed event to arrive; then the queues are "
+                                               "counted: empty, what is missing is lost; else unknown")] = 60.0
     _history: History | None = PrivateAttr(None)
     _stats: ConfirmStats | None = PrivateAttr(None)
     _workers: list = PrivateAttr(default_factory=list)
@@ -243,6 +248,56 @@ class RabbitmqEvents(Workload):
     _urls: list = PrivateAttr(default_factory=list)
     _run: str = PrivateAttr("")
     _last_delivery: float = PrivateAttr(0.0)
+    _ids_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _received_ids: set = PrivateAttr(default_factory=set)
+    _outstanding: set = PrivateAttr(default_factory=set)    # confirmed, not received yet
+    _duplicates: int = PrivateAttr(0)
+
+    def _confirmed(self, event_id: str) -> None:
+        with self._ids_lock:
+            if event_id not in self._received_ids:
+                self._outstanding.add(event_id)
+
+    def _delivered(self, event_id: str | None) -> None:
+        if event_id is None:
+            return
+        with self._ids_lock:
+            if event_id in self._received_ids:
+                self._duplicates += 1
+            self._received_ids.add(event_id)
+            self._outstanding.discard(event_id)
+
+    @property
+    def backlog(self) -> int:
+        """Confirmed, not received yet: distinct events (a duplicate does not stand in for another)."""
+        with self._ids_lock:
+            return len(self._outstanding)
+
+    def queue_depths(self) -> dict[str, int | None]:
+        """Messages in each queue (ready; with no consumer left, unacknowledged ones are back in it), read
+        with a passive declare through any node that answers; None for a queue none could count."""
+        pika = _pika()
+        depths: dict[str, int | None] = {q: None for q in self.queue_names}
+        for url in self._urls:
+            if all(v is not None for v in depths.values()):
+                break
+            try:
+                conn = pika.BlockingConnection(pika.URLParameters(url))
+            except Exception:
+                continue
+            try:
+                for q in [q for q, v in depths.items() if v is None]:
+                    try:
+                        depths[q] = conn.channel().queue_declare(q, passive=True).method.message_count
+                    except Exception:
+                        if not conn.is_open:
+                            break
+            finally:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+        return depths
 
     @property
     def queue_names(self) -> list[str]:
@@ -291,7 +346,7 @@ class RabbitmqEvents(Workload):
         out = self._stats.window(window_secs)
         acked, received = self._stats.totals["confirmed"], self._stats.totals["consumed"]
         out.update(window_secs=window_secs, confirmed_total=acked, consumed_total=received,
-                   backlog=max(0, acked - received),
+                   backlog=self.backlog, duplicates_total=self._duplicates,
                    publishers_by_node={f"node-{n}": sum(1 for w in self._workers if isinstance(w, _Publisher) and w.node == n)
                                        for n in range(1, len(self._urls) + 1)})
         return out
@@ -303,20 +358,32 @@ class RabbitmqEvents(Workload):
         for w in self._workers:
             if isinstance(w, _Publisher):
                 w.join(self.confirm_timeout_secs + 10)
-        # drain: until everything confirmed has been consumed, or nothing arrived for 10 s
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self._stats.totals["consumed"] >= self._stats.totals["confirmed"]:
-                break
-            if time.time() - max(self._last_delivery, time.time() - 60) > 10:
-                break
+        # drain: until every confirmed event has arrived (distinct ids), or the declared timeout
+        deadline = time.time() + self.drain_timeout_secs
+        while self.backlog and time.time() < deadline:
             time.sleep(0.5)
         self.close(ctx)
+        self._history.books(*self.books())
         report = loss.check(self._history)
         self._history.save(ctx.run_dir / f"history-{ctx.variant.name}.jsonl")
         return {"loss": report.summary(), "queues": self.queue_names, "queue_type": self.queue_type,
                 "confirmed": self._stats.totals["confirmed"], "consumed": self._stats.totals["consumed"],
                 "reconnects": self._stats.totals["reconnect"]}
+
+    def books(self) -> tuple[bool, str]:
+        """Whether the books close once the consumers are gone: every confirmed event received, or
+        every queue counted empty (what is missing then is provably lost)."""
+        alive = [w.name for w in self._workers if w.is_alive()]
+        if alive:  # a publisher may still get a confirm, a consumer may hold unacknowledged events
+            return False, f"workers still running after the stop: {', '.join(alive[:5])}"
+        missing = self.backlog
+        if not missing:
+            return True, "all-delivered"
+        depths = self.queue_depths()
+        if all(d == 0 for d in depths.values()):
+            return True, "broker-empty"
+        return False, (f"timeout after {self.drain_timeout_secs:.0f} s: {missing} confirmed events not received; "
+                       f"queues still holding or not counted: {({q: d for q, d in depths.items() if d != 0})}")
 
     def close(self, ctx) -> None:
         self._producing_stopped.set()

@@ -1,12 +1,18 @@
 """`type: vm-agents`: a group of small-VM containers, each running the telemetry agent with the
 group's buffer settings and a resident application, shipping `rate` events/s into Pulsar through
-the proxy. Stopping the workload stops the agents gracefully and all at once (each drains its
-buffer for up to 10 s, then writes down what it still holds), reads the group's topic from the
-beginning and closes the books per VM and per event (chaoslab.workload.accounting)."""
+the proxy. Stopping the workload stops the agents gracefully and all at once: each gets the drain
+its group declares (`drain_secs`, AGENT_DRAIN_SECS) plus the agent's shutdown slack (a send in
+flight may take its 30 s send timeout) before the engine would kill it; each exit is read back.
+Then the group's topic is read from the beginning to its end and the books close per VM and per
+event (chaoslab.workload.accounting): events an agent could not account for because the lab killed
+it are `unknown`, never `lost`."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal
 
@@ -19,13 +25,52 @@ from chaoslab.observe.metrics import scrape
 from chaoslab.run.wait import wait_until
 from chaoslab.settings import FLAVOURS
 from chaoslab.spec.base import Model, Secs, Workload, register
-from chaoslab.workload.accounting import BUCKETS, close_books, read_agent_files, read_topic
+from chaoslab.workload.accounting import (BUCKETS, AgentEnd, close_books, read_agent_files, read_topic,
+                                          unaccounted_are)
 
 AGENT_METRICS = ("vector_buffer_size_events", "vector_buffer_size_bytes", "vector_buffer_events",
                  "vector_buffer_received_events_total", "vector_buffer_sent_events_total",
                  "vector_buffer_discarded_events_total", "vector_component_received_events_total",
                  "vector_component_sent_events_total", "vector_component_discarded_events_total",
                  "vector_component_errors_total")
+
+
+# agent/src/sink.rs: SEND_TIMEOUT and SHUTDOWN_SLACK (a send in flight, the last wait for events and
+# the producer's close after the drain deadline). tests/unit/test_books_honest.py reads them there.
+AGENT_SEND_TIMEOUT_SECS = 30.0
+AGENT_SHUTDOWN_SLACK_SECS = 32.5
+# The rest of a stop: writing down what the buffer holds (a disk buffer is scanned) and the engine's own work.
+STOP_MARGIN_SECS = 10.0
+
+
+def stop_grace_secs(drain_secs: float) -> int:
+    """How long the lab waits for a stopped agent before the engine kills it: the drain the group
+    declares plus everything the agent may still do after its drain deadline."""
+    return math.ceil(drain_secs + AGENT_SHUTDOWN_SLACK_SECS + STOP_MARGIN_SECS)
+
+
+def stop_agent(container, grace_secs: int) -> AgentEnd:
+    """Stop one VM gracefully (SIGTERM; the engine kills it after `grace_secs`) and read how it ended."""
+    end = AgentEnd(running_at_stop=None, stop_timeout_secs=grace_secs)
+    try:
+        container.reload()
+        end.running_at_stop = container.attrs["State"].get("Status") == "running"
+    except Exception:
+        pass
+    if end.running_at_stop is not False:
+        began = time.monotonic()
+        try:
+            container.stop(timeout=grace_secs)
+            end.stop_secs = round(time.monotonic() - began, 2)
+        except Exception as exc:
+            end.stop_error = f"{type(exc).__name__}: {exc}"[:200]
+    try:
+        container.reload()
+        state = container.attrs["State"]
+        end.status, end.exit_code, end.oom_killed = state.get("Status"), state.get("ExitCode"), bool(state.get("OOMKilled"))
+    except Exception:
+        pass
+    return end
 
 
 def container_ip(container) -> str | None:
@@ -95,6 +140,10 @@ class VmAgents(Workload):
         None, description="scale the flavour's memory cap (declared scaling, shown in the report); default: the flavour's")
     buffer: Buffer = Buffer()
     shipping_timeout_secs: Secs = 120.0
+    drain_secs: Secs = Field(10.0, description="after SIGTERM the agent drains its buffer this long (AGENT_DRAIN_SECS); "
+                                               "the stop waits for it plus the agent's in-flight send timeout")
+    read_timeout_secs: Secs = Field(300.0, description="reading the group's topic to its end may take this long; "
+                                                       "what is not read by then is unknown, not lost")
     _containers: list = PrivateAttr(default_factory=list)
     _ips: dict = PrivateAttr(default_factory=dict)
     _name: str = PrivateAttr("")
@@ -120,7 +169,8 @@ class VmAgents(Workload):
 
     def start(self, ctx) -> None:
         self._name = self.group or ctx.variant.name
-        self._topic = f"persistent://public/default/vm-{self._name}-{ctx.experiment.seed}"
+        # one topic per run: a topic left by an earlier run with the same seed would fill this run's gaps
+        self._topic = f"persistent://public/default/vm-{self._name}-{ctx.experiment.seed}-{uuid.uuid4().hex[:8]}"
         config = ctx.run_dir / f"agent-{self._name}.toml"
         config.write_text(agent_toml(self, self._name, self._topic))
         memory = self.memory_mib or FLAVOURS[self.flavour]["memory_mib"]
@@ -129,8 +179,9 @@ class VmAgents(Workload):
                   buffer=self.buffer.model_dump(), rate=self.rate, line_bytes=self.line_bytes)
         ctx.log(f"[{ctx.variant.name}] {self.count} {self.flavour} VMs, {self.buffer.type} buffer, "
                 f"when_full={self.buffer.when_full} ...")
-        self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(self._name, self.flavour, self.count, config,
-                                                                    {"RESIDENT_MB": self.resident_mb}, self.memory_mib))
+        self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(
+            self._name, self.flavour, self.count, config, {"RESIDENT_MB": self.resident_mb, "AGENT_DRAIN_SECS": self.drain_secs},
+            self.memory_mib))
 
         def shipping():
             return all(((scrape_agent(self.ip(c)) or {}) if self.ip(c) else {}).get(
@@ -145,33 +196,43 @@ class VmAgents(Workload):
         final = probe.latest() if probe else {}
         peaks = probe.summary().get("per_vm_peak", {}) if probe else {}
 
-        def stop_one(c):  # gracefully: SIGTERM, the agent drains and writes its ledger
-            try:
-                c.stop(timeout=15)
-            except Exception:
-                pass
+        grace = stop_grace_secs(self.drain_secs)
+        with ThreadPoolExecutor(max_workers=max(1, len(self._containers))) as pool:  # all at once
+            ends = dict(zip((c.name for c in self._containers), pool.map(lambda c: stop_agent(c, grace), self._containers)))
         with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(stop_one, self._containers))
             ledgers = dict(zip((c.name for c in self._containers), pool.map(read_agent_files, self._containers)))
         hosts = [c.attrs["Config"]["Hostname"] for c in self._containers]
-        reading = read_topic(ctx.lab.proxy_service_url, self._topic, hosts)
+        reading = read_topic(ctx.lab.proxy_service_url, self._topic, hosts, timeout_secs=self.read_timeout_secs)
+        if not reading.complete:
+            ctx.log(f"[{ctx.variant.name}] topic {self._topic} not read to its end within {self.read_timeout_secs:.0f} s "
+                    f"({reading.error or 'still reading'}): events not found in it are unknown, not lost")
         totals = {k: 0 for k in BUCKETS}
-        per_vm, oom_killed = {}, []
+        per_vm, oom_killed, books_open = {}, [], []
         for c in self._containers:
-            c.reload()
+            end = ends[c.name]
             vm = final.get(c.name, {})
             cg = vm.get("cgroup") or {}
-            oom = bool(c.attrs["State"].get("OOMKilled")) or (cg.get("oom_kill") or 0) > 0
+            oom = end.oom_killed or (cg.get("oom_kill") or 0) > 0
             if oom:
                 oom_killed.append(c.name)
             host = c.attrs["Config"]["Hostname"]
-            books = close_books(ledgers[c.name], reading.seqs.get(host, set()), reading.duplicates.get(host, 0))
-            per_vm[c.name] = {**books, "oom_killed": oom,
+            why = unaccounted_are(end, self.buffer.type)
+            if why is None and not reading.complete:
+                why = f"the topic was not read to its end within {self.read_timeout_secs:.0f} s"
+            books = close_books(ledgers[c.name], reading.seqs.get(host, set()), reading.duplicates.get(host, 0),
+                                unknown_because=why)
+            if not books["books_closed"]:
+                books_open.append(c.name)
+            per_vm[c.name] = {**books, "oom_killed": oom, "agent_end": end.summary(),
                               "peak_memory_bytes": peaks.get(c.name, {}).get("memory.usage_in_bytes"),
                               "memory_limit_bytes": cg.get("memory.limit_in_bytes"),
                               "pgmajfault": cg.get("total_pgmajfault"), "blkio_read_bytes": cg.get("blkio_read_bytes")}
             for k in totals:
                 totals[k] += books[k]
+        killed_by_stop = [n for n, e in ends.items() if e.running_at_stop and e.exit_code not in (0, None)]
+        if killed_by_stop:
+            ctx.log(f"[{ctx.variant.name}] {len(killed_by_stop)} agent(s) ended non-zero after the stop "
+                    f"({', '.join(killed_by_stop[:5])}): see per_vm.agent_end")
         strangers = sorted(set(reading.seqs) - set(hosts))
         if reading.unparsed or strangers:
             ctx.log(f"[{ctx.variant.name}] topic {self._topic}: {reading.unparsed} events without a sequence number, "
@@ -181,7 +242,9 @@ class VmAgents(Workload):
                 "memory_mib": self.memory_mib or FLAVOURS[self.flavour]["memory_mib"], "resident_mb": self.resident_mb,
                 "rate": self.rate, "line_bytes": self.line_bytes,
                 "topic": self._topic, "totals": totals, "per_vm": per_vm, "oom_killed": oom_killed,
-                "topic_messages": reading.messages, "topic_unparsed": reading.unparsed}
+                "books_open": books_open, "drain_secs": self.drain_secs, "stop_grace_secs": grace,
+                "topic_messages": reading.messages, "topic_unparsed": reading.unparsed,
+                "topic_read_complete": reading.complete, "topic_read_secs": reading.secs, "topic_read_error": reading.error}
 
     def _remove(self, ctx) -> None:
         folder = ctx.run_dir / "logs" / ctx.variant.name

@@ -67,14 +67,32 @@ def admin(lab):
 
 
 
+def assert_verdict(proc, out: Path, expect: set[str]) -> str:
+    """The run's verdict is one the test expects, and the exit code is that verdict's (so a crash,
+    exit 2 ERROR, never passes for a FAIL, nor an INCONCLUSIVE for a PASS)."""
+    import json
+
+    from chaoslab.run.runner import CODES
+    results = json.loads((out / "results.json").read_text())
+    verdicts = [v["verdict"] for v in results["variants"]]
+    primary = next((v["verdict"] for v in results["variants"] if v["role"] == "primary"), verdicts[0] if verdicts else None)
+    detail = f"verdicts {verdicts}, exit {proc.returncode}; reasons {[v['reasons'] for v in results['variants']]}; " \
+             f"stderr: {proc.stderr[-1500:]}"
+    assert primary in expect, detail
+    assert proc.returncode == CODES[primary], detail
+    return primary
+
+
 @pytest.fixture
 def run_experiment():
-    """`chaoslab experiment FILE --out OUT` as a user runs it; returns (process, journal records)."""
+    """`chaoslab experiment FILE --out OUT` as a user runs it; returns (process, journal records).
+    `expect`: the verdicts (PASS, FAIL, INCONCLUSIVE, ERROR) the test accepts for the primary."""
     from chaoslab.run.journal import read
 
-    def run(experiment: Path, out: Path, timeout: float):
-        proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(experiment), "--out", str(out)],
-                              capture_output=True, text=True, timeout=timeout)
-        assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    def run(experiment: Path, out: Path, timeout: float, expect: set[str], args: tuple[str, ...] = ()):
+        proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(experiment), "--out", str(out),
+                               *args], capture_output=True, text=True, timeout=timeout)
+        assert (out / "results.json").exists(), proc.stderr[-2000:]
+        assert_verdict(proc, out, expect)
         return proc, read(out / "journal.jsonl")
     return run

@@ -19,7 +19,9 @@ def test_a_slow_node_raises_confirm_latency_on_the_real_cluster(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(EXPERIMENT),
                            "--variant", "slow-node-left-in", "--out", str(out)], capture_output=True, text=True,
                           timeout=900)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    # judged by its final checks (abort_on_violation: false), with every second judged: PASS
+    from conftest import assert_verdict
+    assert_verdict(proc, out, {"PASS"})
     records = read(out / "journal.jsonl")
     samples = [r for r in records if r.get("type") == "sample"]
     # the cluster's own view: three nodes, all running, each seen by every node that answered

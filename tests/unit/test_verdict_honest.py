@@ -132,6 +132,7 @@ def fake_lab(monkeypatch, tmp_path):
     monkeypatch.setattr(runner_mod.vms, "remove_groups", lambda lab: None)
     monkeypatch.setenv("CHAOSLAB_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setattr("chaoslab.lab.broker_settings.check_broker_settings", lambda *a, **k: None)
+    monkeypatch.setattr("chaoslab.lab.releases.check_release_resolves", lambda *a, **k: None)
 
 
 def make_runner(tmp_path, steps=None, values=(5,), checks=(), min_coverage=0.95, die_after=None, secs=2.0,
@@ -398,3 +399,21 @@ def test_a_crash_in_the_cli_is_one_line_and_exit_2(monkeypatch, capsys):
     assert cli.main(["validate", "x"]) == 2
     errline = capsys.readouterr().err.strip()
     assert errline.startswith("chaoslab: internal error: KeyError") and "\n" not in errline
+
+
+def test_an_unresolvable_release_is_refused_before_the_lab_is_touched(tmp_path, monkeypatch):
+    """Road: `gate --to 9.9.9` tore the lab down before it failed."""
+    from chaoslab.errors import LabError
+    from chaoslab.lab import releases
+
+    def resolves(version, components=("broker",)):
+        if version == "9.9.9":
+            raise releases.UnresolvableRelease("Pulsar 9.9.9: not a release Maven can resolve")
+    monkeypatch.setattr(releases, "check_release_resolves", resolves)
+    run = make_runner(tmp_path)
+    run.exp.versions.to = "9.9.9"
+    monkeypatch.setattr(run, "releases", lambda: ["3.2.2", "9.9.9"])
+    with pytest.raises(LabError, match="9.9.9"):
+        run.run()
+    assert FakeLab.instances[-1].calls == [], "nothing may be built, started or removed"
+    assert not (run.run_dir / "journal.jsonl").exists()
