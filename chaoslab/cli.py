@@ -211,6 +211,22 @@ def _on_sigterm() -> None:
 
 
 def cmd_gate(args) -> int:
+    """The gate: refusals (bad input, unknown settings) are exit 2 with one line, and with
+    --junit / --json they are written there too, so a pipeline never reads them as green."""
+    from chaoslab import gate
+    try:
+        return _gate(args)
+    except LabError as exc:
+        if getattr(exc, "_gate_reported", False):
+            raise
+        if args.junit:
+            gate.junit(args.junit, None, 2, message=f"refused: {exc}")
+        if args.json:
+            print(json.dumps({"verdict": "REFUSED", "exit_code": exc.exit_code, "runs": 0, "reason": str(exc)}, indent=2))
+        raise
+
+
+def _gate(args) -> int:
     from chaoslab import gate
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}

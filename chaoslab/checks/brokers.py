@@ -8,6 +8,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from chaoslab.lab import health
+from chaoslab.checks.client import brokers_log_problem
+from chaoslab.probes.figures import Ownership
 from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Unknown, Violation, register
 
 
@@ -21,14 +23,12 @@ class UnownedTopics(Condition):
         """Sampled topics whose lookup was answered without an owner. A lookup that was rejected
         or not answered says nothing about ownership: see lookup-rejections."""
         own = _ownership(sample)
-        n = own.get("unowned")
-        answered = (own.get("sampled") or 0) - (own.get("rejected") or 0) - (own.get("no_answer") or 0)
-        if n is None or answered <= 0:
+        if own.unowned is None or own.answered <= 0:
             raise Unknown("no sampled lookup was answered: ownership not observed")
-        if n <= self.max:
+        if own.unowned <= self.max:
             return []
-        return [Violation("unowned_topics", n, self.max, detail=f"{n} of {own.get('sampled')} sampled workload topics; "
-                          + _failed(own))]
+        return [Violation("unowned_topics", own.unowned, self.max,
+                          detail=f"{own.unowned} of {own.sampled} sampled workload topics; " + _failed(own))]
 
 
 @register("condition")
@@ -40,25 +40,25 @@ class LookupRejections(Condition):
 
     def violations(self, sample: dict) -> list[Violation]:
         own = _ownership(sample)
-        if not own.get("sampled"):
+        if not own.sampled:
             raise Unknown("no workload topic was looked up")
-        n = (own.get("rejected") or 0) + (own.get("no_answer") or 0)
+        n = own.rejected + own.no_answer
         if n <= self.max:
             return []
         return [Violation("sampled_lookups_rejected_or_unanswered", n, self.max,
-                          detail=f"{own.get('rejected')} rejected, {own.get('no_answer')} unanswered of "
-                                 f"{own.get('sampled')} asked of {own.get('asked')}; " + _failed(own))]
+                          detail=f"{own.rejected} rejected, {own.no_answer} unanswered of "
+                                 f"{own.sampled} asked of {own.asked}; " + _failed(own))]
 
 
-def _ownership(sample: dict) -> dict:
-    own = (sample.get("cluster") or {}).get("ownership")
-    if not own:
+def _ownership(sample: dict) -> Ownership:
+    own = Condition.figures(sample, "pulsar-cluster").ownership
+    if own is None:
         raise Unknown("the pulsar-cluster probe looked up no workload topic (no workload topics, or lookup_sample: 0)")
     return own
 
 
-def _failed(own: dict) -> str:
-    return "e.g. " + "; ".join(f"{f['topic'].split('/')[-1]}: {f['answer']}" for f in (own.get("failed_sample") or [])[:2])
+def _failed(own: Ownership) -> str:
+    return "e.g. " + "; ".join(f"{f.topic.split('/')[-1]}: {f.answer}" for f in own.failed_sample[:2])
 
 
 @register("condition")
@@ -70,8 +70,8 @@ class PendingLookups(Condition):
     def violations(self, sample: dict) -> list[Violation]:
         out = []
         seen = 0
-        for name, b in sorted((sample.get("brokers") or {}).items()):
-            pending = (b.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests")
+        for name, b in sorted(self.figures(sample, "pulsar-brokers").brokers.items()):
+            pending = b.metric("pulsar_broker_lookup_pending_requests")
             seen += pending is not None
             if pending is not None and pending > self.max:
                 out.append(Violation("pending_lookups", round(pending), self.max, subject=name,
@@ -90,18 +90,23 @@ class SplitOwnership(Condition):
     reads: ClassVar[tuple[str, ...]] = ("pulsar-cluster", "pulsar-brokers")
     max: Annotated[int, Field(ge=0)] = 0
 
+    def plan_problem(self, plan) -> str | None:
+        cluster = next((p for p in plan.probes if p.type == "pulsar-cluster"), None)
+        if cluster is not None and not cluster.ask_every_broker:
+            return "pulsar-cluster compares ownership across brokers only with ask_every_broker: true"
+        return brokers_log_problem(plan)
+
     def violations(self, sample: dict) -> list[Violation]:
-        cluster = sample.get("cluster") or {}
-        if "split" not in cluster:
+        cluster = self.figures(sample, "pulsar-cluster")
+        if cluster.split is None:
             raise Unknown("ownership is not compared across brokers (pulsar-cluster needs ask_every_broker: true)")
-        if (cluster.get("split_brokers_answered") or 0) < 2:
+        if (cluster.split_brokers_answered or 0) < 2:
             raise Unknown("fewer than two brokers answered ownedNamespaces recently: a split cannot be seen")
-        splits = cluster.get("split") or []
-        if len(splits) <= self.max:
+        if len(cluster.split) <= self.max:
             return []
-        first = splits[0]
-        return [Violation("split_ownership", len(splits), self.max,
-                          detail=f"bundle {first['bundle']} owned by {' and '.join(first['brokers'])}")]
+        first = cluster.split[0]
+        return [Violation("split_ownership", len(cluster.split), self.max,
+                          detail=f"bundle {first.bundle} owned by {' and '.join(first.brokers)}")]
 
 
 @register("condition")
@@ -109,18 +114,21 @@ class GreenButBroken(Condition):
     """A broker that the operator's check and Pulsar's own check call healthy while the
     workload's operations on its topics fail (broker-views probe): the incident's broker."""
     type: Literal["green-but-broken"] = "green-but-broken"
-    reads: ClassVar[tuple[str, ...]] = ("broker-views",)
+    reads: ClassVar[tuple[str, ...]] = ("broker-views", "pulsar-brokers", "pulsar-cluster")
     max: Annotated[int, Field(ge=0, description="brokers allowed in that state")] = 0
 
     def violations(self, sample: dict) -> list[Violation]:
-        views = (sample.get("views") or {}).get("brokers")
+        views = self.figures(sample, "broker-views").brokers
         if not views:
             raise Unknown("no broker view yet")
-        bad = {b: v for b, v in views.items() if v.get("state") == "green-but-broken"}
+        bad = {b: v for b, v in views.items() if v.state == "green-but-broken"}
         if len(bad) <= self.max:
+            unseen = sorted(b for b, v in views.items() if v.state == "unknown")
+            if unseen:
+                raise Unknown(f"{', '.join(unseen)} not seen both ways yet (shallow and health check)")
             return []
         return [Violation("green_but_broken", 1, self.max, subject=b,
-                          detail=f"shallow ok, health check ok, workload: {v.get('detail')}") for b, v in sorted(bad.items())]
+                          detail=f"shallow ok, health check ok, workload: {v.detail}") for b, v in sorted(bad.items())]
 
 
 @register("check")

@@ -1,29 +1,40 @@
-"""Steady-state conditions on what the Pulsar clients saw (sample["client"], the pulsar-client
-probe's sliding window). A window with no publish (or no lookup) at all, once the workload has
-run longer than the window, is a violation: clients stuck waiting are not "fine"."""
+"""Steady-state conditions on what the Pulsar clients saw (the pulsar-client probe's sliding
+window, typed as probes.figures.ClientWindow). A window with no publish (or no lookup) at all,
+once the workload has run longer than the window, is a violation: clients stuck waiting are not
+"fine". Before a first window has passed, and whenever a figure is absent, a condition says
+unknown."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from chaoslab.probes.figures import ClientWindow
 from chaoslab.spec.base import Condition, Unknown, Violation, register
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
-
-
-def _errors(client: dict) -> str:
-    errors = client.get("errors") or {}
-    return ("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))) if errors else ""
-
-
 CLIENT: tuple[str, ...] = ("pulsar-client",)
+LOG_FRESH_SECS = 20.0   # a broker log count older than this says nothing about now
 
 
-def _window_passed(sample: dict) -> bool:
-    client = sample.get("client") or {}
-    return (sample.get("elapsed") or 0) > (client.get("window_secs") or 0) and bool(client)
+def brokers_log_problem(plan) -> str | None:
+    """pulsar-brokers reads logs and ownership only with its full profile."""
+    brokers = next((p for p in plan.probes if p.type == "pulsar-brokers"), None)
+    if brokers is not None and getattr(brokers, "profile", "full") != "full":
+        return "pulsar-brokers runs with profile metrics-only, which reads no log and no ownership"
+    return None
+
+
+def _errors(client: ClientWindow) -> str:
+    return ("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(client.errors.items()))) if client.errors else ""
+
+
+def _client(sample: dict) -> tuple[ClientWindow, bool]:
+    """The client's window and whether a whole window has passed since the workload began."""
+    client = Condition.figures(sample, "pulsar-client")
+    return client, client.window_passed(sample.get("elapsed"))
 
 
 @register("condition")
@@ -33,17 +44,15 @@ class PublishSuccessRate(Condition):
     min: Fraction = 0.99
 
     def violations(self, sample: dict) -> list[Violation]:
-        client = sample.get("client") or {}
-        attempts = client.get("publish_ok", 0) + client.get("publish_failed", 0)
-        if attempts == 0 and _window_passed(sample):
-            return [Violation("publish_success_rate", None, self.min, detail="no publish completed in the window")]
-        if attempts == 0:
+        client, passed = _client(sample)
+        if client.publishes == 0:
+            if passed:
+                return [Violation("publish_success_rate", None, self.min, detail="no publish completed in the window")]
             raise Unknown("no publish completed yet (the window has not passed)")
-        rate = client.get("publish_success_rate")
-        if rate is None:
+        if client.publish_success_rate is None:
             raise Unknown("no publish success rate in the client's window")
-        if rate < self.min:
-            return [Violation("publish_success_rate", rate, self.min, detail=_errors(client))]
+        if client.publish_success_rate < self.min:
+            return [Violation("publish_success_rate", client.publish_success_rate, self.min, detail=_errors(client))]
         return []
 
 
@@ -54,10 +63,10 @@ class PublishP99(Condition):
     max: Annotated[float, Field(ge=1, le=600_000)] = 2000.0
 
     def violations(self, sample: dict) -> list[Violation]:
-        client = sample.get("client") or {}
-        p99 = client.get("publish_p99_ms")
+        client, passed = _client(sample)
+        p99 = client.publish_p99_ms
         if p99 is None:
-            if _window_passed(sample) and not client.get("publish_ok", 0) + client.get("publish_failed", 0):
+            if passed and not client.publishes:
                 # nothing completed: no latency to measure (publish-success-rate judges that second)
                 return [Violation("publish_p99_ms", None, self.max, detail="no publish completed in the window")]
             raise Unknown("no publish latency in the client's window")
@@ -71,11 +80,11 @@ class Backlog(Condition):
     max: Annotated[int, Field(ge=0)] = 5000
 
     def violations(self, sample: dict) -> list[Violation]:
-        backlog = (sample.get("client") or {}).get("backlog")
+        backlog = _client(sample)[0].backlog
         if backlog is None:
             raise Unknown("the client reported no backlog")
         return [Violation("backlog", backlog, self.max, detail="acknowledged, not yet consumed")] \
-            if backlog is not None and backlog > self.max else []
+            if backlog > self.max else []
 
 
 @register("condition")
@@ -84,13 +93,18 @@ class LookupSuccessRate(Condition):
     reads: ClassVar[tuple[str, ...]] = CLIENT
     min: Fraction = 0.9
 
+    def plan_problem(self, plan) -> str | None:
+        if getattr(plan.workload, "lookup_clients", None) == 0:
+            return "the workload makes no lookups (lookup_clients: 0): set lookup_clients > 0 or remove the condition"
+        return None
+
     def violations(self, sample: dict) -> list[Violation]:
-        client = sample.get("client") or {}
-        if not client.get("lookups_expected"):
+        client, passed = _client(sample)
+        if not client.lookups_expected:
             raise Unknown("the workload makes no lookups (lookup_clients: 0): nothing to judge")
-        if not _window_passed(sample):
+        if not passed:
             raise Unknown("the client's first window has not passed")
-        ok, failed = client.get("lookup_ok", 0), client.get("lookup_failed", 0)
+        ok, failed = client.lookup_ok, client.lookup_failed
         if ok + failed == 0:
             return [Violation("lookups", 0, "> 0", detail="none completed in the window (clients are stuck waiting)")]
         if ok / (ok + failed) < self.min:
@@ -108,18 +122,23 @@ class TooManyRequests(Condition):
     reads: ClassVar[tuple[str, ...]] = ("pulsar-brokers",)
     max: Annotated[int, Field(ge=0)] = 0
 
+    def plan_problem(self, plan) -> str | None:
+        return brokers_log_problem(plan)
+
     def violations(self, sample: dict) -> list[Violation]:
-        brokers = sample.get("brokers") or {}
-        counted = {name: (b.get("log_new") or {}).get("too_many_pending_lookups") for name, b in brokers.items()}
-        counted = {name: n for name, n in counted.items() if n is not None}
+        brokers = self.figures(sample, "pulsar-brokers").brokers
+        now = sample.get("t") or time.time()
+        counted = {name: b.log_new.get("too_many_pending_lookups", 0) for name, b in brokers.items()
+                   if b.log_new is not None and b.log_new_t is not None and now - b.log_new_t <= LOG_FRESH_SECS}
         if not counted:
             raise Unknown("no broker's log has been read yet")
-        client = (sample.get("client") or {}).get("too_many_requests") or 0
-        n = sum(counted.values()) + client
+        client = sample.get("client")
+        seen = ClientWindow.model_validate(client).too_many_requests if client else 0
+        n = sum(counted.values()) + seen
         if n <= self.max:
             return []
         worst = max(counted, key=counted.get)
         return [Violation("too_many_requests", n, self.max, subject=worst if counted[worst] else None,
                           detail=f"brokers logged {sum(counted.values())} 'too many pending lookups' rejections "
                                  f"in their last period ({', '.join(f'{b} {c}' for b, c in sorted(counted.items()) if c)})"
-                                 + (f"; clients saw {client}" if client else ""))]
+                                 + (f"; clients saw {seen}" if seen else ""))]

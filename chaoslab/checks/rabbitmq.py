@@ -19,15 +19,15 @@ class ConfirmP99(Condition):
     max: Annotated[float, Field(ge=1, le=600_000)] = 1000.0
 
     def violations(self, sample: dict) -> list[Violation]:
-        rmq = sample.get("rabbitmq") or {}
-        if not rmq.get("confirms") and (sample.get("elapsed") or 0) > (rmq.get("window_secs") or 0):
+        rmq = self.figures(sample, "rabbitmq-client")
+        if not rmq.confirms and (sample.get("elapsed") or 0) > (rmq.window_secs or 0):
             return [Violation("confirms", 0, "> 0", detail="no publish was confirmed in the window")]
-        p99 = rmq.get("confirm_p99_ms")
+        p99 = rmq.confirm_p99_ms
         if p99 is None:
             raise Unknown("no confirm latency in the publishers' window yet")
         if p99 <= self.max:
             return []
-        by_node = rmq.get("p99_ms_by_node") or {}
+        by_node = rmq.p99_ms_by_node
         worst = max(by_node, key=by_node.get) if by_node else None
         detail = f"worst for publishers on {worst}: {by_node[worst]:.0f} ms" if worst else ""
         return [Violation("confirm_p99_ms", round(p99), self.max, subject=worst, detail=detail)]

@@ -15,16 +15,20 @@ class AgentBufferEvents(Condition):
     """Every VM's agent keeps up: its buffer holds at most `max` events (an agent that cannot
     keep up with the bus up makes an outage result meaningless)."""
     type: Literal["agent-buffer-events"] = "agent-buffer-events"
+    reads: ClassVar[tuple[str, ...]] = ("vm-agents",)
     max: Annotated[int, Field(ge=0)] = 1000
 
     def violations(self, sample: dict) -> list[Violation]:
-        out = []
-        for name, vm in sorted((sample.get("vms") or {}).items()):
-            size = (vm.get("agent") or {}).get("vector_buffer_size_events")
-            if size is None:
-                out.append(Violation("agent_buffer_events", None, self.max, subject=name, detail="agent metrics unavailable"))
+        out, silent = [], []
+        for name, vm in sorted(self.figures(sample, "vm-agents").vms.items()):
+            size = vm.buffer_events
+            if vm.agent_answered is False or size is None:
+                silent.append(name)   # its last answer is not this second's
             elif size > self.max:
                 out.append(Violation("agent_buffer_events", size, self.max, subject=name))
+        if silent and not out:
+            raise Unknown(f"no agent metrics this second from {', '.join(silent[:3])}"
+                          + (f" and {len(silent) - 3} more" if len(silent) > 3 else ""))
         return out
 
 

@@ -23,15 +23,26 @@ class LabBusy(LabError):
 
 
 def lock_dir() -> Path:
+    """/run/lock/chaoslab, shared by every user and checkout of the host (created world-writable
+    with the sticky bit, like /tmp). Only when /run/lock itself cannot be written is the system's
+    temporary folder used; a shared folder that exists but is not writable is an error, never a
+    silent fall-back (two users would then hold two different locks on one engine)."""
     if os.environ.get("CHAOSLAB_LOCK_DIR"):
         return Path(os.environ["CHAOSLAB_LOCK_DIR"])
-    for candidate in (Path("/run/lock/chaoslab"), Path(tempfile.gettempdir()) / "chaoslab-locks"):
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-            if os.access(candidate, os.W_OK):
-                return candidate
-        except OSError:
-            continue
+    for parent in (Path("/run/lock"), Path(tempfile.gettempdir())):
+        folder = parent / "chaoslab" if parent.name == "lock" else parent / "chaoslab-locks"
+        if folder.is_dir():
+            if not os.access(folder, os.W_OK):
+                raise LabError(f"the lab lock folder {folder} is not writable by this user: make it world-writable "
+                               f"(chmod 1777 {folder}) or set CHAOSLAB_LOCK_DIR for every user of this engine")
+            return folder
+        if os.access(parent, os.W_OK):
+            try:
+                folder.mkdir(exist_ok=True)
+                folder.chmod(0o1777)
+                return folder
+            except OSError:
+                continue
     raise LabError("no folder for the lab lock can be written (set CHAOSLAB_LOCK_DIR)")
 
 

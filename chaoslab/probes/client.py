@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from chaoslab.probes.figures import ClientWindow
 from chaoslab.spec.base import Panel, Probe, register
 
 
@@ -13,6 +14,7 @@ from chaoslab.spec.base import Panel, Probe, register
 class PulsarClient(Probe):
     type: Literal["pulsar-client"] = "pulsar-client"
     key: ClassVar[str] = "client"
+    figures: ClassVar = ClientWindow
     needs_workload: ClassVar[tuple[str, ...]] = ("pulsar-topics",)
 
     @classmethod

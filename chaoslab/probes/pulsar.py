@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
@@ -18,6 +19,7 @@ from pydantic import Field, PrivateAttr
 from chaoslab import http
 from chaoslab.lab import health
 from chaoslab.observe.metrics import scrape
+from chaoslab.probes.figures import ClusterFigures, BrokersFigures
 from chaoslab.spec.base import Panel, Probe, register
 
 BROKER_METRICS = (
@@ -114,6 +116,7 @@ class PulsarBrokers(Probe):
     profile: Literal["full", "metrics-only"] = Field(
         "full", description="metrics-only: nothing but /metrics (the lab's smallest footprint on the brokers)")
     key: ClassVar[str] = "brokers"
+    figures: ClassVar = BrokersFigures
     _owned: dict = PrivateAttr(default_factory=dict)   # broker -> (time, set of bundles it says it owns)
     _log_totals: dict = PrivateAttr(default_factory=dict)
     _log_since: dict = PrivateAttr(default_factory=dict)
@@ -186,14 +189,14 @@ class PulsarBrokers(Probe):
         totals = self._log_totals.setdefault(service, {k: 0 for k in LOG_PATTERNS})
         containers = ctx.lab.containers(service)
         if not containers:
-            return {"log_counts": dict(totals)}
+            return {"log_counts": dict(totals), "log_new": None, "log_new_t": None}
         container = containers[0]
         since = self._log_since.get(container.id)
         until = int(time.time())
         try:
             raw = container.logs(since=since, until=until) if since else container.logs(until=until)
         except Exception:
-            return {"log_counts": dict(totals)}
+            return {"log_counts": dict(totals), "log_new": None, "log_new_t": None}
         self._log_since[container.id] = until
         new = {k: 0 for k in LOG_PATTERNS}
         for line in raw.decode(errors="replace").splitlines():
@@ -202,7 +205,7 @@ class PulsarBrokers(Probe):
                     new[pattern_name] += 1
         for k, n in new.items():
             totals[k] += n
-        return {"log_counts": dict(totals), "log_new": new}
+        return {"log_counts": dict(totals), "log_new": new, "log_new_t": round(time.time(), 3)}
 
     def summary(self) -> dict:
         """Per broker, the notable log lines counted over the variant (e.g. lookups rejected for
@@ -219,6 +222,7 @@ class PulsarCluster(Probe):
     ask_every_broker: bool = Field(False, description="also compare what every broker says it owns (its own "
                                                       "ownedNamespaces): a bundle two brokers own is a split")
     key: ClassVar[str] = "cluster"
+    figures: ClassVar = ClusterFigures
     _owners: dict = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -255,7 +259,10 @@ class PulsarCluster(Probe):
         for fqn in SYSTEM_TOPICS:
             names = listed[fqn.split("://")[0]]
             exists[fqn] = None if names is None else any(n == fqn or n.startswith(fqn + "-partition-") for n in names)
-        out = {"system_topics": {"exists": exists, "owner": {t: owner_of(url, t) for t, e in exists.items() if e}},
+        present = [t for t, e in exists.items() if e]
+        with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:
+            owners = dict(zip(present, pool.map(lambda t: owner_of(url, t), present)))
+        out = {"system_topics": {"exists": exists, "owner": owners},
                "proxy": {"metrics": scrape(f"{ctx.lab.proxy_admin_url}/metrics/", PROXY_METRICS)}}
         if self.ask_every_broker and ctx.probe("brokers") is not None:
             out["split"] = ctx.probe("brokers").owned_overlap()
@@ -265,8 +272,10 @@ class PulsarCluster(Probe):
             start = int(time.time() / self.period_secs) * self.lookup_sample
             sample = [topics[(start + i) % len(topics)] for i in range(min(self.lookup_sample, len(topics)))]
             outcomes: dict[str, list] = {"owned": [], "unowned": [], "rejected": [], "no-answer": []}
-            for t in sample:
-                resp = lookup(url, t)
+            # asked side by side: one hanging lookup must not hold the others (and the probe) back
+            with ThreadPoolExecutor(max_workers=min(5, len(sample))) as pool:
+                answers = list(pool.map(lambda t: lookup(url, t), sample))
+            for t, resp in zip(sample, answers):
                 kind = lookup_outcome(resp)
                 outcomes[kind].append({"topic": t, "answer": resp.describe()[:160]} if kind != "owned" else t)
                 if kind == "owned":
@@ -277,6 +286,10 @@ class PulsarCluster(Probe):
                                 "no_answer": len(outcomes["no-answer"]),
                                 "failed_sample": (outcomes["unowned"] + outcomes["rejected"] + outcomes["no-answer"])[:3]}
         return out
+
+    def max_staleness(self) -> float:
+        # one collection asks listings (5 s), owners and lookups side by side (5 s each), the proxy (3 s)
+        return 2 * self.period_secs + 20.0
 
     def owners(self) -> dict[str, str]:
         """Last known owner (broker host) of each workload topic looked up so far."""

@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from chaoslab import http
+from chaoslab.probes.figures import RabbitmqWindow
 from chaoslab.spec.base import Panel, Probe, register
 
 
@@ -30,6 +31,7 @@ def _field(key: str, *names: str):
 class RabbitmqClient(Probe):
     type: Literal["rabbitmq-client"] = "rabbitmq-client"
     key: ClassVar[str] = "rabbitmq"
+    figures: ClassVar = RabbitmqWindow
     needs_workload: ClassVar[tuple[str, ...]] = ("rabbitmq-events",)
 
     @classmethod

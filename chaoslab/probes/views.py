@@ -17,6 +17,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
 
+from chaoslab.probes.figures import ViewsFigures
 from chaoslab.spec.base import Panel, Probe, register
 
 STATES = ("healthy", "down", "shallow-only", "green-but-broken")
@@ -58,6 +59,7 @@ class BrokerViews(Probe):
     failing_below: Annotated[float, Field(ge=0, le=1)] = 0.5
     stuck_lookups: Annotated[int, Field(ge=1)] = 1
     key: ClassVar[str] = "views"
+    figures: ClassVar = ViewsFigures
     needs_workload: ClassVar[tuple[str, ...]] = ("pulsar-topics",)
     needs_probes: ClassVar[tuple[str, ...]] = ("pulsar-brokers", "pulsar-cluster")
     _seconds: dict = PrivateAttr(default_factory=lambda: collections.defaultdict(collections.Counter))

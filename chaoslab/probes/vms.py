@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import PrivateAttr
 
 from chaoslab.observe import cgroups, host
+from chaoslab.probes.figures import VmsFigures
 from chaoslab.spec.base import Panel, Probe, rate, register
 from chaoslab.workload.vm_agents import scrape_agent
 
@@ -27,6 +28,7 @@ def _peaks(into: dict, values: dict) -> None:
 class VmAgentsProbe(Probe):
     type: Literal["vm-agents"] = "vm-agents"
     key: ClassVar[str] = "vms"
+    figures: ClassVar = VmsFigures
     needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
     _peak: dict = PrivateAttr(default_factory=dict)
 

@@ -59,7 +59,8 @@ class Tracker:
                 c = self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})
                 c["unknown"] += 1
                 c["why"][why] = c["why"].get(why, 0) + 1
-        self.last_violations = violations
+        if violations or not unknown:
+            self.last_violations = violations
         if violations:
             self.ok_since = None
             self.violated_seconds += 1
@@ -71,13 +72,18 @@ class Tracker:
                 self.resolved_t = None
             self.longest_secs = max(self.longest_secs, t - self.current_since)
             return t - self.current_since > self.tolerance_secs
+        if unknown:
+            # not violated, but not known to hold either: an ongoing violation carries through
+            # (only a second that is known to hold ends it), and nothing counts as held
+            self.ok_since = None
+            if self.current_since is None:
+                return False
+            self.longest_secs = max(self.longest_secs, t - self.current_since)
+            return t - self.current_since > self.tolerance_secs
         if self.current_since is not None:
             self.resolved_t = t
         self.current_since = None
-        if unknown:
-            self.ok_since = None      # not violated, but not known to hold either
-        else:
-            self.ok_since = self.ok_since or t
+        self.ok_since = self.ok_since or t
         return False
 
     @property

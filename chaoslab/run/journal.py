@@ -28,12 +28,25 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
-        self._last_sync = time.monotonic()
         self.handlers: list = list(handlers or [])
         self._failed_handlers: set[int] = set()
         self.context: dict = {}   # fields added to every record (e.g. the variant being run)
         self.failure: str | None = None   # the first write that failed: the run cannot be judged
         self.lost = 0                     # records that could not be written
+        # fsync every 2 s on a thread of its own: a slow disk (the I/O pressure some experiments
+        # cause on purpose) must not hold the sampler's second under the journal's lock
+        self._closing = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
+        self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        while not self._closing.wait(2.0):
+            try:
+                fd = self._fh.fileno()
+                os.fsync(fd)
+            except (OSError, ValueError) as exc:   # closed meanwhile, or the disk failed
+                if not self._fh.closed and self.failure is None:
+                    self.failure = f"the journal could not be synced ({type(exc).__name__}: {exc})"[:300]
 
     def write(self, type_: str, **fields) -> dict:
         record = {"t": round(time.time(), 3), "type": type_, **self.context, **fields}
@@ -43,9 +56,6 @@ class Journal:
                 return record
             try:
                 self._fh.write(line + "\n")
-                if time.monotonic() - self._last_sync > 2:
-                    os.fsync(self._fh.fileno())
-                    self._last_sync = time.monotonic()
             except (OSError, ValueError) as exc:  # ENOSPC, EIO...: the record is not kept
                 self.lost += 1
                 if self.failure is None:
@@ -69,6 +79,7 @@ class Journal:
                     self.write("handler-error", handler=type(handler).__name__, error=f"{type(exc).__name__}: {exc}"[:300])
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             if not self._fh.closed:
                 try:

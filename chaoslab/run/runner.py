@@ -511,10 +511,15 @@ class Runner:
         return out
 
     def _undo(self, ctx: RunContext, result: VariantResult, steps: list) -> None:
+        """Undo each applied step, newest first. An undo that did not succeed is recorded (the
+        verdict says so: the change could not be taken back). An undo that raised (the lab
+        failed, or a bug) does not stop the others, and then ends the run ERROR: it is not a
+        verdict on the change."""
         if not steps:
             return
         ctx.phase = "rollback"
         ctx.event("rollback-start", steps=[s.id for s in reversed(steps)])
+        crashed: list[str] = []
         for step in reversed(steps):
             ctx.event("undo-start", step=step.id, step_type=step.type)
             started = time.time()
@@ -522,13 +527,17 @@ class Runner:
                 out = step.undo(ctx)
             except (KeyboardInterrupt, Interrupted):
                 raise
-            except Exception as exc:  # a failed undo is recorded; the final checks judge the end state
-                out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            except Exception as exc:
+                error = f"undo of {step.id} raised {type(exc).__name__}: {exc}"[:300]
+                crashed.append(error)
+                out = {"ok": False, "error": error, "raised": True}
             secs = round(time.time() - started, 1)
             ctx.event("undo-end", step=step.id, step_type=step.type, secs=secs, result=out)
             if out is not None:
                 result.undone.append({"step": step.id, "type": step.type, "secs": secs, **out})
         ctx.event("rollback-done", undone=[u["step"] for u in result.undone])
+        if crashed:
+            raise StepCrashed(crashed[0])
 
     def _roll_back(self, ctx: RunContext, result: VariantResult, applied: list) -> None:
         aborted = ctx.aborted.is_set()
@@ -651,7 +660,15 @@ class Runner:
             result.reasons = reasons + ([f"first violation: {'; '.join(violation_text(v) for v in tr.first_violations[:3])}"]
                                         if tr.first_violations else [])
             return "FAIL"
-        result.reasons = inconclusive_reasons(result.coverage, ss.min_coverage, result.checks)
+        # the coverage of conditions decides only where they decide (abort_on_violation); an
+        # experiment judged by its final checks reports it without being held to it
+        coverage = result.coverage if ss.abort_on_violation else {}
+        result.reasons = inconclusive_reasons(coverage, ss.min_coverage, result.checks)
+        if not ss.conditions and not result.checks:
+            result.reasons.append("nothing was judged: the experiment has no steady-state condition and no final check")
+        elif not ss.abort_on_violation and not result.checks:
+            result.reasons.append("nothing decided: the conditions do not abort (abort_on_violation: false) and "
+                                  "there is no final check")
         return "INCONCLUSIVE" if result.reasons else "PASS"
 
     # -- files -----------------------------------------------------------------------------------------

@@ -167,6 +167,7 @@ class Probe(Model):
     type: str
     period_secs: Annotated[float, Field(ge=0.5, le=600)] = 1.0
     key: ClassVar[str] = ""
+    figures: ClassVar[type[BaseModel] | None] = None   # the model of what it writes under `key`
     needs_workload: ClassVar[tuple[str, ...]] = ()
     needs_probes: ClassVar[tuple[str, ...]] = ()     # probe types this one reads
     _latest: dict = PrivateAttr(default_factory=dict)
@@ -265,6 +266,28 @@ class Condition(Model):
 
     def violations(self, sample: dict) -> list[Violation]:
         raise NotImplementedError
+
+    def plan_problem(self, plan) -> str | None:
+        """Why this condition could never judge anything in `plan` (a probe configured so that
+        its signal is not observed, a workload that does not produce it); None when it can."""
+        return None
+
+    @staticmethod
+    def figures(sample: dict, probe_type: str):
+        """The probe's figures in this sample as its typed model; Unknown when it has none or
+        they do not have the model's shape."""
+        from pydantic import ValidationError
+        cls = REGISTRY["probe"].get(probe_type)
+        raw = sample.get(probe_key(probe_type))
+        if not raw:
+            raise Unknown(f"{probe_type}: no figures")
+        model = getattr(cls, "figures", None)
+        if model is None:
+            return raw
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            raise Unknown(f"{probe_type}: figures of an unexpected shape ({exc.errors()[0]['loc']})") from None
 
     def judge(self, sample: dict) -> Judgement:
         stale = sample.get("stale") or {}

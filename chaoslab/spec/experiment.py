@@ -178,6 +178,10 @@ class Plan(Model):
             missing = [n for n in p.needs_probes if n not in types]
             if missing:
                 raise ValueError(f"probes[{i}]: {p.type} reads the probes {', '.join(missing)}: add them")
+        for i, c in enumerate(self.steady_state.conditions):
+            problem = c.plan_problem(self)
+            if problem:
+                raise ValueError(f"steady_state.conditions[{i}]: {c.type} could never judge anything here: {problem}")
         for section, items in (("steady_state.conditions", self.steady_state.conditions), ("checks", self.checks)):
             for i, c in enumerate(items):
                 missing = [n for n in c.reads if n not in types]

@@ -111,8 +111,14 @@ class RollBroker(Step):
                 time.sleep(READ_BACK_PAUSE_SECS)
         readable = isinstance(runtime, dict)
         answer = f"no JSON object from /admin/v2/brokers/configuration/runtime in {attempts} attempts"
-        reported = http.get_json(f"{url}/admin/v2/brokers/version", timeout=10)
-        reported = reported.strip() if isinstance(reported, str) else None
+        reported = None
+        for attempt in range(READ_BACK_ATTEMPTS):
+            answer_v = http.get_json(f"{url}/admin/v2/brokers/version", timeout=10)
+            if isinstance(answer_v, str) and answer_v.strip():
+                reported = answer_v.strip()
+                break
+            if attempt + 1 < READ_BACK_ATTEMPTS and not ctx.interrupted.is_set():
+                time.sleep(READ_BACK_PAUSE_SECS)
         wrong_release = bool(reported and VERSION_RE.match(reported) and reported != version)
         keys = read_back(self.broker_config, runtime) if readable else {}
         bad = not_applied(keys)
@@ -122,6 +128,9 @@ class RollBroker(Step):
         if not readable:
             raise ChangeNotApplied(f"broker-{n}: the change could not be shown to have taken effect: its runtime "
                                    f"configuration could not be read ({answer})")
+        if reported is None:
+            raise ChangeNotApplied(f"broker-{n}: the release in effect could not be read "
+                                   f"(/admin/v2/brokers/version did not answer in {READ_BACK_ATTEMPTS} attempts)")
         problems = ([f"it runs Pulsar {reported}, not {version}"] if wrong_release else []) + ([bad] if bad else [])
         if problems:
             raise ChangeNotApplied(f"broker-{n}: the change did not take effect: {'; '.join(problems)}")
@@ -230,7 +239,9 @@ class NamespacePersistence(Step):
         resp = http.request("POST", f"{ctx.lab.proxy_admin_url}/admin/v2/namespaces/{self.namespace}/persistence",
                             body=body, timeout=30)
         self._set = resp.ok
-        return {"namespace": self.namespace, "policy": body, "answer": resp.describe(), "ok": resp.ok}
+        if not resp.ok:   # the fault was never injected: nothing about the change can be judged
+            raise ChangeNotApplied(f"namespace-persistence: {self.namespace} refused the policy: {resp.describe()[:160]}")
+        return {"namespace": self.namespace, "policy": body, "answer": resp.describe(), "ok": True}
 
     def undo(self, ctx) -> dict | None:
         if not self._set:
@@ -294,5 +305,7 @@ class ConcurrentLookups(Step):
                 "outcomes_by_broker_asked": "; ".join(f"{b}: " + ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
                                                       for b, c in sorted(outcomes.items())),
                 "example": "; ".join(f"partition {p}: {', '.join(o)}" for p, o in list(disagree.items())[:2]),
-                "ok": not disagree,
-                **({"error": f"{len(disagree)} partitions with different owners at once"} if disagree else {})}
+                "ok": not disagree and unanswered < len(answers),
+                **({"error": f"{len(disagree)} partitions with different owners at once"} if disagree else
+                   {"error": "no lookup was answered: the brokers could not say who owns the topic"}
+                   if answers and unanswered == len(answers) else {})}

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import model_validator, Field
 
 from chaoslab.errors import LabError
 from chaoslab.spec.base import Step, register
@@ -42,9 +42,13 @@ class RemoveRabbitmqNode(Step):
     stop_app_timeout_secs: Annotated[float, Field(ge=5, le=600)] = 120.0
     undo_when: Literal["on-abort", "at-end", "never"] = "never"
 
-    def run(self, ctx) -> dict:
+    @model_validator(mode="after")
+    def _two_nodes(self):
         if self.node == self.via:
-            return {"ok": False, "error": "a node cannot forget itself: choose another `via`"}
+            raise ValueError("via: a node cannot forget itself: choose another `via` than `node`")
+        return self
+
+    def run(self, ctx) -> dict:
         lab, s = ctx.lab, ctx.settings
         name = s.rabbitmq_node(self.node)
         started = time.monotonic()

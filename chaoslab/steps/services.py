@@ -19,7 +19,7 @@ import time
 from typing import Annotated, Literal
 
 import docker.errors
-from pydantic import Field, PrivateAttr
+from pydantic import model_validator, Field, PrivateAttr
 
 from chaoslab.errors import LabError
 from chaoslab.run.wait import sleep_unless, wait_until
@@ -113,9 +113,13 @@ class SlowService(Step):
     _before: dict | None = PrivateAttr(None)
     _slow: bool = PrivateAttr(False)
 
-    def run(self, ctx) -> dict:
+    @model_validator(mode="after")
+    def _something_to_do(self):
         if self.cpus is None and self.pause_secs is None:
-            return {"ok": False, "error": "nothing to do: give cpus and/or pause_secs"}
+            raise ValueError("nothing to do: give cpus and/or pause_secs")
+        return self
+
+    def run(self, ctx) -> dict:
         started = time.monotonic()
         self._slow = True
         if self.cpus is not None:

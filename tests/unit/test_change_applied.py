@@ -480,3 +480,11 @@ def test_no_read_back_when_the_broker_never_passed_its_wait(monkeypatch):
     step, ctx, events = roll(monkeypatch, {}, waits=False)
     out = step.run(ctx)
     assert not out["ok"] and "read_back" not in out and read_backs(events) == []
+
+
+def test_a_release_that_cannot_be_read_back_is_change_not_applied(monkeypatch):
+    # road: /brokers/version did not answer and a version-only change was taken as applied
+    step, ctx, events = roll(monkeypatch, {"loadBalancerSheddingEnabled": "false", "managedLedgerDefaultEnsembleSize": "3"},
+                             version_in_effect=None)
+    with pytest.raises(ChangeNotApplied, match="release in effect could not be read"):
+        step.run(ctx)

@@ -120,7 +120,8 @@ def test_roll_broker_undo_restores_exactly_the_settings_it_changed(tmp_path, mon
     lab = FakeLab({"maxConcurrentLookupRequest": "50"})
     # the broker reports what it was last started with (the roll's read-back reads it)
     monkeypatch.setattr(pulsar_steps.http, "get_json",
-                        lambda *a, **k: {**runtime, **lab._config["1"]} if lab.calls else runtime)
+                        lambda url, *a, **k: "3.2.3" if url.endswith("/brokers/version") else
+                        {**runtime, **lab._config["1"]} if lab.calls else runtime)
     ctx = type("Ctx", (), {})()
     ctx.lab, ctx.interrupted, ctx.aborted = lab, threading.Event(), threading.Event()
     ctx.release = lambda v: {"to": "3.2.3"}.get(v, v)

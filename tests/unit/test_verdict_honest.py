@@ -364,11 +364,17 @@ def test_too_many_requests_is_read_where_it_is_visible():
     """Road: the client retries TooManyRequests internally; the client-side counter stayed 0
     while the brokers rejected 122 lookups."""
     from chaoslab.checks.client import TooManyRequests
-    sample = {"brokers": {"broker-1": {"log_new": {"too_many_pending_lookups": 7}}, "broker-2": {"log_new": {}}},
+    now = time.time()
+    sample = {"brokers": {"broker-1": {"log_new": {"too_many_pending_lookups": 7}, "log_new_t": now},
+                          "broker-2": {"log_new": {}, "log_new_t": now},
+                          "broker-3": {"log_new": {"too_many_pending_lookups": 99}, "log_new_t": now - 60}},
               "client": {"too_many_requests": 0}}
     j = TooManyRequests().judge(sample)
     assert j.outcome == "violated" and j.violations[0].value == 7 and j.violations[0].subject == "broker-1"
+    # a count read a minute ago (broker-3 above) says nothing about now; no fresh count at all: unknown
     assert TooManyRequests().judge({"brokers": {"broker-1": {"log_counts": {}}}}).outcome == "unknown"
+    old = {"brokers": {"broker-1": {"log_new": {"too_many_pending_lookups": 7}, "log_new_t": now - 60}}}
+    assert TooManyRequests().judge(old).outcome == "unknown"
 
 
 def test_limits_reached_are_said_even_when_the_hypothesis_held():
@@ -417,3 +423,90 @@ def test_an_unresolvable_release_is_refused_before_the_lab_is_touched(tmp_path, 
         run.run()
     assert FakeLab.instances[-1].calls == [], "nothing may be built, started or removed"
     assert not (run.run_dir / "journal.jsonl").exists()
+
+
+# -- found in review ----------------------------------------------------------------------------------
+def test_unknown_seconds_do_not_break_a_violation_streak():
+    """Road: one unknown second every 20 reset the streak: violated 190 of 200 s, and PASS."""
+    tr = Tracker(tolerance_secs=20)
+    exceeded = False
+    for t in range(200):
+        if t % 20 == 19:
+            exceeded |= tr.update(t, [], {"c": "stale"}, [], count=True)
+        else:
+            exceeded |= tr.update(t, [{"name": "x"}], {}, ["c"], count=True)
+    assert exceeded and tr.exceeded and tr.longest_secs >= 190
+    assert tr.current_since is not None and tr.last_violations == [{"name": "x"}]
+
+
+def test_a_lab_error_while_undoing_is_error_not_fail(tmp_path):
+    from chaoslab.errors import LabError
+
+    class BadUndo(FakeStep):
+        def undo(self, ctx):
+            raise LabError("compose: broker-1 could not be recreated")
+    run = make_runner(tmp_path, steps=[BadUndo(id="change", secs=1, undo_when="at-end")])
+    assert run.run() == 2
+    assert run.results[0].verdict == "ERROR" and "could not be recreated" in run.results[0].reasons[0]
+
+
+def test_nothing_to_judge_is_inconclusive(tmp_path):
+    run = make_runner(tmp_path, conditions=[])
+    assert run.run() == 2 and "nothing was judged" in run.results[0].reasons[0]
+
+
+@pytest.mark.parametrize("change, match", [
+    ("workload: {type: pulsar-topics, lookup_clients: 0}\nprobes: [{type: pulsar-client}]\n"
+     "steady_state: {conditions: [{type: lookup-success-rate}]}", "lookup_clients: 0"),
+    ("probes: [{type: pulsar-brokers}, {type: pulsar-cluster}]\nsteady_state: {conditions: [{type: split-ownership}]}",
+     "ask_every_broker: true"),
+    ("probes: [{type: pulsar-brokers, profile: metrics-only}]\nsteady_state: {conditions: [{type: too-many-requests}]}",
+     "metrics-only"),
+])
+def test_a_condition_that_could_never_judge_is_refused(tmp_path, change, match):
+    f = tmp_path / "e.yaml"
+    f.write_text(f"name: e\nvariants: [{{name: a}}]\n{change}\nmethod: [{{type: kill-service, service: proxy}}]\n")
+    with pytest.raises(SpecError, match=match):
+        load(f)
+
+
+def test_green_but_broken_and_agent_buffer_say_unknown_without_this_seconds_figures():
+    from chaoslab.checks.brokers import GreenButBroken
+    from chaoslab.checks.vms import AgentBufferEvents
+    views = {"views": {"brokers": {"broker-1": {"state": "healthy"}, "broker-2": {"state": "unknown"}}}}
+    for key in ("brokers", "cluster"):
+        views[key] = {"x": 1}
+    assert GreenButBroken().judge(views).outcome == "unknown"
+    vms = {"vms": {"vm-1": {"agent": {"vector_buffer_size_events": 10}, "agent_answered": False}}}
+    assert AgentBufferEvents().judge(vms).outcome == "unknown", "last second's answer judged as this second's"
+    vms["vms"]["vm-1"]["agent_answered"] = True
+    assert AgentBufferEvents().judge(vms).outcome == "holds"
+
+
+def test_a_refused_gate_writes_junit_and_json(tmp_path, capsys, monkeypatch):
+    from chaoslab.errors import UnknownSetting
+
+    def unknown(*a, **k):
+        raise UnknownSetting("'loadBalancerSheddingEnabeld' is not a setting of Pulsar 3.2.3 "
+                             "(closest: loadBalancerSheddingEnabled)")
+    monkeypatch.setattr("chaoslab.lab.broker_settings.check_broker_settings", unknown)
+    conf = tmp_path / "c.conf"
+    conf.write_text("loadBalancerSheddingEnabeld=false\n")
+    code = cli.main(["gate", "--broker-conf", str(conf), "--json", "--junit", str(tmp_path / "j.xml")])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["verdict"] == "REFUSED"
+    assert "closest: loadBalancerSheddingEnabled" in captured.err and captured.err.count("\n") == 1
+    assert ET.parse(tmp_path / "j.xml").getroot().get("errors") == "1"
+    assert FakeLab.instances == []
+
+
+def test_a_shared_lock_folder_this_user_cannot_write_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    from chaoslab.errors import LabError
+    from chaoslab.lab import lock
+    monkeypatch.delenv("CHAOSLAB_LOCK_DIR")
+    monkeypatch.setattr(lock.os, "access", lambda path, mode: "chaoslab" not in str(path))
+    if not Path("/run/lock/chaoslab").is_dir():
+        pytest.skip("no shared lock folder on this host yet")
+    with pytest.raises(LabError, match="not writable"):
+        lock.lock_dir()
