@@ -255,8 +255,12 @@ def _gate(args) -> int:
             print(json.dumps({"verdict": "INCONCLUSIVE", "exit_code": 2, "runs": 0, "reason": message,
                               "unrepresentable": problems}, indent=2))
         return 2
-    # the change's keys against the target release's own settings, before any container starts
+    # the releases, then the change's keys against the target release's own settings, before
+    # any container starts or is removed
     from chaoslab.lab.broker_settings import check_broker_settings
+    from chaoslab.lab.releases import check_release_resolves
+    for release in dict.fromkeys([exp.versions.from_, exp.versions.to]):
+        check_release_resolves(release)
     check_broker_settings(exp.versions.to, lab_conf, resolve=True, log=_log)
     _on_sigterm()
     runners, codes = [], []
@@ -287,10 +291,11 @@ def _gate(args) -> int:
         if runners and not (runners[-1].run_dir / "junit.xml").exists() and codes[-1] in (2, 130):
             gate.junit(_junit_path(args, runners[-1], len(runners)), runners[-1], codes[-1])
     final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
+    result = gate.summary(runners, codes, final)
     if args.repeat > 1:
-        say.print(f"GATE over {len(codes)} run(s): {gate.VERDICT_WORDS.get(final, 'LAB ERROR')} (exit codes {codes})")
+        say.print(f"GATE over {len(codes)} run(s): {result['verdict']} (exit codes {codes})")
     if args.json:
-        print(json.dumps(gate.summary(runners, codes, final), indent=2, default=str))
+        print(json.dumps(result, indent=2, default=str))
     return final
 
 

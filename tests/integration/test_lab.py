@@ -166,3 +166,26 @@ def test_a_second_up_reuses_every_image(lab):
     from chaoslab.lab.cluster import Lab
     Lab(lab.settings, log=messages.append).build_images()
     assert not [m for m in messages if m.startswith(("building", "debootstrap", "resolving"))], messages
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--to", "9.9.9"], "Pulsar 9.9.9: not a release Maven can resolve"),
+    (["--broker-conf", "TYPO"], "'loadBalancerSheddingEnabeld' is not a setting of Pulsar 3.2.3 (closest: loadBalancerSheddingEnabled)"),
+])
+def test_a_gate_that_cannot_run_is_refused_and_leaves_the_running_lab_alone(lab, tmp_path, args, says):
+    """Roads: `gate --to 9.9.9` tore the lab down before it failed; a misspelt key, which Pulsar
+    ignores, was a change never made. Both: exit 2, one line, no container touched."""
+    def running() -> dict:
+        return {c.name: c.id for c in lab.containers(all=False)}
+    before = running()
+    if "TYPO" in args:
+        conf = tmp_path / "typo.conf"
+        conf.write_text("loadBalancerSheddingEnabeld=false\n")
+        args = ["--to", "3.2.3", "--broker-conf", str(conf)]
+    proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "gate", *args, "--json", "--junit",
+                           str(tmp_path / "j.xml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert json.loads(proc.stdout)["verdict"] == "REFUSED"
+    assert 'errors="1"' in (tmp_path / "j.xml").read_text()
+    assert running() == before, "the gate touched the running lab"
