@@ -10,6 +10,8 @@ from pathlib import Path
 
 from chaoslab.report import blocks as B
 from chaoslab.report.chain import links as chain_links
+from chaoslab.report.flip import classify as classify_flip
+from chaoslab.report.flip import describe as describe_flip
 from chaoslab.report.plots import variant_figure
 from chaoslab.spec.base import REGISTRY, load_package
 
@@ -178,10 +180,32 @@ def _rel(path: str | None, run_dir: Path) -> str:
         return str(path)
 
 
+def _flip_mechanisms(variants: list[dict], records: list[dict], run_dir: Path) -> dict[str, dict]:
+    """For variants that rolled brokers: how the flip failed (report/flip.py), from the run folder."""
+    out = {}
+    for v in variants:
+        if not any(st.get("type") == "roll-broker" for st in v.get("steps") or []):
+            continue
+        samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
+        try:
+            out[v["name"]] = classify_flip(samples, run_dir / "logs" / v["name"],
+                                           since=(v.get("kpis") or {}).get("injection_t"), pending_bound=_pending_bound(records))
+        except Exception:   # evidence that cannot be read says nothing; the report goes on
+            continue
+    return out
+
+
+def _pending_bound(records: list[dict]) -> float | None:
+    """Pending lookups that count as piled up: 80 % of the brokers' limit."""
+    limit = _pending_limit(records)
+    return 0.8 * limit if limit else None
+
+
 def _first_screen(variants: list[dict], records: list[dict], results: dict, run_dir: Path) -> list[tuple]:
     """What an on-call engineer needs first: why the verdict, the incident's chain link by link,
     the KPIs; then the plots and the timeline further down."""
     out = []
+    flips = _flip_mechanisms(variants, records, run_dir)
     decisive = next((v for v in variants if v["role"] == "primary"), None) or \
         next((v for v in variants if v["verdict"] != "PASS"), variants[0] if variants else None)
     if decisive:
@@ -214,6 +238,10 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
                 why.append(f"{v['name']} ({v['role']}): {v['verdict']}"
                            + (f" - {v['reasons'][0].split('; first violation')[0]}" if v.get("reasons") else ""))
         why += [f"Note: {n}" for n in decisive.get("notes") or []]
+        for v in variants:
+            c = flips.get(v["name"])
+            if c and (v["verdict"] != "PASS" or c["mechanism"] != "none"):
+                why.append(f"How the flip failed in {v['name']}: {describe_flip(c)}")
         out += [("h2", "Why"), ("p", head + "."), ("list", why)]
         cov = decisive.get("coverage") or {}
         if cov:
@@ -232,7 +260,8 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
         out.append(("table", ["variant", "verdict", "event (method began)", "detection", "decision (abort)", "resolution"], rows))
         limit = ((results.get("lab") or {}).get("broker_config") or {}).get("maxConcurrentLookupRequest")
         per = {v["name"]: chain_links(v, [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]],
-                                      float(limit) if limit else _pending_limit(records)) for v in variants}
+                                      float(limit) if limit else _pending_limit(records),
+                                      conflicts=(flips.get(v["name"]) or {}).get("conflicts")) for v in variants}
         watched = [row["link"] for row in next(iter(per.values())) if any(
             next(x for x in rows_ if x["link"] == row["link"])["observed"] is not None for rows_ in per.values())]
         out.append(("h2", "The incident's chain, link by link"))

@@ -25,7 +25,8 @@ def _row(n, seen, number):
     return {"link": n, "what": dict(LINKS)[n], "observed": seen, "number": number}
 
 
-def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> list[dict]:
+def links(v: dict, samples: list[dict], pending_limit: float | None = None, conflicts: dict | None = None) -> list[dict]:
+    """`conflicts`: the metadata conflict the brokers logged (report/flip.metadata_conflicts)."""
     rows = []
     steps = v.get("steps") or []
     rolls = [s for s in steps if s.get("type") == "roll-broker"]
@@ -83,17 +84,22 @@ def links(v: dict, samples: list[dict], pending_limit: float | None = None) -> l
                          f"{no_pub} s without a completed publish, {no_lookup} s without a completed lookup"))
     # 6
     undone, rbs = v.get("undone") or [], v.get("rollbacks") or []
-    conflicts = max((((s.get("brokers") or {}).get(b) or {}).get("log_counts") or {}).get("metadata_conflict", 0)
+    log_conflicts = max((((s.get("brokers") or {}).get(b) or {}).get("log_counts") or {}).get("metadata_conflict", 0)
                     for s in samples[-1:] for b in (s.get("brokers") or {})) if has_brokers else 0
     failed_undo = [u["step"] for u in undone if not u.get("ok", True)]
     recovery = [r for r in rbs if r.get("type") == "recover-system-topics" and not r.get("skipped")]
     if not (undone or rbs or has_brokers):
         rows.append(_row(6, None, "no rollback"))
     else:
-        rows.append(_row(6, bool(failed_undo or recovery),
+        topics = (conflicts or {}).get("topics") or 0
+        by = ", ".join(f"{b} {n}" for b, n in ((conflicts or {}).get("by_broker") or {}).items())
+        rows.append(_row(6, bool(failed_undo or recovery or topics),
                          "; ".join(filter(None, [f"undo failed: {', '.join(failed_undo)}" if failed_undo else "",
                                                  f"incident recovery ran ({recovery[0].get('secs')} s)" if recovery else "",
-                                                 f"BadVersion/conflict lines in broker logs: {conflicts}" if conflicts else ""])) or "no"))
+                                                 f"metadata conflict: {topics} topics written by two brokers ({by})"
+                                                 if topics else "",
+                                                 f"BadVersion/conflict lines in broker logs: {log_conflicts}"
+                                                 if log_conflicts and not topics else ""])) or "no"))
     # 7-9
     w = v.get("workload") or {}
     vms = (v.get("probes") or {}).get("vms") or {}

@@ -1,0 +1,167 @@
+"""How a load-manager flip failed, from what a run folder kept: the two mechanisms seen in this
+lab, named apart, each with the evidence the brokers themselves gave.
+
+- hang: the extensible load manager's load-data store is held while its holder waits
+  (`TableViewLoadDataStoreImpl`'s monitor: a thread dump shows threads "waiting to lock" it),
+  and lookups stall: no lookup completes, pending lookups pile up to the bound.
+- split ownership: two brokers each say they own one bundle at once (the pulsar-cluster probe's
+  comparison of every broker's own ownedNamespaces), for so many seconds, so many bundles.
+
+The consequence of a split the brokers log themselves: managed ledgers whose metadata update hit
+BadVersion ("Error updating meta data with the new list of ledgers", a cursor's "version
+conflict") because another broker wrote them, and ledgers fenced by another client. Those
+topics are the metadata conflict (chain link 6) with a number instead of "yes".
+
+Everything here reads the run folder (journal samples, kept logs and thread dumps), so a report
+can be rebuilt and old runs classified again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+STORE = "TableViewLoadDataStoreImpl"
+_WAITING = re.compile(r"- waiting to lock <(0x[0-9a-f]+)> \(a [\w.$]*" + STORE + r"\)")
+_LOCKED = re.compile(r"- locked <(0x[0-9a-f]+)> \(a [\w.$]*" + STORE + r"\)")
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+# a managed ledger (topic) whose metadata another writer changed under this broker
+_ML_CONFLICT = (
+    re.compile(r"\[([^\]\s]+/[^\]\s]+/persistent/[^\]\s]+)\] (?:Error updating meta data with the new list of ledgers"
+               r"|Failed to update cursor metadata .* due to version conflict)"),
+    re.compile(r"BadVersion for /managed-ledgers/(\S+?)(?:/[^/\s]*-cursor|\s|$)"),
+)
+_FENCED = re.compile(r"Ledger has been fenced off")
+STALL_SECS = 10     # lookups stalled this long (no lookup completing) is a hang's symptom, not a restart's blip
+
+
+def store_waiters(dump: str) -> dict:
+    """Threads waiting for the load-data store's monitor in one thread dump, and whether the
+    holder is in the dump too."""
+    waiting = _WAITING.findall(dump)
+    held = set(_LOCKED.findall(dump))
+    return {"waiting": len(waiting), "holder_seen": bool(set(waiting) & held)}
+
+
+def _log_time(line: str) -> float | None:
+    m = _TS.match(line)
+    if not m:
+        return None
+    try:
+        return datetime.fromisoformat(m.group(1) + "+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _broker_of(path: Path) -> str | None:
+    m = re.match(r"chaoslab-(broker-\d+)-\d+-", path.name)
+    return m.group(1) if m else None
+
+
+def metadata_conflicts(log_dir: Path, since: float | None = None) -> dict:
+    """From a variant's kept broker logs (one file per incarnation), after `since`: the topics
+    whose managed-ledger metadata another writer changed, per broker, and fenced ledgers."""
+    topics: dict[str, set[str]] = {}
+    fenced: dict[str, int] = {}
+    for path in sorted(Path(log_dir).glob("chaoslab-broker-*.log")):
+        broker = _broker_of(path)
+        if broker is None:
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if since is not None:
+                t = _log_time(line)
+                if t is not None and t < since:
+                    continue
+            if _FENCED.search(line):
+                fenced[broker] = fenced.get(broker, 0) + 1
+            for pattern in _ML_CONFLICT:
+                m = pattern.search(line)
+                if m:
+                    topics.setdefault(m.group(1).rstrip("/"), set()).add(broker)
+                    break
+    by_broker: dict[str, int] = {}
+    for brokers in topics.values():
+        for b in brokers:
+            by_broker[b] = by_broker.get(b, 0) + 1
+    return {"topics": len(topics), "by_broker": dict(sorted(by_broker.items())),
+            "fenced_lines": dict(sorted(fenced.items())),
+            "example": sorted(topics)[:3]}
+
+
+def _longest(flags: list[bool]) -> int:
+    best = cur = 0
+    for f in flags:
+        cur = cur + 1 if f else 0
+        best = max(best, cur)
+    return best
+
+
+def classify(samples: list[dict], log_dir: Path | None, since: float | None = None,
+             pending_bound: float | None = None) -> dict:
+    """hang | split | both | none for one variant, with the evidence behind each name.
+    `samples`: the variant's samples from the method on (method, rollback, recovery, after)."""
+    watched = [s for s in samples if s.get("phase") in ("method", "rollback", "recovery", "after")]
+    splits = [len((s.get("cluster") or {}).get("split") or []) for s in watched]
+    split_secs = sum(1 for n in splits if n)
+    compared = any((s.get("cluster") or {}).get("split") is not None for s in watched)
+    stalled = _longest([bool((s.get("client") or {}).get("lookups_expected"))
+                        and (s.get("client") or {}).get("lookup_ok", 1) == 0 for s in watched])
+
+    def pending(s):
+        return max(((b or {}).get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0
+                   for b in (s.get("brokers") or {}).values()) if s.get("brokers") else 0
+    piled = _longest([pending(s) >= pending_bound for s in watched]) if pending_bound else 0
+    dumps = {}
+    if log_dir is not None:
+        for path in sorted(Path(log_dir).glob("threaddump-*.txt")):
+            try:
+                w = store_waiters(path.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+            if w["waiting"]:
+                dumps[path.name] = w
+    split = split_secs > 0
+    stall = stalled >= STALL_SECS or piled >= STALL_SECS
+    # the hang is named on its own evidence: a thread dump of the store's monitor held and waited
+    # for; a stall without one is a hang only when nothing else (a split) explains it
+    hang = bool(dumps) or (stall and not split)
+    mechanism = "both" if hang and split else "hang" if hang else "split" if split else "none"
+    out = {"mechanism": mechanism,
+           "split": {"compared": compared, "secs": split_secs, "max_bundles": max(splits, default=0)},
+           "hang": {"lookups_stalled_secs": stalled, "pending_at_bound_secs": piled,
+                    "store_monitor_dumps": dumps, "shown_by_thread_dump": bool(dumps)}}
+    if log_dir is not None:
+        out["conflicts"] = metadata_conflicts(log_dir, since)
+    return out
+
+
+def describe(c: dict) -> str:
+    """One line for people."""
+    parts = []
+    if c["mechanism"] in ("hang", "both"):
+        h = c["hang"]
+        bits = [f"lookups stalled {h['lookups_stalled_secs']} s"] if h["lookups_stalled_secs"] else []
+        bits += [f"pending lookups at the bound {h['pending_at_bound_secs']} s"] if h["pending_at_bound_secs"] else []
+        waiting = sum(d["waiting"] for d in h["store_monitor_dumps"].values())
+        if waiting:
+            bits.append(f"{waiting} threads waiting for the load-data store's monitor in "
+                        f"{len(h['store_monitor_dumps'])} thread dump(s)")
+        if not waiting:
+            bits.append("no thread dump: suspected")
+        parts.append("hang (" + ", ".join(bits) + ")")
+    if c["mechanism"] in ("split", "both"):
+        stall = c["hang"]["lookups_stalled_secs"]
+        parts.append(f"split ownership ({c['split']['secs']} s, up to {c['split']['max_bundles']} bundles owned by two brokers"
+                     + (f"; lookups stalled {stall} s" if stall and c["mechanism"] == "split" else "") + ")")
+    if not parts:
+        parts.append("none seen" + ("" if c["split"]["compared"] else " (ownership was not compared across brokers)"))
+    conf = c.get("conflicts") or {}
+    if conf.get("topics"):
+        parts.append(f"metadata conflict: {conf['topics']} topics whose managed ledger another broker wrote ("
+                     + ", ".join(f"{b} {n}" for b, n in conf["by_broker"].items()) + ")")
+    return "; ".join(parts)

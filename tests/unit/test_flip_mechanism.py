@@ -1,0 +1,70 @@
+"""How a flip failed, named from what a run folder keeps (no containers): a thread dump of the
+load-data store's monitor, split ownership in the samples, the brokers' own conflict lines."""
+
+from __future__ import annotations
+
+from chaoslab.report.chain import links
+from chaoslab.report.flip import classify, describe, metadata_conflicts, store_waiters
+
+DUMP = """
+"pulsar-load-manager-1" #80 prio=5
+   java.lang.Thread.State: WAITING (parking)
+	at org.apache.pulsar.broker.loadbalance.extensions.store.TableViewLoadDataStoreImpl.startTableView(TableViewLoadDataStoreImpl.java:126)
+	- locked <0x00000000f1ce6ea0> (a org.apache.pulsar.broker.loadbalance.extensions.store.TableViewLoadDataStoreImpl)
+"pulsar-client-internal-4-1" #60 prio=5
+   java.lang.Thread.State: BLOCKED (on object monitor)
+	at org.apache.pulsar.broker.loadbalance.extensions.store.TableViewLoadDataStoreImpl.get(TableViewLoadDataStoreImpl.java:87)
+	- waiting to lock <0x00000000f1ce6ea0> (a org.apache.pulsar.broker.loadbalance.extensions.store.TableViewLoadDataStoreImpl)
+"""
+
+LOG_B2 = """2026-12-01T16:12:13.995870377Z 2026-12-01T16:12:13,995+0000 [sched] WARN  org.apache.bookkeeper.mledger.impl.ManagedLedgerImpl - [orga_a/logs/persistent/app-008] Error updating meta data with the new list of ledgers: BadVersion
+2026-12-01T16:12:14.000000000Z 2026-12-01T16:12:14,000+0000 [w] ERROR org.apache.bookkeeper.client.LedgerHandle - Closing ledger 119 due to LedgerFencedException: Ledger has been fenced off. Some other client must have opened it to read
+2026-12-01T16:00:00.000000000Z KeeperErrorCode = BadVersion for /managed-ledgers/orga_old/logs/persistent/app-001 before the method
+"""
+LOG_B3 = """2026-12-01T16:12:17.187117304Z org.apache.bookkeeper.mledger.ManagedLedgerException$BadVersionException: KeeperErrorCode = BadVersion for /managed-ledgers/orga_b/logs/persistent/app-002
+2026-12-01T16:12:18.000000000Z [orga_a/logs/persistent/app-008] Error updating meta data with the new list of ledgers: x
+"""
+T_METHOD = 1796140800.0 + 11 * 60 + 0   # 2026-12-01T16:11:00Z
+
+
+def samples(split=0, stalled=0, n=40):
+    out = []
+    for i in range(n):
+        out.append({"phase": "method",
+                    "cluster": {"split": [{"bundle": "b", "brokers": ["broker-1", "broker-3"]}] * (split if i < 20 else 0)},
+                    "client": {"lookups_expected": True, "lookup_ok": 0 if i < stalled else 5},
+                    "brokers": {"broker-1": {"metrics": {"pulsar_broker_lookup_pending_requests": 3.0}}}})
+    return out
+
+
+def test_a_thread_dump_shows_the_store_monitor_held_and_waited_for():
+    assert store_waiters(DUMP) == {"waiting": 1, "holder_seen": True}
+    assert store_waiters("nothing here")["waiting"] == 0
+
+
+def test_the_brokers_conflict_lines_name_the_topics_after_the_method_began(tmp_path):
+    (tmp_path / "chaoslab-broker-2-1-abc.log").write_text(LOG_B2)
+    (tmp_path / "chaoslab-broker-3-1-def.log").write_text(LOG_B3)
+    c = metadata_conflicts(tmp_path, since=T_METHOD)
+    assert c["topics"] == 2 and c["by_broker"] == {"broker-2": 1, "broker-3": 2}
+    assert c["fenced_lines"] == {"broker-2": 1}
+    assert metadata_conflicts(tmp_path)["topics"] == 3   # without `since`, the earlier line counts too
+
+
+def test_hang_split_both_none(tmp_path):
+    assert classify(samples(), None)["mechanism"] == "none"
+    assert classify(samples(split=3), None)["mechanism"] == "split"
+    assert classify(samples(stalled=15), None)["mechanism"] == "hang"
+    # a stall during a split, without a thread dump, is the split's: the hang needs its own evidence
+    assert classify(samples(split=3, stalled=15), None)["mechanism"] == "split"
+    (tmp_path / "threaddump-chaoslab-broker-1-1-x-1.txt").write_text(DUMP)
+    both = classify(samples(split=3, stalled=15), tmp_path)
+    assert both["mechanism"] == "both" and both["hang"]["shown_by_thread_dump"]
+    assert "1 threads waiting for the load-data store's monitor" in describe(both)
+
+
+def test_chain_link_6_carries_the_number_of_topics():
+    v = {"steps": [{"type": "roll-broker", "broker": "broker-1", "config": {}}], "undone": [], "rollbacks": []}
+    row = next(r for r in links(v, samples(), 50, conflicts={"topics": 72, "by_broker": {"broker-2": 24, "broker-3": 45}})
+               if r["link"] == 6)
+    assert row["observed"] and row["number"].startswith("metadata conflict: 72 topics written by two brokers")
