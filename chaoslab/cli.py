@@ -437,11 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", type=Path, default=None, help="experiment to take the workload, probes, hypothesis and "
                    "method from; its method must use $version and $broker_config (default experiments/transfer-shedder.yaml)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
-    from chaoslab.rates import GATE_DEFAULT_REPEAT
-    p.add_argument("--repeat", type=int, default=None, help="run the change N times, each on a fresh "
-                   f"lab: unsafe if any run is (default {GATE_DEFAULT_REPEAT}: the flip failed 3 of 5 runs here, and "
-                   "4 runs catch a 60 %% failure rate with >= 95 %% probability; 1 for a no-op change: same release, "
-                   "no settings)")
+    from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP, detection_power
+    power = detection_power(GATE_DEFAULT_REPEAT)
+    p.add_argument("--repeat", type=int, default=None, help="run the change N times, each on a fresh lab: unsafe if "
+                   f"any run is. Default {GATE_DEFAULT_REPEAT}: the incident's change failed {power['measured']} here "
+                   f"({MEASURED_FLIP['measured']}); at the lower 95 %% bound of that rate ({power['lower_95_rate']:.2f}) "
+                   f"{GATE_DEFAULT_REPEAT} run(s) catch it with probability {power['power_at_lower_bound']:.2f}. "
+                   "1 for a no-op change (same release, no settings)")
     p.add_argument("--out", action=_OutFolder, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")

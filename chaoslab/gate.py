@@ -207,7 +207,9 @@ def summary(runners: list, codes: list[int], final: int) -> dict:
         verdicts = {r.verdict for runner in runners for r in runner.results}
         errored = any(getattr(runner, "error", None) for runner in runners)
         verdict = "INCONCLUSIVE" if verdicts == {"INCONCLUSIVE"} and not errored else "LAB ERROR"
+    from chaoslab.rates import detection_power
     return {"verdict": verdict, "exit_code": final, "runs": len(codes),
+            "detection_power": detection_power(max(1, len(codes))),
             "not_judged": inconclusive, "notes": notes, "coverage": coverage,
             "judged_runs": len(judged), "failed_runs": failed, "failure_rate_interval_95": [round(lo, 3), round(hi, 3)],
             "failure_rate_upper_95": round(hi, 3) if failed == 0 and judged else None,

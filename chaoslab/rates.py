@@ -38,12 +38,36 @@ def summary(verdicts: list[str]) -> dict:
             "interval_95": [round(lo, 3), round(hi, 3)], "verdicts": verdicts}
 
 
-# The gate's default number of runs. The incident's change (the flip to 3.2.3) failed 3 of 5 runs
-# here (README, "The flip finding"); at that rate 4 runs catch it with >= 95 % probability
-# (runs_to_detect(0.6) == 4). At the low end of its 95 % interval (0.23) they would catch it 65 % of
-# the time: more runs buy more certainty, at ~3.5 min each.
-MEASURED_FLIP_FAILURE_RATE = 0.6
-GATE_DEFAULT_REPEAT = 4
+# The gate's default number of runs, set from a measurement: the incident's change (the flip
+# rolled to 3.2.3) from fresh labs on this lab, single runs, counted by
+# `python bench/flip_mechanism.py runs/` (see README, "How the flip fails"). The default is the
+# smallest number of runs that catches a change failing at the *lower* 95 % bound of that rate
+# with at least DETECTION_TARGET probability: the bound, not the point estimate, so that few runs
+# buy no false confidence.
+MEASURED_FLIP = {"failures": 10, "runs": 10, "release": "3.2.3", "measured": "2026-12-01"}
+DETECTION_TARGET = 0.95
+GATE_MAX_REPEAT = 50
+
+
+def default_repeat(failures: int, runs: int, power: float = DETECTION_TARGET) -> int:
+    lower = wilson(failures, runs)[0]
+    return min(GATE_MAX_REPEAT, runs_to_detect(lower, power) or GATE_MAX_REPEAT)
+
+
+def detection_power(repeat: int, failures: int | None = None, runs: int | None = None) -> dict:
+    """What `repeat` runs buy against the measured change: the probability that at least one
+    fails, at the lower 95 % bound of its single-run failure rate and at the rate itself."""
+    failures = MEASURED_FLIP["failures"] if failures is None else failures
+    runs = MEASURED_FLIP["runs"] if runs is None else runs
+    lower = wilson(failures, runs)[0]
+    rate = failures / runs if runs else 0.0
+    return {"repeat": repeat, "measured": f"{failures} of {runs} single runs failed", "lower_95_rate": round(lower, 3),
+            "power_at_lower_bound": round(1 - (1 - lower) ** repeat, 3),
+            "power_at_measured_rate": round(1 - (1 - rate) ** repeat, 3)}
+
+
+MEASURED_FLIP_FAILURE_RATE = MEASURED_FLIP["failures"] / MEASURED_FLIP["runs"]
+GATE_DEFAULT_REPEAT = default_repeat(MEASURED_FLIP["failures"], MEASURED_FLIP["runs"])
 
 
 def run_folders(folders):

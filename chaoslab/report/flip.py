@@ -113,8 +113,9 @@ def classify(samples: list[dict], log_dir: Path | None, since: float | None = No
                         and (s.get("client") or {}).get("lookup_ok", 1) == 0 for s in watched])
 
     def pending(s):
-        return max(((b or {}).get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0
-                   for b in (s.get("brokers") or {}).values()) if s.get("brokers") else 0
+        brokers = [b for b in (s.get("brokers") or {}).values() if isinstance(b, dict)]
+        return max(((b.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0 for b in brokers),
+                   default=0)
     piled = _longest([pending(s) >= pending_bound for s in watched]) if pending_bound else 0
     dumps = {}
     if log_dir is not None:

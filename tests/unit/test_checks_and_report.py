@@ -205,9 +205,16 @@ def test_chain_links_7_and_8_tell_a_memory_buffer_from_a_disk_buffer_and_thrash_
 
 def test_the_gates_default_repeat_catches_the_measured_rate():
     from chaoslab.cli import build_parser
-    from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP_FAILURE_RATE, runs_to_detect
-    assert GATE_DEFAULT_REPEAT == runs_to_detect(MEASURED_FLIP_FAILURE_RATE)
-    assert 1 - (1 - MEASURED_FLIP_FAILURE_RATE) ** GATE_DEFAULT_REPEAT >= 0.95
+    from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP, default_repeat, detection_power, wilson
+    # the default is set from the lower 95 % bound of the measured rate, not the point estimate
+    lower = wilson(MEASURED_FLIP["failures"], MEASURED_FLIP["runs"])[0]
+    assert 1 - (1 - lower) ** GATE_DEFAULT_REPEAT >= 0.95
+    assert GATE_DEFAULT_REPEAT == 1 or 1 - (1 - lower) ** (GATE_DEFAULT_REPEAT - 1) < 0.95
+    assert detection_power(GATE_DEFAULT_REPEAT)["power_at_lower_bound"] >= 0.95
+    # the examples: 0 misses in 20 runs -> 2 runs; 0 in 75 -> 1
+    assert default_repeat(20, 20) == 2 and default_repeat(75, 75) == 1
+    gate_help = build_parser()._subparsers._group_actions[0].choices["gate"].format_help()
+    assert f"Default {GATE_DEFAULT_REPEAT}:" in " ".join(gate_help.split())
     assert build_parser().parse_args(["gate"]).repeat is None  # resolved per change: see below
     from chaoslab import gate
     from chaoslab.cli import cmd_gate

@@ -53,6 +53,9 @@ def test_the_brokers_conflict_lines_name_the_topics_after_the_method_began(tmp_p
 
 def test_hang_split_both_none(tmp_path):
     assert classify(samples(), None)["mechanism"] == "none"
+    odd = samples()
+    odd[0]["brokers"]["probe_error"] = "TimeoutError"   # a probe's error beside the brokers' figures
+    assert classify(odd, None, pending_bound=40)["mechanism"] == "none"
     assert classify(samples(split=3), None)["mechanism"] == "split"
     assert classify(samples(stalled=15), None)["mechanism"] == "hang"
     # a stall during a split, without a thread dump, is the split's: the hang needs its own evidence
