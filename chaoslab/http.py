@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import socket
+import re
 import threading
 import time
 import urllib.error
@@ -39,10 +40,17 @@ class Response:
             return default
 
     def describe(self) -> str:
-        """One line for evidence: 'HTTP 503: ...' or 'no answer (timeout after 5.0 s)'."""
+        """One line for evidence: 'HTTP 503: ...' or 'no answer (timeout after 5.0 s)'. An HTML
+        error page is reduced to its title; white space is folded (a report line stays a line)."""
         if self.status:
-            return f"HTTP {self.status}" + (f": {self.text.strip()[:160]}" if self.text.strip() else "")
+            return f"HTTP {self.status}" + (f": {one_line(self.text)[:160]}" if self.text.strip() else "")
         return f"no answer ({self.error} after {self.seconds:.1f} s)"
+
+
+def one_line(text: str) -> str:
+    """The text as one line: an HTML page's <title>, else the text with its white space folded."""
+    m = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+    return " ".join((m.group(1) if m else text).split())
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

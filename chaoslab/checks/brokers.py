@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from chaoslab.http import one_line
 from chaoslab.lab import health
 from chaoslab.checks.client import brokers_log_problem
 from chaoslab.probes.figures import Ownership
@@ -58,7 +59,7 @@ def _ownership(sample: dict) -> Ownership:
 
 
 def _failed(own: Ownership) -> str:
-    return "e.g. " + "; ".join(f"{f.topic.split('/')[-1]}: {f.answer}" for f in own.failed_sample[:2])
+    return "e.g. " + "; ".join(f"{f.topic.split('/')[-1]}: {one_line(f.answer)}" for f in own.failed_sample[:2])
 
 
 @register("condition")

@@ -22,12 +22,12 @@ def md(blocks: list[tuple]) -> str:
         elif kind == "verdict":
             out.append(f"**{block[2]}**")
         elif kind == "list":
-            out.append("\n".join(f"- {item}" for item in block[1]))
+            out.append("\n".join(f"- {' '.join(str(item).split())}" for item in block[1]))   # one item, one line
         elif kind == "table":
             headers, rows = block[1], block[2]
             out.append("| " + " | ".join(headers) + " |")
             out.append("|" + "---|" * len(headers))
-            out.extend("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows)
+            out.extend("| " + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in row) + " |" for row in rows)
         elif kind == "img":
             out.append(f"![{block[2]}]({block[1]})")
         elif kind == "links":

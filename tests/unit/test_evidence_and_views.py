@@ -163,3 +163,12 @@ def test_thread_dumps_once_per_episode_whatever_bad_states_it_passes_through():
     m.stop(None)
     assert [b for b, _ in taken] == ["broker-1", "broker-1"]       # one per episode
     assert "shallow-only for 3 s" in taken[0][1] and "green-but-broken for 3 s" in taken[1][1]
+
+
+def test_an_html_error_page_is_one_line_of_evidence():
+    from chaoslab.http import Response, one_line
+    page = ('<html>\n<head>\n<meta http-equiv="Content-Type"/>\n<title>Error 503 Service Unavailable</title>\n'
+            '</head>\n<body><h2>HTTP ERROR 503</h2></body></html>')
+    assert one_line(page) == "Error 503 Service Unavailable"
+    assert one_line("too many\n  pending   lookups") == "too many pending lookups"
+    assert Response(503, page).describe() == "HTTP 503: Error 503 Service Unavailable"
