@@ -30,8 +30,8 @@ DEFAULT_PROXY_VERSION = "3.0.0"
 
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 
-# VM flavours (shared/vector-facts.md): a hard memory cap with no swap beyond it, one vCPU at
-# reduced priority. compose/lab.yaml's vm-pico / vm-nano services carry the same figures.
+# VM flavours of the incident's fleet (pico 256 MiB, nano 512 MiB): a hard memory cap with no
+# swap beyond it, one vCPU at reduced priority. compose/lab.yaml's vm-pico / vm-nano services carry the same figures.
 FLAVOURS = {
     "pico": {"memory_mib": 256, "cpus": 1.0, "cpu_shares": 256},
     "nano": {"memory_mib": 512, "cpus": 1.0, "cpu_shares": 256},

@@ -1,6 +1,7 @@
 //! Vector's internal metric names, exported in Prometheus text on the prometheus_exporter address.
 //! Counters get `_total` on the page, as Vector's exporter writes them. Both the current buffer
-//! gauges and the incident-era (v0.40) ones are kept (shared/vector-facts.md).
+//! gauges and the incident-era (Vector v0.40) ones are kept: buffer_events, buffer_byte_size,
+//! buffer_max_event_size, the gauges dashboards of that era read.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

@@ -2,7 +2,8 @@
 
 Reads the subset of Vector's config the lab uses, with Vector's rules: `${VAR}` / `${VAR:-default}`
 environment interpolation, `sources.<id>` / `sinks.<id>` tables with `type` and `inputs`, and the
-sink buffer table whose keys and limits follow Vector's (shared/vector-facts.md). Anything Vector
+sink buffer table whose keys and limits follow Vector's documented ones (memory: max_events;
+disk: max_size; when_full: block | drop_newest). Anything Vector
 would reject is rejected here with a one-line message naming the key.
 """
 

@@ -1,7 +1,8 @@
 """Vector's internal metric names for the agent stand-in, exported in Prometheus format.
 
 Vector's prometheus_exporter prefixes internal metrics with the `vector_` namespace. Both the
-current buffer metrics and the incident-era (v0.40) gauges are emitted (shared/vector-facts.md).
+current buffer metrics and the incident-era (Vector v0.40) gauges (buffer_events,
+buffer_byte_size, buffer_max_event_size) are emitted.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The incident's chain (shared/incident.md), link by link: was it observed in this variant,
-and with what number. Read from the run folder alone (results and journal samples). A link the
+"""The incident's chain, link by link (LINKS below: a flip that left a broker up but broken,
+lookups piling up, VMs buffering and thrashing, monitoring amplifying, a slow RabbitMQ node):
+was it observed in this variant, and with what number. Read from the run folder alone (results and journal samples). A link the
 experiment did not watch (no probe for it) says so instead of "no"."""
 
 from __future__ import annotations

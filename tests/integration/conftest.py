@@ -6,7 +6,7 @@ ports, and writes the env files (image tags, per-broker settings) that the compo
 testcontainers then runs `docker compose up --wait` (every service's own healthcheck: brokers are
 healthy when Pulsar's health check passes) and its HTTP wait strategy checks the proxy's admin API
 from the host. Ryuk, testcontainers' reaper, is disabled: its image cannot be pulled here
-(shared/lab-environment.md); the fixture removes the lab itself.
+(no container registry); the fixture removes the lab itself.
 
 CHAOSLAB_KEEP_LAB=1 leaves it running afterwards (handy while developing).
 """

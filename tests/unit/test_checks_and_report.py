@@ -136,7 +136,7 @@ def test_report_from_a_journal_alone_bands_from_steps_and_a_torn_last_line(tmp_p
 def test_wilson_interval_and_detection_power():
     from chaoslab.rates import runs_to_detect, summary, wilson
     lo, hi = wilson(4, 7)
-    assert (round(lo, 2), round(hi, 2)) == (0.25, 0.84)   # the flip's 4 of 7 (shared/findings.md)
+    assert (round(lo, 2), round(hi, 2)) == (0.25, 0.84)   # the flip's 4 of 7 (README, an earlier series)
     lo, hi = wilson(0, 10)
     assert lo == 0 and round(hi, 3) == 0.278              # none failed: the upper bound
     assert wilson(0, 0) == (0.0, 1.0)
