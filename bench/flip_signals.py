@@ -20,19 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders  # noqa: E402
-
-
-def longest(flags) -> int:
-    best = cur = 0
-    for f in flags:
-        cur = cur + 1 if f else 0
-        best = max(best, cur)
-    return best
-
-
-def pending(sample: dict) -> float:
-    return max(((((b or {}).get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0)
-                for b in (sample.get("brokers") or {}).values()), default=0)
+from chaoslab.report.flip import longest, peak_pending as pending  # noqa: E402
 
 
 def figures(samples: list[dict]) -> dict:

@@ -93,12 +93,19 @@ def metadata_conflicts(log_dir: Path, since: float | None = None) -> dict:
             "example": sorted(topics)[:3]}
 
 
-def _longest(flags: list[bool]) -> int:
+def longest(flags: list[bool]) -> int:
+    """The longest run of True (seconds, one flag a sample)."""
     best = cur = 0
     for f in flags:
         cur = cur + 1 if f else 0
         best = max(best, cur)
     return best
+
+
+def peak_pending(sample: dict) -> float:
+    """The highest pulsar_broker_lookup_pending_requests of any broker in one sample."""
+    brokers = [b for b in (sample.get("brokers") or {}).values() if isinstance(b, dict)]
+    return max(((b.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0 for b in brokers), default=0)
 
 
 def classify(samples: list[dict], log_dir: Path | None, since: float | None = None,
@@ -109,14 +116,10 @@ def classify(samples: list[dict], log_dir: Path | None, since: float | None = No
     splits = [len((s.get("cluster") or {}).get("split") or []) for s in watched]
     split_secs = sum(1 for n in splits if n)
     compared = any((s.get("cluster") or {}).get("split") is not None for s in watched)
-    stalled = _longest([bool((s.get("client") or {}).get("lookups_expected"))
+    stalled = longest([bool((s.get("client") or {}).get("lookups_expected"))
                         and (s.get("client") or {}).get("lookup_ok", 1) == 0 for s in watched])
 
-    def pending(s):
-        brokers = [b for b in (s.get("brokers") or {}).values() if isinstance(b, dict)]
-        return max(((b.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests") or 0 for b in brokers),
-                   default=0)
-    piled = _longest([pending(s) >= pending_bound for s in watched]) if pending_bound else 0
+    piled = longest([peak_pending(s) >= pending_bound for s in watched]) if pending_bound else 0
     dumps = {}
     if log_dir is not None:
         for path in sorted(Path(log_dir).glob("threaddump-*.txt")):

@@ -198,7 +198,6 @@ class Runner:
         self.selected = self._select()
         self.lab_touched = False     # until then, the clean-up leaves any lab alone
         self.error: str | None = None
-        self.preflight: list = []    # callables(runner) run after the images, before the lab
 
     # -- which variants ----------------------------------------------------------------------------
     def _select(self) -> list[Variant]:
@@ -302,19 +301,14 @@ class Runner:
         return code
 
     def before_lab(self) -> None:
-        """Everything that can be refused is refused before the lab is touched: every setting a
-        plan gives the brokers must be one of the release's own (Pulsar ignores unknown keys, so
-        a misspelt one would be a change never made), then any hooks."""
-        from chaoslab.lab.broker_settings import check_broker_settings
+        """Everything that can be refused is refused before the lab is touched: the lab's and
+        each step's own preflight (e.g. every broker setting must be one of its release's: Pulsar
+        ignores unknown keys, so a misspelt one would be a change never made)."""
         for v in self.selected:
             plan = self.exp.plan(v)
-            if plan.lab.pulsar:
-                check_broker_settings(self.exp.versions.from_, plan.lab.broker_config, resolve=False, log=self.log)
+            plan.lab.preflight(self.exp)
             for step in plan.steps():
-                for release, settings in step.broker_settings():
-                    check_broker_settings(self.exp.release(release), settings, resolve=False, log=self.log)
-        for hook in self.preflight:
-            hook(self)
+                step.preflight(self.exp)
 
     def _save_quietly(self) -> None:
         try:

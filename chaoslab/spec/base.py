@@ -151,10 +151,9 @@ class Step(Model):
         """Releases (or from/to/fixed) this step needs images for."""
         return []
 
-    def broker_settings(self) -> list[tuple[str, dict]]:
-        """(release, settings) pairs this step gives brokers: checked against that release's own
-        settings before the lab is touched."""
-        return []
+    def preflight(self, experiment) -> None:
+        """Refuse (raise LabError) what cannot work before the lab is touched; called once the
+        images are built. Default: nothing to check."""
 
     def band(self) -> str | None:
         """Label of the shaded band plots draw over this step's run (None: no band)."""

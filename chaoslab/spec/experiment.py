@@ -120,6 +120,12 @@ class LabSpec(Model):
     broker_config: Settings = {}
     proxy_config: Settings = {}
 
+    def preflight(self, experiment) -> None:
+        """The lab's broker settings must be the first release's own (checked before it starts)."""
+        if self.pulsar and self.broker_config:
+            from chaoslab.lab.broker_settings import check_broker_settings
+            check_broker_settings(experiment.versions.from_, self.broker_config, resolve=False)
+
 
 class SteadyState(Model):
     window_secs: Annotated[float, Field(ge=1, le=600)] = 5.0

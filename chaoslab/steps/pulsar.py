@@ -59,8 +59,10 @@ class RollBroker(Step):
     def pulsar_releases(self) -> list[str]:
         return [self.version]
 
-    def broker_settings(self) -> list[tuple[str, dict]]:
-        return [(self.version, self.broker_config)]
+    def preflight(self, experiment) -> None:
+        """Every setting must be one of the target release's own (Pulsar ignores unknown keys)."""
+        from chaoslab.lab.broker_settings import check_broker_settings
+        check_broker_settings(experiment.release(self.version), self.broker_config, resolve=False)
 
     def run(self, ctx) -> dict:
         n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
