@@ -510,3 +510,18 @@ def test_a_shared_lock_folder_this_user_cannot_write_is_an_error_not_a_fallback(
         pytest.skip("no shared lock folder on this host yet")
     with pytest.raises(LabError, match="not writable"):
         lock.lock_dir()
+
+
+def test_a_step_setting_the_release_does_not_have_is_refused_before_the_lab_is_touched(tmp_path, monkeypatch):
+    """Road: a misspelt key reached the brokers, which ignored it: a change never made."""
+    from chaoslab.errors import UnknownSetting
+    from chaoslab.steps.pulsar import RollBroker
+
+    def check(version, settings, resolve=True, log=print):
+        if "loadBalancerSheddingEnabeld" in settings:
+            raise UnknownSetting(f"'loadBalancerSheddingEnabeld' is not a setting of Pulsar {version}")
+    monkeypatch.setattr("chaoslab.lab.broker_settings.check_broker_settings", check)
+    run = make_runner(tmp_path, steps=[RollBroker(id="roll", broker=1, broker_config={"loadBalancerSheddingEnabeld": "false"})])
+    assert run.run() == 2
+    assert "not a setting of Pulsar 3.2.3" in run.error
+    assert FakeLab.instances[-1].calls == ["build"], "the lab was touched"
