@@ -311,3 +311,77 @@ class ConcurrentLookups(Step):
                 **({"error": f"{len(disagree)} partitions with different owners at once"} if disagree else
                    {"error": "no lookup was answered: the brokers could not say who owns the topic"}
                    if answers and unanswered == len(answers) else {})}
+
+
+@register("step")
+class LookupEveryBundle(Step):
+    """Look up every topic the workload writes (each partition) through one broker directly,
+    all at once: every bundle that carries a workload topic gets a lookup at that broker.
+
+    Why: in a cluster that mixes load managers, an extensible broker answers a lookup for a
+    bundle its own ownership channel does not know by assigning that bundle, without asking the
+    modular broker that already owns it; the two then both serve the bundle (split ownership).
+    The workload's own lookups reach the flipped broker by chance (through the proxy); this step
+    reaches every bundle at the moment the split can happen, so one run decides. The step only
+    asks and records the answers (owner per topic, and how many of each outcome); judging is the
+    hypothesis' (`split-ownership`). With `load: true` it also asks the owner for each topic's
+    stats, which loads the topic (after a rollback: which topics can no longer be loaded)."""
+    type: Literal["lookup-every-bundle"] = "lookup-every-bundle"
+    broker: BrokerNo | None = Field(None, description="ask this broker directly (default: through the proxy)")
+    clients: Annotated[int, Field(ge=1, le=64)] = 8
+    lookup_timeout_secs: Annotated[float, Field(ge=1, le=120)] = 10.0
+    load: bool = Field(False, description="also load each topic (its stats, from the owner) and count those that fail")
+    min_answered: Annotated[float, Field(ge=0, le=1, description=(
+        "the step fails (and, with ok_required, aborts) when fewer lookups than this share named an owner"))] = 0.0
+
+    def run(self, ctx) -> dict:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from chaoslab.probes.pulsar import lookup_outcome, owner_host
+        every = getattr(ctx.workload, "every_topic", None)
+        topics = every() if every else []
+        if not topics:
+            return {"ok": False, "error": "the workload has no topics to look up (it is not pulsar-topics, or not started)"}
+        url = ctx.lab.broker_admin_url(self.broker) if self.broker else ctx.lab.proxy_admin_url
+        asked = f"broker-{self.broker}" if self.broker else "proxy"
+
+        def one(topic: str) -> dict:
+            path = topic_path(topic)
+            bundle = http.get_json(f"{url}/lookup/v2/topic/{path}/bundle", timeout=5)
+            resp = http.get(f"{url}/lookup/v2/topic/{path}", timeout=self.lookup_timeout_secs)
+            outcome = lookup_outcome(resp)
+            answer = {"topic": topic, "bundle": f"{topic.split('://', 1)[1].rsplit('/', 1)[0]}/{bundle}"
+                      if isinstance(bundle, str) else None, "outcome": outcome,
+                      "owner": owner_host(resp) if outcome == "owned" else None}
+            if self.load:
+                stats = http.get(f"{url}/admin/v2/{path}/stats", timeout=self.lookup_timeout_secs)
+                answer["loaded"] = stats.ok
+                if not stats.ok:
+                    answer["load_error"] = stats.describe()[:120]
+            return answer
+
+        started = time.monotonic()
+        ctx.event("lookup-every-bundle-start", asked=asked, topics=len(topics))
+        with ThreadPoolExecutor(self.clients) as pool:
+            answers = list(pool.map(one, topics))
+        outcomes: dict[str, int] = {}
+        owners: dict[str, int] = {}
+        for a in answers:
+            outcomes[a["outcome"]] = outcomes.get(a["outcome"], 0) + 1
+            if a["owner"]:
+                owners[a["owner"]] = owners.get(a["owner"], 0) + 1
+        bundles = {a["bundle"] for a in answers if a["bundle"]}
+        answered = outcomes.get("owned", 0) / len(answers)
+        result = {"asked": asked, "topics": len(answers), "bundles": len(bundles),
+                  "outcomes": dict(sorted(outcomes.items())), "owners": dict(sorted(owners.items())),
+                  "answered_share": round(answered, 3), "secs": round(time.monotonic() - started, 1),
+                  "unanswered_examples": [a["topic"] for a in answers if a["outcome"] != "owned"][:3]}
+        if self.load:
+            failed = [a for a in answers if not a["loaded"]]
+            result.update({"loaded": len(answers) - len(failed), "not_loaded": len(failed),
+                           "not_loaded_examples": [f"{a['topic']}: {a['load_error']}" for a in failed[:3]]})
+        result["ok"] = answered >= self.min_answered
+        if not result["ok"]:
+            result["error"] = (f"{len(answers) - outcomes.get('owned', 0)} of {len(answers)} lookups at {asked} "
+                               f"named no owner ({answered:.0%} answered, {self.min_answered:.0%} required)")
+        return result

@@ -181,3 +181,18 @@ class SlowService(Step):
 
     def services_named(self) -> list[tuple[str, str]]:
         return [("service", self.service)]
+
+
+@register("step")
+class Wait(Step):
+    """Let time pass while the hypothesis is checked: a declared exposure (how long a change is
+    left in place before the next step, e.g. before an operator's late rollback). With the
+    steady state's `abort_on_violation: false` the run keeps going through violations, so what
+    the exposure leads to is measured rather than cut short."""
+    type: Literal["wait"] = "wait"
+    secs: Annotated[float, Field(ge=1, le=24 * 3600)]
+
+    def run(self, ctx) -> dict:
+        started = time.monotonic()
+        done = ctx.watch(self.secs)
+        return {"secs": round(time.monotonic() - started, 1), "ok": True, "cut_short": not done}

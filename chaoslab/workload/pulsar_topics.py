@@ -55,6 +55,11 @@ class PulsarTopics(Workload):
         """Topics whose ownership probes may look up (partition 0 of a partitioned topic)."""
         return [t.fqn + ("-partition-0" if t.partitions else "") for t in (self._layout.topics if self._layout else ())]
 
+    def every_topic(self) -> list[str]:
+        """Every topic the workload writes: each non-partitioned topic and each partition."""
+        return [name for t in (self._layout.topics if self._layout else ())
+                for name in ([f"{t.fqn}-partition-{p}" for p in range(t.partitions)] if t.partitions else [t.fqn])]
+
     def start(self, ctx) -> None:
         layout = self.layout(ctx.experiment.seed)
         PulsarAdmin(ctx.lab.proxy_admin_url, ctx.settings.cluster).provision(layout)
