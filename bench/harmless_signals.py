@@ -1,0 +1,116 @@
+"""Where the hypothesis' bounds sit against plain rolling restarts: for each run of a harmless
+variant (default: the variants whose role is `control`), during the method, the extreme of every
+signal a condition reads, and per condition the longest stretch it was violated (a false alarm
+needs a stretch longer than the tolerance). Prints the distribution over runs next to each bound
+and the false-alarm count with its 95 % interval.
+
+    python bench/harmless_signals.py runs/rates-harmless [more folders] [--variant control] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chaoslab.rates import run_folders, wilson  # noqa: E402
+from chaoslab.report.flip import longest, peak_pending  # noqa: E402
+
+
+def _rate(ok, failed):
+    return None if not (ok or failed) else ok / (ok + failed)
+
+
+# signal: (how it is read from one sample, worst = max or min, the headline's bound)
+SIGNALS = {
+    "pending lookups (peak over brokers)": (peak_pending, max, 40),
+    "lookup success rate (window)": (lambda s: _rate((s.get("client") or {}).get("lookup_ok", 0),
+                                                     (s.get("client") or {}).get("lookup_failed", 0)), min, 0.9),
+    "publish success rate (window)": (lambda s: (s.get("client") or {}).get("publish_success_rate"), min, 0.99),
+    "publish p99 ms (window)": (lambda s: (s.get("client") or {}).get("publish_p99_ms"), max, 2000),
+    "backlog": (lambda s: (s.get("client") or {}).get("backlog"), max, 5000),
+}
+
+
+def one_run(samples: list[dict]) -> dict:
+    out = {}
+    for name, (read, worst, _bound) in SIGNALS.items():
+        values = [v for v in (read(s) for s in samples) if v is not None]
+        out[name] = worst(values) if values else None
+    out["longest stall, no lookup completing (s)"] = longest([(s.get("client") or {}).get("lookup_ok", 1) == 0
+                                                              for s in samples])
+    names = sorted({v["name"] for s in samples for v in s.get("violations") or []})
+    out["violated"] = {n: longest([any(v["name"] == n for v in s.get("violations") or []) for s in samples])
+                       for n in names}
+    return out
+
+
+def quantile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", nargs="*", default=["runs"])
+    ap.add_argument("--variant", action="append", help="variant names to count (default: role control)")
+    ap.add_argument("--tolerance", type=float, default=20.0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    runs = []
+    for rd, res in run_folders(args.folders):
+        wanted = {v["name"]: v for v in res["variants"]
+                  if (v["name"] in args.variant if args.variant else v.get("role") == "control")}
+        if not wanted:
+            continue
+        samples: dict[str, list] = {}
+        with open(rd / "journal.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                d = json.loads(line)
+                if d.get("type") == "sample" and d.get("phase") == "method" and d.get("variant") in wanted:
+                    samples.setdefault(d["variant"], []).append(d)
+        for name, ss in samples.items():
+            runs.append({"run": str(rd), "variant": name, "verdict": wanted[name]["verdict"], **one_run(ss)})
+    if not runs:
+        print("no harmless runs found", file=sys.stderr)
+        return 2
+    failed = sum(r["verdict"] != "PASS" for r in runs)
+    low, high = wilson(failed, len(runs))
+    summary = {"runs": len(runs), "not_pass": failed, "false_alarm_rate_95": [round(low, 3), round(high, 3)],
+               "verdicts": {v: sum(r["verdict"] == v for r in runs) for v in sorted({r["verdict"] for r in runs})},
+               "signals": {}, "violated_longest_s": {}}
+    for name, (_read, worst, bound) in list(SIGNALS.items()) + [("longest stall, no lookup completing (s)",
+                                                                 (None, max, args.tolerance))]:
+        values = [r[name] for r in runs if r[name] is not None]
+        if not values:
+            continue
+        beyond = sum((v > bound) if worst is max else (v < bound) for v in values)
+        summary["signals"][name] = {"bound": bound, "median": round(statistics.median(values), 3),
+                                    "p90": round(quantile(values, 0.9) if worst is max else
+                                                 quantile(values, 0.1), 3),
+                                    "worst": round(worst(values), 3), "runs_beyond_bound": beyond, "of": len(values)}
+    for n in sorted({n for r in runs for n in r["violated"]}):
+        streaks = [r["violated"].get(n, 0) for r in runs]
+        summary["violated_longest_s"][n] = {"max": max(streaks), "runs_violated": sum(s > 0 for s in streaks),
+                                            "runs_past_tolerance": sum(s > args.tolerance for s in streaks)}
+    if args.json:
+        print(json.dumps({"summary": summary, "runs": runs}, indent=1, default=str))
+        return 0
+    print(f"harmless runs: {len(runs)}; not PASS: {failed} ({summary['verdicts']}); "
+          f"false-alarm rate 95 % interval {low:.2f}-{high:.2f}")
+    print(f"{'signal (worst per run, method only)':42} {'bound':>7} {'median':>8} {'p90':>8} {'worst':>8}  beyond bound")
+    for name, s in summary["signals"].items():
+        print(f"{name:42} {s['bound']:>7} {s['median']:>8} {s['p90']:>8} {s['worst']:>8}  {s['runs_beyond_bound']} of {s['of']}")
+    print("conditions violated (longest stretch, s):")
+    for n, s in summary["violated_longest_s"].items():
+        print(f"  {n:30} max {s['max']:3d} s  in {s['runs_violated']} runs, past the {args.tolerance:.0f} s tolerance in "
+              f"{s['runs_past_tolerance']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
