@@ -63,7 +63,28 @@ def detection_power(repeat: int, failures: int | None = None, runs: int | None =
     rate = failures / runs if runs else 0.0
     return {"repeat": repeat, "measured": f"{failures} of {runs} single runs failed", "lower_95_rate": round(lower, 3),
             "power_at_lower_bound": round(1 - (1 - lower) ** repeat, 3),
-            "power_at_measured_rate": round(1 - (1 - rate) ** repeat, 3)}
+            "power_at_measured_rate": round(1 - (1 - rate) ** repeat, 3),
+            "false_alarms": false_alarms(repeat)}
+
+
+# The other error rate: harmless changes (plain rolling restarts, the same release, a setting that
+# changes nothing at the lab's load) judged unsafe, single runs, counted by
+# `python bench/harmless_signals.py` (README, "How the flip fails"). A gate that says "unsafe if any
+# run is" blocks a safe change with probability 1 - (1 - p)^repeat: more runs catch more, and
+# block more.
+MEASURED_HARMLESS = {"not_pass": 0, "runs": 0, "measured": "2026-12-01"}
+
+
+def false_alarms(repeat: int, not_pass: int | None = None, runs: int | None = None) -> dict:
+    """What `repeat` runs cost a safe change: the probability that at least one of them is
+    judged unsafe, at the measured per-run false-alarm rate and at its upper 95 % bound."""
+    not_pass = MEASURED_HARMLESS["not_pass"] if not_pass is None else not_pass
+    runs = MEASURED_HARMLESS["runs"] if runs is None else runs
+    upper = wilson(not_pass, runs)[1]
+    rate = not_pass / runs if runs else None
+    return {"measured": f"{not_pass} of {runs} harmless single runs not PASS", "upper_95_rate": round(upper, 3),
+            "blocks_safe_change_at_upper_bound": round(1 - (1 - upper) ** repeat, 3),
+            "blocks_safe_change_at_measured_rate": None if rate is None else round(1 - (1 - rate) ** repeat, 3)}
 
 
 MEASURED_FLIP_FAILURE_RATE = MEASURED_FLIP["failures"] / MEASURED_FLIP["runs"]

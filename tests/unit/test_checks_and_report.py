@@ -233,3 +233,15 @@ def test_the_gates_default_repeat_catches_the_measured_rate():
             assert seen["repeat"] == want, to
     finally:
         cli.make_runner = original
+
+
+def test_false_alarms_grow_with_the_number_of_runs_and_say_their_count():
+    from chaoslab.rates import false_alarms, wilson
+    one, two = false_alarms(1, 0, 30), false_alarms(2, 0, 30)
+    upper = wilson(0, 30)[1]
+    assert one["upper_95_rate"] == round(upper, 3) and 0.1 < upper < 0.13
+    assert two["blocks_safe_change_at_upper_bound"] == round(1 - (1 - upper) ** 2, 3)
+    assert two["blocks_safe_change_at_upper_bound"] > one["blocks_safe_change_at_upper_bound"]
+    assert one["blocks_safe_change_at_measured_rate"] == 0 and "0 of 30" in one["measured"]
+    assert false_alarms(1, 0, 0)["blocks_safe_change_at_measured_rate"] is None   # nothing measured: no rate
+    assert false_alarms(1, 1, 15)["blocks_safe_change_at_measured_rate"] == round(1 / 15, 3)
