@@ -1,6 +1,10 @@
 """How the flip failed, per release: every run folder given (single runs or `--repeat` series),
 each variant classified as hang / split / both / none (chaoslab/report/flip.py), tallied per
-(variant, release) with the failure rate's 95 % Wilson interval and the metadata conflict.
+(variant, release) with the failure rate's 95 % Wilson interval, the metadata conflict, and the runs
+in which the load-data store restarted its table view because its clock started at time 0 (the
+likely trigger of the hang: a restart under the store's monitor; counted from the brokers' own
+"Restarted tableview" lines, written only when a restart completes, so a restart that hung shows
+in a thread dump, not here).
 
     python bench/flip_mechanism.py runs/                 # every run under runs/
     python bench/flip_mechanism.py runs/A runs/B-x10     # chosen runs or series
@@ -51,17 +55,22 @@ def main(paths: list[str]) -> None:
             t[c["mechanism"]] += 1
             t["conflict_topics"] += (c.get("conflicts") or {}).get("topics", 0)
             t["dump_shown"] += c["hang"]["shown_by_thread_dump"]
+            views = c.get("view_restarts") or {}
+            t["view_restart_runs"] += bool(views.get("from_time_zero"))
+            t["hang_with_view_restart"] += c["mechanism"] in ("hang", "both") and bool(views.get("from_time_zero"))
             print(f"{rd}  {v['name']:10} {release:6} {v['verdict']:5} {c['mechanism']:5}  "
                   f"split {c['split']['secs']:3d} s  stalled {c['hang']['lookups_stalled_secs']:3d} s  "
-                  f"conflict topics {(c.get('conflicts') or {}).get('topics', 0)}")
+                  f"conflict topics {(c.get('conflicts') or {}).get('topics', 0):3d}  "
+                  f"view restarts from time 0: {views.get('from_time_zero', 0)}")
     print()
     print(f"{'variant':10} {'release':7} {'change':8} {'runs':>4} {'FAIL':>4} {'rate 95 %':>13} "
-          f"{'hang':>4} {'(dump)':>6} {'split':>5} {'both':>4} {'none':>4} {'conflict topics/run':>19}")
+          f"{'hang':>4} {'(dump)':>6} {'split':>5} {'both':>4} {'none':>4} {'conflict topics/run':>19} "
+          f"{'runs with view restarts from time 0 (of them hang/both)':>30}")
     for (name, release, change), t in sorted(tally.items()):
         lo, hi = wilson(t["fail"], t["runs"])
         print(f"{name:10} {release:7} {change:8} {t['runs']:4d} {t['fail']:4d} {lo:6.2f}-{hi:4.2f}  "
               f"{t['hang']:4d} {t['dump_shown']:6d} {t['split']:5d} {t['both']:4d} {t['none']:4d} "
-              f"{t['conflict_topics'] / t['runs']:19.1f}")
+              f"{t['conflict_topics'] / t['runs']:19.1f} {t['view_restart_runs']:6d} ({t['hang_with_view_restart']})")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,14 @@ _ML_CONFLICT = (
     re.compile(r"BadVersion for /managed-ledgers/(\S+?)(?:/[^/\s]*-cursor|\s|$)"),
 )
 _FENCED = re.compile(r"Ledger has been fenced off")
+# the extensible load manager's load-data store closing and recreating its table view (under the
+# store's monitor, from validateTableView) because it looked inactive for longer than
+# 2 x loadBalancerReportUpdateMaxIntervalMinutes; an inactivity of ~1.7e9 s means "since time 0":
+# the view's last-update time was never set when it started (fixed by setting it at start). The
+# line is written after the new view has started: a restart that hangs (the hang) leaves no line,
+# its thread dump shows the holder in startTableView instead.
+_VIEW_RESTART = re.compile(r"Restarted tableview on (\S+), inactiveDuration=(\d+) secs")
+SINCE_EPOCH_SECS = 10 ** 9
 STALL_SECS = 10     # lookups stalled this long (no lookup completing) is a hang's symptom, not a restart's blip
 
 
@@ -93,6 +101,37 @@ def metadata_conflicts(log_dir: Path, since: float | None = None) -> dict:
             "example": sorted(topics)[:3]}
 
 
+def view_restarts(log_dir: Path, since: float | None = None) -> dict:
+    """The load-data store's table-view restarts in a variant's kept broker logs, after `since`:
+    how many, per broker, and how many because the view's clock started at time 0 (the store
+    judged a view that had just started as inactive for decades)."""
+    per: dict[str, int] = {}
+    from_zero = 0
+    longest_inactive = 0
+    for path in sorted(Path(log_dir).glob("chaoslab-broker-*.log")):
+        broker = _broker_of(path)
+        if broker is None:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            m = _VIEW_RESTART.search(line)
+            if not m:
+                continue
+            if since is not None:
+                t = _log_time(line)
+                if t is not None and t < since:
+                    continue
+            per[broker] = per.get(broker, 0) + 1
+            secs = int(m.group(2))
+            from_zero += secs >= SINCE_EPOCH_SECS
+            longest_inactive = max(longest_inactive, secs)
+    return {"restarts": sum(per.values()), "by_broker": dict(sorted(per.items())), "from_time_zero": from_zero,
+            "longest_inactive_secs": longest_inactive}
+
+
 def longest(flags: list[bool]) -> int:
     """The longest run of True (seconds, one flag a sample)."""
     best = cur = 0
@@ -141,6 +180,7 @@ def classify(samples: list[dict], log_dir: Path | None, since: float | None = No
                     "store_monitor_dumps": dumps, "shown_by_thread_dump": bool(dumps)}}
     if log_dir is not None:
         out["conflicts"] = metadata_conflicts(log_dir, since)
+        out["view_restarts"] = view_restarts(log_dir, since)
     return out
 
 
@@ -164,6 +204,10 @@ def describe(c: dict) -> str:
                      + (f"; lookups stalled {stall} s" if stall and c["mechanism"] == "split" else "") + ")")
     if not parts:
         parts.append("none seen" + ("" if c["split"]["compared"] else " (ownership was not compared across brokers)"))
+    views = c.get("view_restarts") or {}
+    if views.get("restarts"):
+        parts.append(f"the load-data store completed {views['restarts']} restarts of its table view under its monitor"
+                     + (f" ({views['from_time_zero']} judged inactive since time 0)" if views["from_time_zero"] else ""))
     conf = c.get("conflicts") or {}
     if conf.get("topics"):
         parts.append(f"metadata conflict: {conf['topics']} topics whose managed ledger another broker wrote ("

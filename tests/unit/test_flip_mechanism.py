@@ -71,3 +71,17 @@ def test_chain_link_6_carries_the_number_of_topics():
     row = next(r for r in links(v, samples(), 50, conflicts={"topics": 72, "by_broker": {"broker-2": 24, "broker-3": 45}})
                if r["link"] == 6)
     assert row["observed"] and row["number"].startswith("metadata conflict: 72 topics written by two brokers")
+
+
+def test_view_restarts_are_counted_and_those_since_time_zero_named(tmp_path):
+    from chaoslab.report.flip import view_restarts
+    line = ("2026-12-01T17:02:04.269Z 2026-12-01T17:02:04,269+0000 [Thread-18] INFO  org.apache.pulsar.broker."
+            "loadbalance.extensions.store.TableViewLoadDataStoreImpl - Restarted tableview on "
+            "non-persistent://pulsar/system/loadbalancer-broker-load-data, inactiveDuration={} secs > threshold = 1800 secs")
+    (tmp_path / "chaoslab-broker-1-1-abc.log").write_text("\n".join([line.format(1796143682), line.format(1796143683),
+                                                                      line.format(2000), "unrelated"]))
+    (tmp_path / "chaoslab-broker-2-1-def.log").write_text("nothing here\n")
+    v = view_restarts(tmp_path)
+    assert v == {"restarts": 3, "by_broker": {"broker-1": 3}, "from_time_zero": 2, "longest_inactive_secs": 1796143683}
+    assert view_restarts(tmp_path, since=2e9)["restarts"] == 0      # only after `since`
+    assert view_restarts(tmp_path / "missing")["restarts"] == 0
