@@ -57,20 +57,22 @@ def main(paths: list[str]) -> None:
             t["dump_shown"] += c["hang"]["shown_by_thread_dump"]
             views = c.get("view_restarts") or {}
             t["view_restart_runs"] += bool(views.get("from_time_zero"))
-            t["hang_with_view_restart"] += c["mechanism"] in ("hang", "both") and bool(views.get("from_time_zero"))
+            t["failed_restart_runs"] += bool(views.get("failed"))
+            t["hang_with_failed_restart"] += c["mechanism"] in ("hang", "both") and bool(views.get("failed"))
             print(f"{rd}  {v['name']:10} {release:6} {v['verdict']:5} {c['mechanism']:5}  "
                   f"split {c['split']['secs']:3d} s  stalled {c['hang']['lookups_stalled_secs']:3d} s  "
                   f"conflict topics {(c.get('conflicts') or {}).get('topics', 0):3d}  "
-                  f"view restarts from time 0: {views.get('from_time_zero', 0)}")
+                  f"view restarts: {views.get('restarts', 0)} ({views.get('from_time_zero', 0)} from time 0), "
+                  f"failed {views.get('failed', 0)}")
     print()
     print(f"{'variant':10} {'release':7} {'change':8} {'runs':>4} {'FAIL':>4} {'rate 95 %':>13} "
           f"{'hang':>4} {'(dump)':>6} {'split':>5} {'both':>4} {'none':>4} {'conflict topics/run':>19} "
-          f"{'runs with view restarts from time 0 (of them hang/both)':>30}")
+          f"view restarts from time 0 (runs)  failed restarts (runs; of them hang/both)")
     for (name, release, change), t in sorted(tally.items()):
         lo, hi = wilson(t["fail"], t["runs"])
         print(f"{name:10} {release:7} {change:8} {t['runs']:4d} {t['fail']:4d} {lo:6.2f}-{hi:4.2f}  "
               f"{t['hang']:4d} {t['dump_shown']:6d} {t['split']:5d} {t['both']:4d} {t['none']:4d} "
-              f"{t['conflict_topics'] / t['runs']:19.1f} {t['view_restart_runs']:6d} ({t['hang_with_view_restart']})")
+              f"{t['conflict_topics'] / t['runs']:19.1f} {t['view_restart_runs']:6d} {t['failed_restart_runs']:6d} ({t['hang_with_failed_restart']})")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ _FENCED = re.compile(r"Ledger has been fenced off")
 # the view's last-update time was never set when it started (fixed by setting it at start). The
 # line is written after the new view has started: a restart that hangs (the hang) leaves no line,
 # its thread dump shows the holder in startTableView instead.
-_VIEW_RESTART = re.compile(r"Restarted tableview on (\S+), inactiveDuration=(\d+) secs")
+_VIEW_RESTART = re.compile(r"TableViewLoadDataStoreImpl - (Restarted tableview|Failed to (?:restart )?tableview) on "
+                           r"([^,\s]+)(?:,(?: restart reason:)? ([^\n\"]*))?")
+_INACTIVE = re.compile(r"inactiveDuration=(\d+) secs")
 SINCE_EPOCH_SECS = 10 ** 9
 STALL_SECS = 10     # lookups stalled this long (no lookup completing) is a hang's symptom, not a restart's blip
 
@@ -103,10 +105,11 @@ def metadata_conflicts(log_dir: Path, since: float | None = None) -> dict:
 
 def view_restarts(log_dir: Path, since: float | None = None) -> dict:
     """The load-data store's table-view restarts in a variant's kept broker logs, after `since`:
-    how many, per broker, and how many because the view's clock started at time 0 (the store
-    judged a view that had just started as inactive for decades)."""
+    completed (`Restarted tableview`) and failed (`Failed to [restart] tableview`), per broker, and
+    why: judged inactive since time 0 (the view's clock never set when it started), inactive past
+    the threshold, or no view at all ("object is null" / "table view is null": it was closed)."""
     per: dict[str, int] = {}
-    from_zero = 0
+    counts = {"restarts": 0, "failed": 0, "from_time_zero": 0, "inactive": 0, "view_missing": 0}
     longest_inactive = 0
     for path in sorted(Path(log_dir).glob("chaoslab-broker-*.log")):
         broker = _broker_of(path)
@@ -125,11 +128,16 @@ def view_restarts(log_dir: Path, since: float | None = None) -> dict:
                 if t is not None and t < since:
                     continue
             per[broker] = per.get(broker, 0) + 1
-            secs = int(m.group(2))
-            from_zero += secs >= SINCE_EPOCH_SECS
-            longest_inactive = max(longest_inactive, secs)
-    return {"restarts": sum(per.values()), "by_broker": dict(sorted(per.items())), "from_time_zero": from_zero,
-            "longest_inactive_secs": longest_inactive}
+            counts["restarts" if m.group(1).startswith("Restarted") else "failed"] += 1
+            reason = m.group(3) or ""
+            inactive = _INACTIVE.search(reason)
+            if inactive:
+                secs = int(inactive.group(1))
+                counts["from_time_zero" if secs >= SINCE_EPOCH_SECS else "inactive"] += 1
+                longest_inactive = max(longest_inactive, secs)
+            elif "is null" in reason:
+                counts["view_missing"] += 1
+    return {**counts, "by_broker": dict(sorted(per.items())), "longest_inactive_secs": longest_inactive}
 
 
 def longest(flags: list[bool]) -> int:
@@ -205,9 +213,14 @@ def describe(c: dict) -> str:
     if not parts:
         parts.append("none seen" + ("" if c["split"]["compared"] else " (ownership was not compared across brokers)"))
     views = c.get("view_restarts") or {}
-    if views.get("restarts"):
-        parts.append(f"the load-data store completed {views['restarts']} restarts of its table view under its monitor"
-                     + (f" ({views['from_time_zero']} judged inactive since time 0)" if views["from_time_zero"] else ""))
+    if views.get("restarts") or views.get("failed"):
+        why = [f"{views[k]} {label}" for k, label in (("from_time_zero", "judged inactive since time 0"),
+                                                       ("inactive", "inactive past the threshold"),
+                                                       ("view_missing", "with no view left"))
+               if views.get(k)]
+        parts.append(f"the load-data store restarted its table view under its monitor {views['restarts']} times"
+                     + (f", {views['failed']} restarts failed" if views.get("failed") else "")
+                     + (f" ({', '.join(why)})" if why else ""))
     conf = c.get("conflicts") or {}
     if conf.get("topics"):
         parts.append(f"metadata conflict: {conf['topics']} topics whose managed ledger another broker wrote ("

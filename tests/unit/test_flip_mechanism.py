@@ -78,10 +78,16 @@ def test_view_restarts_are_counted_and_those_since_time_zero_named(tmp_path):
     line = ("2026-12-01T17:02:04.269Z 2026-12-01T17:02:04,269+0000 [Thread-18] INFO  org.apache.pulsar.broker."
             "loadbalance.extensions.store.TableViewLoadDataStoreImpl - Restarted tableview on "
             "non-persistent://pulsar/system/loadbalancer-broker-load-data, inactiveDuration={} secs > threshold = 1800 secs")
+    failed = ("2026-12-01T18:45:47,230+0000 [Thread-26] ERROR org.apache.pulsar.broker.loadbalance.extensions.store."
+              "TableViewLoadDataStoreImpl - Failed to tableview on non-persistent://pulsar/system/loadbalancer-broker-"
+              "load-data, restart reason: object is null")
+    failed_old = ("2026-12-01T18:45:48,230+0000 [Thread-24] ERROR org.apache.pulsar.broker.loadbalance.extensions.store."
+                  "TableViewLoadDataStoreImpl - Failed to restart tableview on non-persistent://pulsar/system/x")
     (tmp_path / "chaoslab-broker-1-1-abc.log").write_text("\n".join([line.format(1796143682), line.format(1796143683),
                                                                       line.format(2000), "unrelated"]))
-    (tmp_path / "chaoslab-broker-2-1-def.log").write_text("nothing here\n")
+    (tmp_path / "chaoslab-broker-2-1-def.log").write_text("\n".join(["nothing here", failed, failed_old]))
     v = view_restarts(tmp_path)
-    assert v == {"restarts": 3, "by_broker": {"broker-1": 3}, "from_time_zero": 2, "longest_inactive_secs": 1796143683}
+    assert v == {"restarts": 3, "failed": 2, "from_time_zero": 2, "inactive": 1, "view_missing": 1,
+                 "by_broker": {"broker-1": 3, "broker-2": 2}, "longest_inactive_secs": 1796143683}
     assert view_restarts(tmp_path, since=2e9)["restarts"] == 0      # only after `since`
     assert view_restarts(tmp_path / "missing")["restarts"] == 0
