@@ -2,9 +2,9 @@
 each variant classified as hang / split / both / none (chaoslab/report/flip.py), tallied per
 (variant, release) with the failure rate's 95 % Wilson interval, the metadata conflict, and the runs
 in which the load-data store restarted its table view because its clock started at time 0 (the
-likely trigger of the hang: a restart under the store's monitor; counted from the brokers' own
-"Restarted tableview" lines, written only when a restart completes, so a restart that hung shows
-in a thread dump, not here).
+likely trigger of the hang: a restart under the store's monitor; counted from the store's own
+"Restarted tableview" and "Failed to tableview" lines, written only when a restart completes or
+fails, so a restart that hung shows in a thread dump, not here).
 
     python bench/flip_mechanism.py runs/                 # every run under runs/
     python bench/flip_mechanism.py runs/A runs/B-x10     # chosen runs or series
@@ -62,8 +62,8 @@ def main(paths: list[str]) -> None:
             print(f"{rd}  {v['name']:10} {release:6} {v['verdict']:5} {c['mechanism']:5}  "
                   f"split {c['split']['secs']:3d} s  stalled {c['hang']['lookups_stalled_secs']:3d} s  "
                   f"conflict topics {(c.get('conflicts') or {}).get('topics', 0):3d}  "
-                  f"view restarts: {views.get('restarts', 0)} ({views.get('from_time_zero', 0)} from time 0), "
-                  f"failed {views.get('failed', 0)}")
+                  f"view restarts: {views.get('restarts', 0)}, failed {views.get('failed', 0)}; "
+                  f"of both, judged inactive since time 0: {views.get('from_time_zero', 0)}")
     print()
     print(f"{'variant':10} {'release':7} {'change':8} {'runs':>4} {'FAIL':>4} {'rate 95 %':>13} "
           f"{'hang':>4} {'(dump)':>6} {'split':>5} {'both':>4} {'none':>4} {'conflict topics/run':>19} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders, wilson  # noqa: E402
 from chaoslab.report.flip import longest, peak_pending  # noqa: E402
+from chaoslab.run.journal import read as read_journal  # noqa: E402
 
 
 def _rate(ok, failed):
@@ -41,8 +43,10 @@ def one_run(samples: list[dict]) -> dict:
     for name, (read, worst, _bound) in SIGNALS.items():
         values = [v for v in (read(s) for s in samples) if v is not None]
         out[name] = worst(values) if values else None
-    out["longest stall, no lookup completing (s)"] = longest([(s.get("client") or {}).get("lookup_ok", 1) == 0
-                                                              for s in samples])
+    # as the flip's classification counts it: only where lookups were expected to complete
+    stalled = [bool((s.get("client") or {}).get("lookups_expected")) and (s.get("client") or {}).get("lookup_ok", 1) == 0
+               for s in samples]
+    out["longest stall, no lookup completing (s)"] = longest(stalled) if samples else None
     names = sorted({v["name"] for s in samples for v in s.get("violations") or []})
     out["violated"] = {n: longest([any(v["name"] == n for v in s.get("violations") or []) for s in samples])
                        for n in names}
@@ -50,8 +54,14 @@ def one_run(samples: list[dict]) -> dict:
 
 
 def quantile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q of the values at or below it."""
     values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def p90_worst(values: list[float], worst) -> float:
+    """The value 90 % of runs were no worse than (high for a `max` signal, low for a `min` one)."""
+    return quantile(values, 0.9) if worst is max else -quantile([-v for v in values], 0.9)
 
 
 def main(argv: list[str]) -> int:
@@ -68,13 +78,19 @@ def main(argv: list[str]) -> int:
         if not wanted:
             continue
         samples: dict[str, list] = {}
-        with open(rd / "journal.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                d = json.loads(line)
-                if d.get("type") == "sample" and d.get("phase") == "method" and d.get("variant") in wanted:
-                    samples.setdefault(d["variant"], []).append(d)
-        for name, ss in samples.items():
-            runs.append({"run": str(rd), "variant": name, "verdict": wanted[name]["verdict"], **one_run(ss)})
+        try:
+            records = read_journal(rd / "journal.jsonl")     # a torn or unreadable line is skipped, not fatal
+        except OSError:
+            print(f"{rd}: no readable journal, skipped", file=sys.stderr)
+            continue
+        for d in records:
+            if d.get("type") == "sample" and d.get("phase") == "method" and d.get("variant") in wanted:
+                samples.setdefault(d["variant"], []).append(d)
+        # every harmless run counts toward the rate, also one with no method samples (it ended
+        # before the method: its signals are unknown, its verdict still says whether it passed)
+        for name in wanted:
+            runs.append({"run": str(rd), "variant": name, "verdict": wanted[name]["verdict"],
+                         **one_run(samples.get(name, []))})
     if not runs:
         print("no harmless runs found", file=sys.stderr)
         return 2
@@ -90,8 +106,7 @@ def main(argv: list[str]) -> int:
             continue
         beyond = sum((v > bound) if worst is max else (v < bound) for v in values)
         summary["signals"][name] = {"bound": bound, "median": round(statistics.median(values), 3),
-                                    "p90": round(quantile(values, 0.9) if worst is max else
-                                                 quantile(values, 0.1), 3),
+                                    "p90": round(p90_worst(values, worst), 3),
                                     "worst": round(worst(values), 3), "runs_beyond_bound": beyond, "of": len(values)}
     for n in sorted({n for r in runs for n in r["violated"]}):
         streaks = [r["violated"].get(n, 0) for r in runs]

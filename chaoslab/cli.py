@@ -439,14 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
     from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP, detection_power
     power = detection_power(GATE_DEFAULT_REPEAT)
+    alarms = power["false_alarms"]
+    other = (f"The other error: {alarms['measured']} here; at the upper 95 %% bound of that rate "
+             f"({alarms['upper_95_rate']:.2f}) {GATE_DEFAULT_REPEAT} run(s) block a safe change with "
+             f"probability {alarms['blocks_safe_change_at_upper_bound']:.2f}. "
+             if alarms["upper_95_rate"] is not None else
+             f"The other error (a safe change blocked): {alarms['measured']}, so unknown. ")
     p.add_argument("--repeat", type=int, default=None, help="run the change N times, each on a fresh lab: unsafe if "
                    f"any run is. Default {GATE_DEFAULT_REPEAT}: of the incident's change, {power['measured']} here "
                    f"({MEASURED_FLIP['measured']}); at the lower 95 %% bound of that rate ({power['lower_95_rate']:.2f}) "
                    f"{GATE_DEFAULT_REPEAT} run(s) catch it with probability {power['power_at_lower_bound']:.2f}. "
-                   f"The other error: {power['false_alarms']['measured']} here; at the upper 95 %% bound of that rate "
-                   f"({power['false_alarms']['upper_95_rate']:.2f}) {GATE_DEFAULT_REPEAT} run(s) block a safe change with "
-                   f"probability {power['false_alarms']['blocks_safe_change_at_upper_bound']:.2f}. "
-                   "1 for a no-op change (same release, no settings)")
+                   + other + "1 for a no-op change (same release, no settings)")
     p.add_argument("--out", action=_OutFolder, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")

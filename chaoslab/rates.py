@@ -80,11 +80,14 @@ def false_alarms(repeat: int, not_pass: int | None = None, runs: int | None = No
     judged unsafe, at the measured per-run false-alarm rate and at its upper 95 % bound."""
     not_pass = MEASURED_HARMLESS["not_pass"] if not_pass is None else not_pass
     runs = MEASURED_HARMLESS["runs"] if runs is None else runs
+    if not runs:    # nothing counted: the rate is unknown, not 1 (wilson's (0, 1) for no runs)
+        return {"measured": "not measured (no harmless runs counted)", "upper_95_rate": None,
+                "blocks_safe_change_at_upper_bound": None, "blocks_safe_change_at_measured_rate": None}
     upper = wilson(not_pass, runs)[1]
-    rate = not_pass / runs if runs else None
+    rate = not_pass / runs
     return {"measured": f"{not_pass} of {runs} harmless single runs not PASS", "upper_95_rate": round(upper, 3),
             "blocks_safe_change_at_upper_bound": round(1 - (1 - upper) ** repeat, 3),
-            "blocks_safe_change_at_measured_rate": None if rate is None else round(1 - (1 - rate) ** repeat, 3)}
+            "blocks_safe_change_at_measured_rate": round(1 - (1 - rate) ** repeat, 3)}
 
 
 MEASURED_FLIP_FAILURE_RATE = MEASURED_FLIP["failures"] / MEASURED_FLIP["runs"]

@@ -25,7 +25,7 @@ from pathlib import Path
 STORE = "TableViewLoadDataStoreImpl"
 _WAITING = re.compile(r"- waiting to lock <(0x[0-9a-f]+)> \(a [\w.$]*" + STORE + r"\)")
 _LOCKED = re.compile(r"- locked <(0x[0-9a-f]+)> \(a [\w.$]*" + STORE + r"\)")
-_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[.,](\d+))?")
 # a managed ledger (topic) whose metadata another writer changed under this broker
 _ML_CONFLICT = (
     re.compile(r"\[([^\]\s]+/[^\]\s]+/persistent/[^\]\s]+)\] (?:Error updating meta data with the new list of ledgers"
@@ -36,9 +36,11 @@ _FENCED = re.compile(r"Ledger has been fenced off")
 # the extensible load manager's load-data store closing and recreating its table view (under the
 # store's monitor, from validateTableView) because it looked inactive for longer than
 # 2 x loadBalancerReportUpdateMaxIntervalMinutes; an inactivity of ~1.7e9 s means "since time 0":
-# the view's last-update time was never set when it started (fixed by setting it at start). The
-# line is written after the new view has started: a restart that hangs (the hang) leaves no line,
-# its thread dump shows the holder in startTableView instead.
+# the view's last-update time was never set when it started (fixed by setting it at start). A
+# line is written once a restart completed ("Restarted") or failed ("Failed to [restart]
+# tableview", with the same reason): a restart that hangs (the hang) leaves no line, its thread
+# dump shows the holder in startTableView instead. Anchored on the store's own logger, so a line
+# that only quotes its message (a failed lookup's errorMsg) is not counted.
 _VIEW_RESTART = re.compile(r"TableViewLoadDataStoreImpl - (Restarted tableview|Failed to (?:restart )?tableview) on "
                            r"([^,\s]+)(?:,(?: restart reason:)? ([^\n\"]*))?")
 _INACTIVE = re.compile(r"inactiveDuration=(\d+) secs")
@@ -59,7 +61,8 @@ def _log_time(line: str) -> float | None:
     if not m:
         return None
     try:
-        return datetime.fromisoformat(m.group(1) + "+00:00").timestamp()
+        # the fraction counts: a line just after `since`, in the same second, is after it
+        return datetime.fromisoformat(m.group(1) + "+00:00").timestamp() + float(f"0.{m.group(2) or 0}")
     except ValueError:
         return None
 

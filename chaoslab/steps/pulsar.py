@@ -351,7 +351,7 @@ class LookupEveryBundle(Step):
             resp = http.get(f"{url}/lookup/v2/topic/{path}", timeout=self.lookup_timeout_secs)
             outcome = lookup_outcome(resp)
             answer = {"topic": topic, "bundle": f"{topic.split('://', 1)[1].rsplit('/', 1)[0]}/{bundle}"
-                      if isinstance(bundle, str) else None, "outcome": outcome,
+                      if isinstance(bundle, str) and bundle else None, "outcome": outcome,
                       "owner": owner_host(resp) if outcome == "owned" else None}
             if self.load:
                 stats = http.get(f"{url}/admin/v2/{path}/stats", timeout=self.lookup_timeout_secs)
@@ -372,7 +372,10 @@ class LookupEveryBundle(Step):
                 owners[a["owner"]] = owners.get(a["owner"], 0) + 1
         bundles = {a["bundle"] for a in answers if a["bundle"]}
         answered = outcomes.get("owned", 0) / len(answers)
+        # `bundles` counts the bundles that were named; a topic whose /bundle call failed is not a
+        # bundle fewer but one not known
         result = {"asked": asked, "topics": len(answers), "bundles": len(bundles),
+                  "bundle_unknown_topics": sum(1 for a in answers if not a["bundle"]),
                   "outcomes": dict(sorted(outcomes.items())), "owners": dict(sorted(owners.items())),
                   "answered_share": round(answered, 3), "secs": round(time.monotonic() - started, 1),
                   "unanswered_examples": [a["topic"] for a in answers if a["outcome"] != "owned"][:3]}

@@ -195,4 +195,7 @@ class Wait(Step):
     def run(self, ctx) -> dict:
         started = time.monotonic()
         done = ctx.watch(self.secs)
-        return {"secs": round(time.monotonic() - started, 1), "ok": True, "cut_short": not done}
+        secs = round(time.monotonic() - started, 1)
+        # a wait the run cut short did not expose the change for its declared time: not ok
+        return {"secs": secs, "ok": done, "cut_short": not done,
+                **({} if done else {"error": f"cut short after {secs:.0f} of {self.secs:.0f} s: the run aborted"})}

@@ -245,3 +245,19 @@ def test_false_alarms_grow_with_the_number_of_runs_and_say_their_count():
     assert one["blocks_safe_change_at_measured_rate"] == 0 and "0 of 30" in one["measured"]
     assert false_alarms(1, 0, 0)["blocks_safe_change_at_measured_rate"] is None   # nothing measured: no rate
     assert false_alarms(1, 1, 15)["blocks_safe_change_at_measured_rate"] == round(1 / 15, 3)
+
+
+def test_false_alarms_with_no_runs_counted_say_unknown_not_certain_blocking(monkeypatch):
+    from chaoslab import rates
+    from chaoslab.cli import build_parser
+    none = rates.false_alarms(3, 0, 0)
+    assert none["upper_95_rate"] is None and none["blocks_safe_change_at_upper_bound"] is None
+    assert "not measured" in none["measured"]
+
+    def gate_help():
+        return " ".join(build_parser()._subparsers._group_actions[0].choices["gate"].format_help().split())
+    monkeypatch.setattr(rates, "MEASURED_HARMLESS", {"not_pass": 0, "runs": 0, "measured": "-"})
+    assert "so unknown" in gate_help() and "probability 1.00" not in gate_help()
+    monkeypatch.setattr(rates, "MEASURED_HARMLESS", {"not_pass": 1, "runs": 30, "measured": "-"})
+    text = gate_help()
+    assert "1 of 30 harmless single runs not PASS" in text and "block a safe change with probability" in text

@@ -91,3 +91,22 @@ def test_view_restarts_are_counted_and_those_since_time_zero_named(tmp_path):
                  "by_broker": {"broker-1": 3, "broker-2": 2}, "longest_inactive_secs": 1796143683}
     assert view_restarts(tmp_path, since=2e9)["restarts"] == 0      # only after `since`
     assert view_restarts(tmp_path / "missing")["restarts"] == 0
+
+
+def test_view_restarts_count_only_the_stores_own_lines_and_since_keeps_the_fraction(tmp_path):
+    from chaoslab.report.flip import view_restarts
+    own = ("2026-12-01T18:45:47.900000000Z 2026-12-01T18:45:47,900+0000 [Thread-26] ERROR org.apache.pulsar.broker."
+           "loadbalance.extensions.store.TableViewLoadDataStoreImpl - Failed to tableview on non-persistent://pulsar/"
+           "system/loadbalancer-broker-load-data, restart reason: object is null")
+    quoted = [  # the same text quoted by other classes (a lookup's error message): not the store's own line
+        '2026-12-01T18:45:48,000+0000 [pulsar-proxy-io-2-1] WARN  org.apache.pulsar.proxy.server.LookupProxyHandler - '
+        '[/10.0.0.5:40000] Failed to lookup topic persistent://t/ns/x: {"errorMsg":"Failed to tableview on '
+        'non-persistent://pulsar/system/loadbalancer-broker-load-data, restart reason: object is null"}',
+        "2026-12-01T18:45:48,100+0000 [pulsar-web-41-3] ERROR org.apache.pulsar.broker.lookup.TopicLookupBase - "
+        "Failed to lookup: java.lang.IllegalStateException: Failed to tableview on non-persistent://pulsar/system/x",
+    ]
+    (tmp_path / "chaoslab-broker-1-1-abc.log").write_text("\n".join([own, *quoted]))
+    assert view_restarts(tmp_path)["failed"] == 1
+    since = 1_796_150_747.5       # 2026-12-01T18:45:47.5 UTC: the line at .9 of that second is after it
+    assert view_restarts(tmp_path, since=since)["failed"] == 1
+    assert view_restarts(tmp_path, since=since + 0.5)["failed"] == 0

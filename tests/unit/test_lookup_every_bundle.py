@@ -115,3 +115,19 @@ def test_the_headline_looks_up_every_bundle_at_the_first_flipped_broker():
     assert ids.index("lookup-every-bundle") == ids.index("roll-broker-1") + 1
     step = plan.method[ids.index("lookup-every-bundle")]
     assert step.broker == 1
+
+
+def test_a_bundle_that_could_not_be_named_is_counted_unknown_not_left_out(monkeypatch):
+    fake_http(monkeypatch, lambda t: "broker-1", bundle_of=lambda t: None if t.endswith(("4", "5")) else "0x0_0x8")
+    out = LookupEveryBundle(id="l", broker=1).run(Ctx(TOPICS))
+    assert out["bundles"] == 1 and out["bundle_unknown_topics"] == 2
+    fake_http(monkeypatch, lambda t: "broker-1", bundle_of=lambda t: "")      # a 200 with an empty body
+    assert LookupEveryBundle(id="l", broker=1).run(Ctx(TOPICS))["bundle_unknown_topics"] == 6
+
+
+def test_a_wait_cut_short_is_not_ok():
+    class Aborted:
+        def watch(self, secs):
+            return False
+    out = Wait(id="w", secs=300).run(Aborted())
+    assert out["ok"] is False and out["cut_short"] is True and "cut short" in out["error"]
