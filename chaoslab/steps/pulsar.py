@@ -323,8 +323,8 @@ class LookupEveryBundle(Step):
     modular broker that already owns it; the two then both serve the bundle (split ownership).
     The workload's own lookups reach the flipped broker by chance (through the proxy); this step
     reaches every bundle at the moment the split can happen, so one run decides. The step only
-    asks and records the answers (how many topics each broker was named owner of, how many of each outcome); judging is the
-    hypothesis' (`split-ownership`). With `load: true` it also asks the owner for each topic's
+    asks and records the answers (how many topics each broker was named owner of, how many of
+    each outcome); judging is the hypothesis' (`split-ownership`). With `load: true` it also asks the owner for each topic's
     stats, which loads the topic (after a rollback: which topics can no longer be loaded)."""
     type: Literal["lookup-every-bundle"] = "lookup-every-bundle"
     broker: BrokerNo | None = Field(None, description="ask this broker directly (default: through the proxy)")
