@@ -139,6 +139,9 @@ class PulsarBrokers(Probe):
             self.loop(ctx, self._fast, self.period_secs, n)
             if self.profile == "full":
                 self.loop(ctx, self._slow, self.slow_period_secs, n)
+                # ownership on its own loop: a health check that takes 10 s during a roll must not
+                # leave the split comparison without two fresh answers (unknown seconds)
+                self.loop(ctx, self._ownership, self.slow_period_secs, n)
 
     def _fast(self, ctx, n: int) -> None:
         url = ctx.lab.broker_admin_url(n)
@@ -152,18 +155,22 @@ class PulsarBrokers(Probe):
         functional = health.functional(url, timeout=10)
         version = http.get_json(f"{url}/admin/v2/brokers/version", timeout=5)
         runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime", timeout=5)
+        self.update({"functional_ok": functional.ok,
+                     "functional_detail": None if functional.ok else functional.detail[:160],
+                     "version": version if isinstance(version, str) else None,
+                     "loadManagerClassName": runtime.get("loadManagerClassName") if isinstance(runtime, dict) else None,
+                     **self._count_logs(ctx, name)}, under=name)
+
+    def _ownership(self, ctx, n: int) -> None:
+        """What broker-n says it owns (its own ownedNamespaces), for the split comparison."""
+        name, url = f"broker-{n}", ctx.lab.broker_admin_url(n)
         owned = http.get_json(f"{url}/admin/v2/brokers/{ctx.settings.cluster}/{name}:8080/ownedNamespaces", timeout=5)
         with self._lock:
             if isinstance(owned, dict):
                 self._owned[name] = (time.time(), set(owned))
             else:
                 self._owned.pop(name, None)
-        self.update({"functional_ok": functional.ok,
-                     "functional_detail": None if functional.ok else functional.detail[:160],
-                     "version": version if isinstance(version, str) else None,
-                     "loadManagerClassName": runtime.get("loadManagerClassName") if isinstance(runtime, dict) else None,
-                     "owned_bundles": len(owned) if isinstance(owned, dict) else None,
-                     **self._count_logs(ctx, name)}, under=name)
+        self.update({"owned_bundles": len(owned) if isinstance(owned, dict) else None}, under=name)
 
     def owned_overlap(self, fresh_secs: float = 15) -> list[dict]:
         """Bundles that two brokers each say they own, from their own ownedNamespaces answers

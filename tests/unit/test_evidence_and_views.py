@@ -172,3 +172,25 @@ def test_an_html_error_page_is_one_line_of_evidence():
     assert one_line(page) == "Error 503 Service Unavailable"
     assert one_line("too many\n  pending   lookups") == "too many pending lookups"
     assert Response(503, page).describe() == "HTTP 503: Error 503 Service Unavailable"
+
+
+def test_ownership_is_asked_on_its_own_loop_so_a_slow_health_check_cannot_starve_it(monkeypatch):
+    """A health check that takes 10 s during a roll used to delay each broker's ownedNamespaces
+    answer past the comparison's freshness, leaving split-ownership unknown for seconds."""
+    from types import SimpleNamespace
+
+    from chaoslab.probes import pulsar as probes
+    p = probes.PulsarBrokers()
+    loops = []
+    monkeypatch.setattr(probes.PulsarBrokers, "loop", lambda self, ctx, fn, period, *args: loops.append((fn.__name__, args)))
+    ctx = SimpleNamespace(settings=SimpleNamespace(brokers=2))
+    p.start(ctx)
+    assert ("_ownership", (1,)) in loops and ("_ownership", (2,)) in loops
+    monkeypatch.setattr(probes.http, "get_json", lambda url, timeout=5: {"t/ns/0x0_0x8": {}} if "ownedNamespaces" in url else None)
+    ctx = SimpleNamespace(lab=SimpleNamespace(broker_admin_url=lambda n: f"http://b{n}"),
+                          settings=SimpleNamespace(cluster="lab"))
+    p._ownership(ctx, 1)
+    assert p.owned_answered() == 1 and p.latest()["broker-1"]["owned_bundles"] == 1
+    monkeypatch.setattr(probes.http, "get_json", lambda url, timeout=5: None)    # no answer: no stale claim kept
+    p._ownership(ctx, 1)
+    assert p.owned_answered() == 0 and p.latest()["broker-1"]["owned_bundles"] is None
