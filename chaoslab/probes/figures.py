@@ -60,6 +60,7 @@ class Ownership(BaseModel):
     model_config = ConfigDict(extra="allow")
     sampled: int = 0
     asked: str | None = None
+    passed_over: str | None = None     # asked first, not there (refused / reset): asked `asked` instead
     unowned: int | None = None
     rejected: int = 0
     no_answer: int = 0

@@ -247,12 +247,15 @@ class PulsarCluster(Probe):
         return [Panel("extensible load manager system topics (1 = exists)", "exists", system_topics, (-0.2, 1.3)),
                 Panel("sampled workload topics without an owner", "topics", unowned)]
 
-    def _any_broker_url(self, ctx) -> str:
+    def _broker_urls(self, ctx) -> list[str]:
+        """Every broker's admin URL, those whose shallow check passed last first."""
         brokers = (ctx.probe("brokers").latest() if ctx.probe("brokers") else {})
-        for n in range(1, ctx.settings.brokers + 1):
-            if brokers.get(f"broker-{n}", {}).get("shallow_ok"):
-                return ctx.lab.broker_admin_url(n)
-        return ctx.lab.broker_admin_url(1)
+        ns = range(1, ctx.settings.brokers + 1)
+        ordered = sorted(ns, key=lambda n: not brokers.get(f"broker-{n}", {}).get("shallow_ok"))
+        return [ctx.lab.broker_admin_url(n) for n in ordered]
+
+    def _any_broker_url(self, ctx) -> str:
+        return self._broker_urls(ctx)[0]
 
     def collect(self, ctx) -> dict:
         url = self._any_broker_url(ctx)
@@ -280,22 +283,33 @@ class PulsarCluster(Probe):
             sample = [topics[(start + i) % len(topics)] for i in range(min(self.lookup_sample, len(topics)))]
             outcomes: dict[str, list] = {"owned": [], "unowned": [], "rejected": [], "no-answer": []}
             # asked side by side: one hanging lookup must not hold the others (and the probe) back
-            with ThreadPoolExecutor(max_workers=min(5, len(sample))) as pool:
-                answers = list(pool.map(lambda t: lookup(url, t), sample))
+            def ask(at):
+                with ThreadPoolExecutor(max_workers=min(5, len(sample))) as pool:
+                    return list(pool.map(lambda t: lookup(at, t), sample))
+            answers, asked, passed_over = ask(url), url, None
+            if all(lookup_outcome(r) == "no-answer" and r.error != "timeout" for r in answers):
+                # the broker asked was not there at all (connections refused or reset: the one being
+                # restarted, whose last shallow check still passed): ask the next broker once, and
+                # the sample says so. A broker that is there but does not answer (timeouts: a hang)
+                # is not passed over: that is what lookup-rejections is for
+                other = next((u for u in self._broker_urls(ctx) if u != url), None)
+                if other is not None:
+                    answers, asked, passed_over = ask(other), other, url
             for t, resp in zip(sample, answers):
                 kind = lookup_outcome(resp)
                 outcomes[kind].append({"topic": t, "answer": resp.describe()[:160]} if kind != "owned" else t)
                 if kind == "owned":
                     with self._lock:
                         self._owners[base_topic(t)] = owner_host(resp)
-            out["ownership"] = {"sampled": len(sample), "asked": url,
+            out["ownership"] = {"sampled": len(sample), "asked": asked, "passed_over": passed_over,
                                 "unowned": len(outcomes["unowned"]), "rejected": len(outcomes["rejected"]),
                                 "no_answer": len(outcomes["no-answer"]),
                                 "failed_sample": (outcomes["unowned"] + outcomes["rejected"] + outcomes["no-answer"])[:3]}
         return out
 
     def max_staleness(self) -> float:
-        # one collection asks listings (5 s), owners and lookups side by side (5 s each), the proxy (3 s)
+        # one collection asks listings (5 s), owners and lookups side by side (5 s each; a second
+        # broker when the first was not there), the proxy (3 s)
         return 2 * self.period_secs + 20.0
 
     def owners(self) -> dict[str, str]:

@@ -194,3 +194,47 @@ def test_ownership_is_asked_on_its_own_loop_so_a_slow_health_check_cannot_starve
     monkeypatch.setattr(probes.http, "get_json", lambda url, timeout=5: None)    # no answer: no stale claim kept
     p._ownership(ctx, 1)
     assert p.owned_answered() == 0 and p.latest()["broker-1"]["owned_bundles"] is None
+
+
+def _cluster_ctx(shallow):
+    from types import SimpleNamespace
+    latest = {f"broker-{n}": {"shallow_ok": ok} for n, ok in shallow.items()}
+    return SimpleNamespace(
+        probe=lambda key: SimpleNamespace(latest=lambda: latest) if key == "brokers" else None,
+        lab=SimpleNamespace(broker_admin_url=lambda n: f"http://b{n}", proxy_admin_url="http://proxy"),
+        settings=SimpleNamespace(brokers=len(shallow)),
+        workload=SimpleNamespace(sample_topics=lambda: [f"persistent://t/ns/app-{i}" for i in range(4)]))
+
+
+def _fake_lookups(monkeypatch, answer_of):
+    import json
+
+    from chaoslab.http import Response
+    from chaoslab.probes import pulsar as probes
+    monkeypatch.setattr(probes.http, "get_json", lambda url, timeout=5: [])
+    monkeypatch.setattr(probes, "scrape", lambda url, names: {})
+
+    def lookup(url, fqn, timeout=5):
+        kind = answer_of(url)
+        if kind == "owned":
+            return Response(200, json.dumps({"brokerUrl": "pulsar://broker-2:6650"}))
+        return Response(0, error=kind, seconds=0.0 if kind != "timeout" else 5.0)
+    monkeypatch.setattr(probes, "lookup", lookup)
+
+
+def test_a_broker_that_is_not_there_is_passed_over_for_the_sampled_lookups(monkeypatch):
+    """The sampled lookups went to the first broker whose last shallow check passed; when that one
+    was being restarted every lookup was refused, and unowned-topics was unknown for seconds."""
+    from chaoslab.probes.pulsar import PulsarCluster
+    _fake_lookups(monkeypatch, lambda url: "refused" if url == "http://b1" else "owned")
+    own = PulsarCluster().collect(_cluster_ctx({1: True, 2: True, 3: False}))["ownership"]
+    assert own["asked"] == "http://b2" and own["passed_over"] == "http://b1"
+    assert own["no_answer"] == 0 and own["unowned"] == 0
+
+
+def test_a_broker_that_is_there_but_does_not_answer_is_not_passed_over(monkeypatch):
+    """Timeouts are a hang's symptom: lookup-rejections must see them, not a second broker's answers."""
+    from chaoslab.probes.pulsar import PulsarCluster
+    _fake_lookups(monkeypatch, lambda url: "timeout" if url == "http://b1" else "owned")
+    own = PulsarCluster().collect(_cluster_ctx({1: True, 2: True}))["ownership"]
+    assert own["asked"] == "http://b1" and own["passed_over"] is None and own["no_answer"] == 4
