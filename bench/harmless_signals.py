@@ -89,6 +89,9 @@ def main(argv: list[str]) -> int:
         # every harmless run counts toward the rate, also one with no method samples (it ended
         # before the method: its signals are unknown, its verdict still says whether it passed)
         for name in wanted:
+            if wanted[name]["verdict"] == "INTERRUPTED":   # stopped by its operator: no verdict either way
+                print(f"{rd} {name}: interrupted, not counted", file=sys.stderr)
+                continue
             runs.append({"run": str(rd), "variant": name, "verdict": wanted[name]["verdict"],
                          **one_run(samples.get(name, []))})
     if not runs:

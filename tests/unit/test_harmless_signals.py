@@ -42,3 +42,15 @@ def test_every_harmless_run_counts_a_torn_journal_too(tmp_path, capsys):
     # the run that ended before the method still counts (its verdict is not PASS)
     assert summary["runs"] == 2 and summary["not_pass"] == 1
     assert summary["signals"]["longest stall, no lookup completing (s)"]["of"] == 1
+
+
+def test_an_interrupted_run_is_neither_a_pass_nor_a_false_alarm(tmp_path, capsys):
+    for name, verdict in (("run-1", "PASS"), ("run-2", "INTERRUPTED"), ("run-3", "INCONCLUSIVE")):
+        rd = tmp_path / name
+        rd.mkdir()
+        (rd / "results.json").write_text(json.dumps({"variants": [{"name": "control", "role": "control",
+                                                                    "verdict": verdict}]}))
+        (rd / "journal.jsonl").write_text("")
+    assert hs.main([str(tmp_path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["runs"] == 2 and summary["not_pass"] == 1      # the INCONCLUSIVE one counts, the stopped one not
