@@ -8,6 +8,12 @@ fails, so a restart that hung shows in a thread dump, not here).
 
     python bench/flip_mechanism.py runs/                 # every run under runs/
     python bench/flip_mechanism.py runs/A runs/B-x10     # chosen runs or series
+    python bench/flip_mechanism.py --markdown runs/...   # the table as Markdown (README)
+
+Rows: the change (flip or not), the release, and how the bundles reached the flipped broker (by
+chance, through the workload's lookups; or every bundle, by a `lookup-every-bundle` step in the
+method, counted also when a run aborted before the step's turn came). A
+run the lab could not judge (INCONCLUSIVE, ERROR) is counted apart, never as a pass.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ def folders(paths: list[str]):
         yield from (f for f in found if (f / "journal.jsonl").exists())
 
 
-def main(paths: list[str]) -> None:
-    tally: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
+def main(paths: list[str], markdown: bool = False) -> None:
+    tally: dict[tuple, dict] = defaultdict(lambda: defaultdict(int, names=None))
     for rd in folders(paths):
         import json
         try:
@@ -38,18 +44,29 @@ def main(paths: list[str]) -> None:
             records = read(rd / "journal.jsonl")
         except (OSError, ValueError):
             continue
+        try:
+            method_text = (rd / "experiment.yaml").read_text(encoding="utf-8")
+        except OSError:
+            method_text = ""
         lab = next((r for r in records if r.get("name") == "lab-up"), {})
         limit = (lab.get("broker_config") or {}).get("maxConcurrentLookupRequest")
         for v in res.get("variants") or []:
             steps = [s for s in v.get("steps") or [] if s.get("type") == "roll-broker"]
-            if not steps or v.get("verdict") not in ("PASS", "FAIL"):
+            if not steps or v.get("verdict") not in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR"):
                 continue
             release = steps[0].get("version") or "?"
             flip = "ExtensibleLoadManagerImpl" in str(v.get("params"))
+            # the method as declared (a run aborted before the step came still ran that method)
+            asked = "lookup-every-bundle" in method_text
             samples = [r for r in records if r.get("type") == "sample" and r.get("variant") == v["name"]]
             c = classify(samples, rd / "logs" / v["name"], since=(v.get("kpis") or {}).get("injection_t"),
                          pending_bound=0.8 * float(limit) if limit else None)
-            t = tally[(v["name"], release, "flip" if flip else "no flip")]
+            t = tally[("flip" if flip else "no flip", release, "every bundle" if asked else "by chance")]
+            t["names"] = sorted(set(t["names"] or []) | {v["name"]})
+            if v["verdict"] not in ("PASS", "FAIL"):      # the lab could not tell: counted apart, never as a pass
+                t["not_judged"] += 1
+                print(f"{rd}  {v['name']:10} {release:6} {v['verdict']}: {'; '.join(v.get('reasons') or [])[:160]}")
+                continue
             t["runs"] += 1
             t["fail"] += v["verdict"] == "FAIL"
             t[c["mechanism"]] += 1
@@ -65,15 +82,26 @@ def main(paths: list[str]) -> None:
                   f"view restarts: {views.get('restarts', 0)}, failed {views.get('failed', 0)}; "
                   f"of both, judged inactive since time 0: {views.get('from_time_zero', 0)}")
     print()
-    print(f"{'variant':10} {'release':7} {'change':8} {'runs':>4} {'FAIL':>4} {'rate 95 %':>13} "
-          f"{'hang':>4} {'(dump)':>6} {'split':>5} {'both':>4} {'none':>4} {'conflict topics/run':>19} "
-          f"view restarts from time 0 (runs)  failed restarts (runs; of them hang/both)")
-    for (name, release, change), t in sorted(tally.items()):
+    rows = []
+    for (change, release, asked), t in sorted(tally.items()):
         lo, hi = wilson(t["fail"], t["runs"])
-        print(f"{name:10} {release:7} {change:8} {t['runs']:4d} {t['fail']:4d} {lo:6.2f}-{hi:4.2f}  "
-              f"{t['hang']:4d} {t['dump_shown']:6d} {t['split']:5d} {t['both']:4d} {t['none']:4d} "
-              f"{t['conflict_topics'] / t['runs']:19.1f} {t['view_restart_runs']:6d} {t['failed_restart_runs']:6d} ({t['hang_with_failed_restart']})")
-
+        rows.append([change, release, asked, ", ".join(t["names"] or []), t["runs"], t["fail"], f"{lo:.2f}-{hi:.2f}",
+                     t["not_judged"], t["hang"], t["dump_shown"], t["split"], t["both"], t["none"],
+                     f"{t['conflict_topics'] / t['runs']:.0f}" if t["runs"] else "-",
+                     t["view_restart_runs"], f"{t['failed_restart_runs']} ({t['hang_with_failed_restart']})"])
+    head = ["change", "release", "bundles asked", "variants", "runs", "FAIL", "FAIL rate (95 %)", "not judged",
+            "hang", "(thread dump)", "split", "both", "none", "conflict topics/run", "view restarts from time 0 (runs)",
+            "failed view restarts (runs; hang/both)"]
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(str(x) for x in r) + " |")
+        return
+    print("  ".join(head))
+    for r in rows:
+        print("  ".join(str(x) for x in r))
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["runs"])
+    args = [a for a in sys.argv[1:] if a != "--markdown"]
+    main(args or ["runs"], markdown="--markdown" in sys.argv[1:])
