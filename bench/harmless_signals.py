@@ -33,7 +33,7 @@ SIGNALS = {
     "lookup success rate (window)": (lambda s: _rate((s.get("client") or {}).get("lookup_ok", 0),
                                                      (s.get("client") or {}).get("lookup_failed", 0)), min, 0.9),
     "publish success rate (window)": (lambda s: (s.get("client") or {}).get("publish_success_rate"), min, 0.99),
-    "publish p99 ms (window)": (lambda s: (s.get("client") or {}).get("publish_p99_ms"), max, 2000),
+    "publish p99 ms (window)": (lambda s: (s.get("client") or {}).get("publish_p99_ms"), max, 5000),
     "backlog": (lambda s: (s.get("client") or {}).get("backlog"), max, 5000),
 }
 
