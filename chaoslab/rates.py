@@ -44,7 +44,8 @@ def summary(verdicts: list[str]) -> dict:
 # smallest number of runs that catches a change failing at the *lower* 95 % bound of that rate
 # with at least DETECTION_TARGET probability: the bound, not the point estimate, so that few runs
 # buy no false confidence.
-MEASURED_FLIP = {"failures": 10, "runs": 10, "release": "3.2.3", "measured": "2026-12-01"}
+MEASURED_FLIP = {"failures": 14, "runs": 14, "release": "3.2.3", "measured": "2026-12-01",
+                 "method": "transfer-shedder with lookup-every-bundle"}
 DETECTION_TARGET = 0.95
 GATE_MAX_REPEAT = 50
 
@@ -72,7 +73,7 @@ def detection_power(repeat: int, failures: int | None = None, runs: int | None =
 # `python bench/harmless_signals.py` (README, "How the flip fails"). A gate that says "unsafe if any
 # run is" blocks a safe change with probability 1 - (1 - p)^repeat: more runs catch more, and
 # block more.
-MEASURED_HARMLESS = {"not_pass": 0, "runs": 0, "measured": "2026-12-01"}
+MEASURED_HARMLESS = {"not_pass": 0, "runs": 6, "measured": "2026-12-01"}
 
 
 def false_alarms(repeat: int, not_pass: int | None = None, runs: int | None = None) -> dict:
