@@ -73,7 +73,7 @@ def detection_power(repeat: int, failures: int | None = None, runs: int | None =
 # `python bench/harmless_signals.py` (README, "How the flip fails"). A gate that says "unsafe if any
 # run is" blocks a safe change with probability 1 - (1 - p)^repeat: more runs catch more, and
 # block more.
-MEASURED_HARMLESS = {"not_pass": 0, "runs": 6, "measured": "2026-12-01"}
+MEASURED_HARMLESS = {"not_pass": 1, "runs": 12, "measured": "2026-12-01"}
 
 
 def false_alarms(repeat: int, not_pass: int | None = None, runs: int | None = None) -> dict:

@@ -165,11 +165,12 @@ class PulsarBrokers(Probe):
         """What broker-n says it owns (its own ownedNamespaces), for the split comparison."""
         name, url = f"broker-{n}", ctx.lab.broker_admin_url(n)
         owned = http.get_json(f"{url}/admin/v2/brokers/{ctx.settings.cluster}/{name}:8080/ownedNamespaces", timeout=5)
-        with self._lock:
-            if isinstance(owned, dict):
+        # a failed answer keeps the last one: it ages out of the comparison after its freshness
+        # window (owned_overlap / owned_answered), like any answer (one broker's answers failed
+        # for 5 s while another rolled, and split-ownership went unknown on a harmless roll)
+        if isinstance(owned, dict):
+            with self._lock:
                 self._owned[name] = (time.time(), set(owned))
-            else:
-                self._owned.pop(name, None)
         self.update({"owned_bundles": len(owned) if isinstance(owned, dict) else None}, under=name)
 
     def owned_overlap(self, fresh_secs: float = 15) -> list[dict]:

@@ -191,9 +191,11 @@ def test_ownership_is_asked_on_its_own_loop_so_a_slow_health_check_cannot_starve
                           settings=SimpleNamespace(cluster="lab"))
     p._ownership(ctx, 1)
     assert p.owned_answered() == 1 and p.latest()["broker-1"]["owned_bundles"] == 1
-    monkeypatch.setattr(probes.http, "get_json", lambda url, timeout=5: None)    # no answer: no stale claim kept
-    p._ownership(ctx, 1)
-    assert p.owned_answered() == 0 and p.latest()["broker-1"]["owned_bundles"] is None
+    monkeypatch.setattr(probes.http, "get_json", lambda url, timeout=5: None)    # a failed answer keeps the last
+    p._ownership(ctx, 1)                                                         # one, within its freshness
+    assert p.owned_answered() == 1 and p.latest()["broker-1"]["owned_bundles"] is None
+    p._owned["broker-1"] = (p._owned["broker-1"][0] - 16, p._owned["broker-1"][1])   # older than 15 s: out
+    assert p.owned_answered() == 0 and p.owned_overlap() == []
 
 
 def _cluster_ctx(shallow):
