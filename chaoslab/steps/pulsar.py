@@ -330,7 +330,8 @@ class LookupEveryBundle(Step):
     broker: BrokerNo | None = Field(None, description="ask this broker directly (default: through the proxy)")
     clients: Annotated[int, Field(ge=1, le=64)] = 8
     lookup_timeout_secs: Annotated[float, Field(ge=1, le=120)] = 10.0
-    load: bool = Field(False, description="also load each topic (its stats, from the owner) and count those that fail")
+    load: bool = Field(False, description="also load each topic (its stats, from the owner); one that cannot be "
+                                          "loaded fails the step")
     min_answered: Annotated[float, Field(ge=0, le=1, description=(
         "the step fails (and, with ok_required, aborts) when fewer lookups than this share named an owner"))] = 0.0
 
@@ -383,8 +384,10 @@ class LookupEveryBundle(Step):
             failed = [a for a in answers if not a["loaded"]]
             result.update({"loaded": len(answers) - len(failed), "not_loaded": len(failed),
                            "not_loaded_examples": [f"{a['topic']}: {a['load_error']}" for a in failed[:3]]})
-        result["ok"] = answered >= self.min_answered
-        if not result["ok"]:
+        result["ok"] = answered >= self.min_answered and not result.get("not_loaded")
+        if answered < self.min_answered:
             result["error"] = (f"{len(answers) - outcomes.get('owned', 0)} of {len(answers)} lookups at {asked} "
                                f"named no owner ({answered:.0%} answered, {self.min_answered:.0%} required)")
+        elif result.get("not_loaded"):     # asked to load them: a topic that cannot be loaded fails the step
+            result["error"] = f"{result['not_loaded']} of {len(answers)} topics could not be loaded through {asked}"
         return result

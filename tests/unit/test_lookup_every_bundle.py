@@ -78,6 +78,17 @@ def test_load_counts_topics_that_cannot_be_loaded(monkeypatch):
     out = LookupEveryBundle(id="l", load=True).run(Ctx(TOPICS))
     assert out["loaded"] == 5 and out["not_loaded"] == 1
     assert out["not_loaded_examples"][0].startswith("persistent://t/ns/app-3: HTTP 500")
+    assert out["ok"] is False and "1 of 6 topics could not be loaded through proxy" in out["error"]
+    fake_http(monkeypatch, lambda t: "broker-2")
+    assert LookupEveryBundle(id="l", load=True).run(Ctx(TOPICS))["ok"] is True
+
+
+def test_the_late_rollback_is_decided_by_whether_every_topic_loads_again():
+    """Road: the post-rollback measurement was `ok_required: false`, so topics that could no longer
+    be loaded left the verdict PASS."""
+    exp = load(Path(__file__).resolve().parents[2] / "experiments" / "late-rollback.yaml")
+    step = next(s for s in exp.plan("late-rollback").method if s.id == "topics-after-rollback")
+    assert step.load and step.ok_required and step.min_answered == 1.0
 
 
 def test_no_topics_is_a_failed_step_not_a_silent_pass(monkeypatch):
