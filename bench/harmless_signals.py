@@ -16,6 +16,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders, wilson  # noqa: E402
@@ -27,20 +29,34 @@ def _rate(ok, failed):
     return None if not (ok or failed) else ok / (ok + failed)
 
 
-# signal: (how it is read from one sample, worst = max or min, the headline's bound)
+# signal: (how it is read from one sample, worst = max or min, the condition type whose bound it is)
 SIGNALS = {
-    "pending lookups (peak over brokers)": (peak_pending, max, 40),
+    "pending lookups (peak over brokers)": (peak_pending, max, "pending-lookups"),
     "lookup success rate (window)": (lambda s: _rate((s.get("client") or {}).get("lookup_ok", 0),
-                                                     (s.get("client") or {}).get("lookup_failed", 0)), min, 0.9),
-    "publish success rate (window)": (lambda s: (s.get("client") or {}).get("publish_success_rate"), min, 0.99),
-    "publish p99 ms (window)": (lambda s: (s.get("client") or {}).get("publish_p99_ms"), max, 5000),
-    "backlog": (lambda s: (s.get("client") or {}).get("backlog"), max, 5000),
+                                                     (s.get("client") or {}).get("lookup_failed", 0)), min,
+                                     "lookup-success-rate"),
+    "publish success rate (window)": (lambda s: (s.get("client") or {}).get("publish_success_rate"), min,
+                                      "publish-success-rate"),
+    "publish p99 ms (window)": (lambda s: (s.get("client") or {}).get("publish_p99_ms"), max, "publish-p99-ms"),
+    "backlog": (lambda s: (s.get("client") or {}).get("backlog"), max, "backlog"),
 }
+
+
+def bounds_as_run(run_dir: Path) -> dict:
+    """Each condition's bound in the experiment as that run ran it (its experiment.yaml), and the
+    tolerance: the bounds are the file's, never a copy here that could drift from it."""
+    try:
+        steady = (yaml.safe_load((run_dir / "experiment.yaml").read_text(encoding="utf-8")) or {}).get("steady_state") or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    out = {c["type"]: c.get("max", c.get("min")) for c in steady.get("conditions") or [] if isinstance(c, dict)}
+    out["tolerance"] = steady.get("tolerance_secs")
+    return out
 
 
 def one_run(samples: list[dict]) -> dict:
     out = {}
-    for name, (read, worst, _bound) in SIGNALS.items():
+    for name, (read, worst, _type) in SIGNALS.items():
         values = [v for v in (read(s) for s in samples) if v is not None]
         out[name] = worst(values) if values else None
     # as the flip's classification counts it: only where lookups were expected to complete
@@ -92,7 +108,7 @@ def main(argv: list[str]) -> int:
             if wanted[name]["verdict"] == "INTERRUPTED":   # stopped by its operator: no verdict either way
                 print(f"{rd} {name}: interrupted, not counted", file=sys.stderr)
                 continue
-            runs.append({"run": str(rd), "variant": name, "verdict": wanted[name]["verdict"],
+            runs.append({"run": str(rd), "variant": name, "verdict": wanted[name]["verdict"], "bounds": bounds_as_run(rd),
                          **one_run(samples.get(name, []))})
     if not runs:
         print("no harmless runs found", file=sys.stderr)
@@ -102,13 +118,18 @@ def main(argv: list[str]) -> int:
     summary = {"runs": len(runs), "not_pass": failed, "false_alarm_rate_95": [round(low, 3), round(high, 3)],
                "verdicts": {v: sum(r["verdict"] == v for r in runs) for v in sorted({r["verdict"] for r in runs})},
                "signals": {}, "violated_longest_s": {}}
-    for name, (_read, worst, bound) in list(SIGNALS.items()) + [("longest stall, no lookup completing (s)",
-                                                                 (None, max, args.tolerance))]:
-        values = [r[name] for r in runs if r[name] is not None]
-        if not values:
+    stall = ("longest stall, no lookup completing (s)", (None, max, "tolerance"))
+    for name, (_read, worst, ctype) in list(SIGNALS.items()) + [stall]:
+        pairs = [(r[name], (r["bounds"].get(ctype) if ctype != "tolerance" else r["bounds"].get("tolerance")) or
+                  (args.tolerance if ctype == "tolerance" else None)) for r in runs if r[name] is not None]
+        if not pairs:
             continue
-        beyond = sum((v > bound) if worst is max else (v < bound) for v in values)
-        summary["signals"][name] = {"bound": bound, "median": round(statistics.median(values), 3),
+        values = [v for v, _b in pairs]
+        # each run against the bound it ran with (a bound that changed between runs shows both)
+        beyond = sum(b is not None and ((v > b) if worst is max else (v < b)) for v, b in pairs)
+        bounds = sorted({b for _v, b in pairs if b is not None})
+        summary["signals"][name] = {"bound": "/".join(f"{b:g}" for b in bounds) or "-",
+                                    "median": round(statistics.median(values), 3),
                                     "p90": round(p90_worst(values, worst), 3),
                                     "worst": round(worst(values), 3), "runs_beyond_bound": beyond, "of": len(values)}
     for n in sorted({n for r in runs for n in r["violated"]}):

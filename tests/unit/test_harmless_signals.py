@@ -54,3 +54,21 @@ def test_an_interrupted_run_is_neither_a_pass_nor_a_false_alarm(tmp_path, capsys
     assert hs.main([str(tmp_path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert summary["runs"] == 2 and summary["not_pass"] == 1      # the INCONCLUSIVE one counts, the stopped one not
+
+
+def test_each_run_is_held_to_the_bound_it_ran_with(tmp_path, capsys):
+    """The bounds are read from each run's experiment.yaml, not copied here: a bound moved between
+    runs shows both, and a run counts as beyond only against its own."""
+    for name, bound, p99 in (("run-1", 2000, 3000), ("run-2", 5000, 3000)):
+        rd = tmp_path / name
+        rd.mkdir()
+        (rd / "results.json").write_text(json.dumps({"variants": [{"name": "control", "role": "control",
+                                                                    "verdict": "PASS"}]}))
+        (rd / "experiment.yaml").write_text(
+            "steady_state:\n  tolerance_secs: 20\n  conditions:\n"
+            f"    - {{type: publish-p99-ms, max: {bound}}}\n")
+        (rd / "journal.jsonl").write_text(json.dumps({"t": 1.0, "type": "sample", "phase": "method", "variant": "control",
+                                                      "client": {"publish_p99_ms": p99}}) + "\n")
+    assert hs.main([str(tmp_path), "--json"]) == 0
+    p99 = json.loads(capsys.readouterr().out)["summary"]["signals"]["publish p99 ms (window)"]
+    assert p99["bound"] == "2000/5000" and p99["runs_beyond_bound"] == 1 and p99["of"] == 2
