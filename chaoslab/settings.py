@@ -29,6 +29,10 @@ DEFAULT_PULSAR_FIXED = "3.3.2"
 DEFAULT_PROXY_VERSION = "3.0.0"
 
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+# A release name: a release number, or a number with a label for a build the user supplies
+# (PULSAR_DIST_<name>, chaoslab/lab/supplied.py), e.g. 3.3.2-patched.
+RELEASE_PATTERN = r"^\d+\.\d+\.\d+(-[A-Za-z0-9][A-Za-z0-9.]*)?$"
+RELEASE_RE = re.compile(RELEASE_PATTERN)
 
 # VM flavours of the incident's fleet (pico 256 MiB, nano 512 MiB): a hard memory cap with no
 # swap beyond it, one vCPU at reduced priority. compose/lab.yaml's vm-pico / vm-nano services carry the same figures.
@@ -39,11 +43,17 @@ FLAVOURS = {
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.match(version or ""):
+    if not RELEASE_RE.match(version or ""):
         raise UnknownPulsarVersion(
-            f"'{version}' is not a Pulsar release number (expected X.Y.Z, e.g. {DEFAULT_PULSAR_TO})"
+            f"'{version}' is not a Pulsar release number (expected X.Y.Z, e.g. {DEFAULT_PULSAR_TO}, "
+            "or X.Y.Z-label for a build supplied with PULSAR_DIST_<release>)"
         )
     return version
+
+
+def release_number(release: str) -> str:
+    """3.3.2-patched -> 3.3.2 (the number a supplied build's broker may report)."""
+    return release.split("-", 1)[0]
 
 
 def _env(name: str, default: str) -> str:

@@ -109,8 +109,19 @@ def settings_of_javap(text: str) -> list[str]:
 
 
 def broker_common_jar(lib: Path, version: str) -> Path | None:
-    jar = lib / f"pulsar-broker-common-{version}.jar"
-    return jar if jar.is_file() else None
+    """pulsar-broker-common-<version>.jar as Maven names it; in a distribution's lib/
+    org.apache.pulsar-pulsar-broker-common-<version>.jar; in a supplied build labelled
+    X.Y.Z-label, the one broker-common jar of X.Y.Z (or the only one there is)."""
+    from chaoslab.settings import release_number
+    for name in (f"pulsar-broker-common-{version}.jar", f"org.apache.pulsar-pulsar-broker-common-{version}.jar"):
+        if (lib / name).is_file():
+            return lib / name
+    if release_number(version) != version:
+        found = sorted(lib.glob(f"*pulsar-broker-common-{release_number(version)}*.jar"))
+        found = found or sorted(lib.glob("*pulsar-broker-common-*.jar"))
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 def extract_settings(jar: Path) -> list[str]:
@@ -130,7 +141,7 @@ def write_settings_file(dist: Path, version: str) -> Path:
     """build/pulsar/<v>/broker-settings.txt from the assembled jars (one name a line, sorted)."""
     jar = broker_common_jar(dist / "lib", version)
     if jar is None:
-        raise LabError(f"Pulsar {version}: pulsar-broker-common-{version}.jar is not in {dist / 'lib'}; "
+        raise LabError(f"Pulsar {version}: no pulsar-broker-common jar of that release in {dist / 'lib'}; "
                        "its broker settings cannot be listed")
     names = sorted(set(extract_settings(jar)))
     path = dist / SETTINGS_FILE

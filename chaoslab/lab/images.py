@@ -21,7 +21,7 @@ import docker
 import docker.errors
 
 from chaoslab.errors import LabError
-from chaoslab.lab import broker_settings, pulsar_dist
+from chaoslab.lab import broker_settings, pulsar_dist, supplied
 from chaoslab.settings import BUILD_DIR, REPO_ROOT
 
 IMAGES_DIR = REPO_ROOT / "images"
@@ -177,8 +177,10 @@ class ImageBuilder:
         if not settings.exists():
             broker_settings.write_settings_file(dist, version)
         src = IMAGES_DIR / "pulsar"
+        # a supplied build's source.json carries the digest of its jars: a rebuilt jar, a new image
+        source = [dist / supplied.SOURCE_FILE] if (dist / supplied.SOURCE_FILE).exists() else []
         recipe = self._recipe(self.image_id(self.jre()), version,
-                              paths=[src, dist / "classpath.txt", settings])
+                              paths=[src, dist / "classpath.txt", settings, *source])
         if self._current(tag, recipe):
             return tag
         for item in src.iterdir():  # stage the recipe beside lib/

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from chaoslab.errors import ArtifactUnavailable, LabError
 from chaoslab.lab.broker_settings import SETTINGS_FILE, broker_common_jar, write_settings_file
-from chaoslab.settings import BUILD_DIR, check_version
+from chaoslab.lab import supplied
+from chaoslab.settings import BUILD_DIR, VERSION_RE, check_version
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -92,12 +93,22 @@ def maven_args() -> list[str]:
 def resolve(version: str, components: tuple[str, ...] = ("broker",), log=print) -> Path:
     """Return build/pulsar/<version>/ with lib/ holding every jar of the classpath.
 
-    Idempotent: a finished folder carries a `components` stamp and is reused.
+    Idempotent: a finished folder carries a `components` stamp and is reused. A build the user
+    supplied (PULSAR_DIST_<release>, chaoslab/lab/supplied.py) takes the place of Maven.
     """
     check_version(version)
+    out = classpath_dir(version)
+    path = supplied.supplied_path(version)
+    if path is not None:
+        return supplied.assemble(version, path, out, log=log)
+    if not VERSION_RE.match(version):
+        raise supplied.SuppliedDistError(
+            f"Pulsar {version}: a labelled release is a build you supply, never one Maven has: set "
+            f"{supplied.env_name(version)}=<distribution tarball, unpacked distribution or lib/ folder>")
+    if supplied.read_source(out) is not None:   # assembled from a supplied build that is no longer named
+        shutil.rmtree(out, ignore_errors=True)
     if shutil.which("mvn") is None:
         raise LabError("Maven ('mvn') is not installed; run 'make setup' or 'apt-get install maven'")
-    out = classpath_dir(version)
     stamp = out / "components"
     if stamp.exists() and set(components) <= set(stamp.read_text().split()):
         if not (out / SETTINGS_FILE).exists() and broker_common_jar(out / "lib", version):
@@ -119,7 +130,8 @@ def resolve(version: str, components: tuple[str, ...] = ("broker",), log=print) 
         artifact = missing_artifact(output)
         if artifact:
             raise ArtifactUnavailable(
-                f"Pulsar {version}: Maven cannot resolve {artifact} (log: {work / 'maven.log'})"
+                f"Pulsar {version}: Maven cannot resolve {artifact} (log: {work / 'maven.log'}); a build of "
+                f"it you have can be run with {supplied.env_name(version)}=<tarball or lib/ folder>"
             )
         raise ArtifactUnavailable(
             f"Pulsar {version}: Maven failed to assemble the classpath (log: {work / 'maven.log'})"

@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 from chaoslab.errors import ArtifactUnavailable
+from chaoslab.lab import supplied
 from chaoslab.lab.pulsar_dist import classpath_dir, maven_args, missing_artifact
-from chaoslab.settings import check_version
+from chaoslab.settings import VERSION_RE, check_version
 
 MAVEN_TIMEOUT_SECS = 120
 _resolved: set[tuple[str, str]] = set()   # (version, component) found once in this process
@@ -46,8 +47,16 @@ def check_release_resolves(version: str, components: tuple[str, ...] = ("broker"
     LabError line: UnknownPulsarVersion for a string that is not X.Y.Z, UnresolvableRelease
     for a release Maven cannot find or when Maven cannot be asked."""
     check_version(version)
+    if supplied.check_supplied(version) is not None:   # the user's own build (chaoslab/lab/supplied.py)
+        return
+    if not VERSION_RE.match(version):
+        raise UnresolvableRelease(f"Pulsar {version}: a labelled release is a build you supply: set "
+                                  f"{supplied.env_name(version)}=<distribution tarball, unpacked distribution or lib/ folder>")
+    # a folder assembled from a supplied build that is no longer named says nothing about Maven
+    assembled_from_maven = supplied.read_source(classpath_dir(version)) is None
     for component in components:
-        if (version, component) in _resolved or _assembled(version, component) or _local_jar(version, component).is_file():
+        if ((version, component) in _resolved or (assembled_from_maven and _assembled(version, component))
+                or _local_jar(version, component).is_file()):
             _resolved.add((version, component))
             continue
         artifact = f"org.apache.pulsar:pulsar-{component}:{version}"

@@ -127,6 +127,12 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
                      + ("Pulsar " + ", ".join(f"{k} {v}" for k, v in start["versions"].items())
                         if start.get("versions") else "no Pulsar")
                      + "; host: " + host_words(start.get("host") or {}) + ".")]
+    builds = next((r.get("builds") for r in records if r["type"] == "supplied-builds"), None) or {}
+    for release, b in builds.items():
+        opening.append(("p", f"Pulsar {release} is a build supplied with {b.get('env')}, not an Apache release from "
+                             f"Maven: {b.get('kind', 'path')} {b.get('path')}"
+                             + (f", sha256 {b['sha256'][:16]}" if b.get("sha256") else "")
+                             + (f", its jars say Pulsar {b['pulsar_version']}" if b.get("pulsar_version") else "") + "."))
     return records, results, title, opening
 
 

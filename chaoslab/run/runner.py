@@ -31,6 +31,7 @@ from chaoslab.errors import LabError
 from chaoslab.lab import vms
 from chaoslab.lab.cluster import Lab
 from chaoslab.lab.lock import LabLock
+from chaoslab.lab.supplied import supplied_releases
 from chaoslab.run.context import Interrupted, RunContext, Tracker, VariantResult
 from chaoslab.run.journal import Journal
 from chaoslab.run.wait import sleep_unless, wait_until
@@ -249,6 +250,9 @@ class Runner:
         try:
             self.lab.build_images(self.releases(), pulsar=self.needs_pulsar())
             self.write_manifest(images=True)
+            builds = supplied_releases(self.releases()) if self.needs_pulsar() else {}
+            if builds:   # the report names every release that ran from a build the user supplied
+                self.journal.write("supplied-builds", builds=builds)
             self.before_lab()
             for i, variant in enumerate(self.selected):
                 self.results.append(self.run_variant(variant, first=i == 0))
@@ -680,6 +684,8 @@ class Runner:
             "variants": [v.name for v in self.selected],
             "settings": self.settings.public(),   # no credentials in a bundle
             "host": host_facts(),
+            # builds the user supplied (PULSAR_DIST_<release>): where from, and the digest of what ran
+            "supplied_releases": supplied_releases(self.releases()),
         }
         if images:
             wanted = {f"chaoslab/pulsar:{v}" for v in [*self.releases(), self.settings.proxy_version]}

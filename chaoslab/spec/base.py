@@ -83,8 +83,9 @@ SettingValue = Annotated[str, BeforeValidator(_setting_value), AfterValidator(_n
                          WithJsonSchema({"type": ["string", "number", "boolean"]})]
 Settings = dict[SettingName, SettingValue]    # broker.conf / proxy.conf key=value pairs
 Secs = Annotated[float, Field(ge=0, le=86_400)]
-Release = Annotated[str, Field(pattern=r"^(from|to|fixed|\d+\.\d+\.\d+)$",
-                               description="a Pulsar release X.Y.Z, or from/to/fixed from `versions`")]
+Release = Annotated[str, Field(pattern=r"^(from|to|fixed|\d+\.\d+\.\d+(-[A-Za-z0-9][A-Za-z0-9.]*)?)$",
+                               description="a Pulsar release X.Y.Z (X.Y.Z-label: a build supplied with "
+                                           "PULSAR_DIST_<release>), or from/to/fixed from `versions`")]
 
 
 # -- results the vocabulary produces -------------------------------------------------------------

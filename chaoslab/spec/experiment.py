@@ -35,7 +35,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from chaoslab.errors import LabError
-from chaoslab.settings import DEFAULT_PULSAR_FIXED, DEFAULT_PULSAR_FROM, DEFAULT_PULSAR_TO
+from chaoslab.settings import DEFAULT_PULSAR_FIXED, DEFAULT_PULSAR_FROM, DEFAULT_PULSAR_TO, RELEASE_PATTERN
 from chaoslab.spec.base import NAME_RE, REGISTRY, Model, Secs, Settings, load_package
 
 for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload", "chaoslab.monitor"):
@@ -205,9 +205,9 @@ class Plan(Model):
 
 
 class Versions(Model):
-    from_: str = Field(DEFAULT_PULSAR_FROM, alias="from", pattern=r"^\d+\.\d+\.\d+$")
-    to: str = Field(DEFAULT_PULSAR_TO, pattern=r"^\d+\.\d+\.\d+$")
-    fixed: str = Field(DEFAULT_PULSAR_FIXED, pattern=r"^\d+\.\d+\.\d+$")
+    from_: str = Field(DEFAULT_PULSAR_FROM, alias="from", pattern=RELEASE_PATTERN)
+    to: str = Field(DEFAULT_PULSAR_TO, pattern=RELEASE_PATTERN)
+    fixed: str = Field(DEFAULT_PULSAR_FIXED, pattern=RELEASE_PATTERN)
     model_config = {**Model.model_config, "populate_by_name": True}
 
 
@@ -405,7 +405,7 @@ def describe(exc: ValidationError) -> str:
     elif err["type"] == "union_tag_not_found":
         msg = "`type` is required"
     elif err["type"] == "string_pattern_mismatch" and parts.endswith(("from", "to", "fixed", "version")):
-        msg = f"{short(err.get('input'))} is not a Pulsar release number (X.Y.Z)"
+        msg = f"{short(err.get('input'))} is not a Pulsar release number (X.Y.Z, or X.Y.Z-label for a supplied build)"
     elif err["type"] == "missing":
         msg = "required"
     line = f"{parts}: {msg}" if parts else msg

@@ -25,7 +25,7 @@ from chaoslab.lab import health
 from chaoslab.lab.broker_settings import not_applied, read_back
 from chaoslab.probes.pulsar import topic_path
 from chaoslab.run.wait import Waited, wait_until
-from chaoslab.settings import VERSION_RE
+from chaoslab.settings import VERSION_RE, release_number
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
 
 BrokerNo = Annotated[int, Field(ge=1, le=9)]
@@ -121,7 +121,8 @@ class RollBroker(Step):
                 break
             if attempt + 1 < READ_BACK_ATTEMPTS and not ctx.interrupted.is_set():
                 time.sleep(READ_BACK_PAUSE_SECS)
-        wrong_release = bool(reported and VERSION_RE.match(reported) and reported != version)
+        # a supplied build labelled X.Y.Z-label reports X.Y.Z (or its own label)
+        wrong_release = bool(reported and VERSION_RE.match(reported) and reported not in (version, release_number(version)))
         keys = read_back(self.broker_config, runtime) if readable else {}
         bad = not_applied(keys)
         ok = readable and bad is None and not wrong_release

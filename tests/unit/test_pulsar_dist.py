@@ -24,7 +24,7 @@ def test_missing_artifact_is_named(line, expected):
     assert pulsar_dist.missing_artifact(line) == expected
 
 
-@pytest.mark.parametrize("bad", ["3.3", "latest", "3.3.1-SNAPSHOT", ""])
+@pytest.mark.parametrize("bad", ["3.3", "latest", "3.3.1-", "3.3.1_x", "3.3.1-a b", ""])
 def test_version_strings_that_are_not_releases_are_refused(bad):
     with pytest.raises(UnknownPulsarVersion):
         check_version(bad)
