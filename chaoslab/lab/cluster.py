@@ -24,7 +24,7 @@ import docker.errors
 
 from chaoslab.errors import EngineUnavailable, LabError, PortTaken
 from chaoslab.lab.broker_settings import env_value
-from chaoslab.lab.images import ImageBuilder, pulsar_image
+from chaoslab.lab.images import ImageBuilder, jcmd_runtime, pulsar_image
 from chaoslab.run.wait import wait_until
 from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
 from chaoslab.spec.base import control_character
@@ -259,6 +259,7 @@ class Lab:
                                      *state.broker_versions.values(), *(versions or [])]))
         builder = ImageBuilder(self.client, log=self.log)
         images = builder.all(wanted, self.settings.proxy_version)
+        jcmd_runtime(log=self.log)   # ready before a hang needs a thread dump
         if self.settings.agent_image != images["agent"]:
             images["agent"] = self.settings.agent_image
         return images
@@ -357,8 +358,10 @@ class Lab:
         return kept
 
     def thread_dump(self, service: str, reason: str = "", wait_secs: float = 8) -> Path | None:
-        """A JVM thread dump of `service` (SIGQUIT to the JVM, which is PID 1 in the Pulsar
-        images: it prints the dump to its stdout), saved beside the kept logs."""
+        """A JVM thread dump of `service` (the JVM is PID 1 in the Pulsar images), saved beside the
+        kept logs: `jcmd 1 Thread.print -l` run inside the container (a jcmd-only runtime copied in
+        once, images.jcmd_runtime), which also names the owners of java.util.concurrent locks; if
+        that cannot be had, SIGQUIT (the JVM prints the same dump, without them, to its stdout)."""
         if self.evidence_dir is None:
             return None
         running = [c for c in self.containers(service) if c.status == "running"]
@@ -366,6 +369,36 @@ class Lab:
             return None
         c = running[0]
         started = time.time()
+        dump, how = self._jcmd_dump(c), "jcmd Thread.print -l"
+        if dump is None:
+            dump, how = self._sigquit_dump(c, started, wait_secs), "SIGQUIT"
+        if dump is None:
+            return None
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        path = self.evidence_dir / f"threaddump-{c.name}-{c.id[:12]}-{time.strftime('%H%M%S', time.gmtime(started))}.txt"
+        path.write_text(dump)
+        self._evidence("thread-dump", service=service, container=c.name, container_id=c.id[:12], file=str(path),
+                       reason=reason, threads=dump.count('\n"'), method=how)
+        return path
+
+    def _jcmd_dump(self, c) -> str | None:
+        from chaoslab.lab.images import jcmd_runtime
+        runtime = jcmd_runtime(log=self.log)
+        if runtime is None:
+            return None
+        try:
+            probe = c.exec_run(["test", "-x", "/tmp/chaoslab-jcmd/bin/jcmd"])
+            if probe.exit_code != 0 and not c.put_archive("/tmp", runtime.read_bytes()):
+                return None
+            out = c.exec_run(["/tmp/chaoslab-jcmd/bin/jcmd", "1", "Thread.print", "-l"], demux=False)
+        except (docker.errors.APIError, OSError):
+            return None
+        text = (out.output or b"").decode(errors="replace")
+        if out.exit_code != 0 or "Full thread dump" not in text:
+            return None
+        return "Full thread dump" + text.split("Full thread dump", 1)[1]
+
+    def _sigquit_dump(self, c, started: float, wait_secs: float) -> str | None:
         try:
             c.kill(signal="SIGQUIT")
         except docker.errors.APIError:
@@ -379,13 +412,7 @@ class Lab:
                 break
         if "Full thread dump" not in text:
             return None
-        dump = "Full thread dump" + text.split("Full thread dump", 1)[1]
-        self.evidence_dir.mkdir(parents=True, exist_ok=True)
-        path = self.evidence_dir / f"threaddump-{c.name}-{c.id[:12]}-{time.strftime('%H%M%S', time.gmtime(started))}.txt"
-        path.write_text(dump)
-        self._evidence("thread-dump", service=service, container=c.name, container_id=c.id[:12], file=str(path),
-                       reason=reason, threads=dump.count('\n"'))
-        return path
+        return "Full thread dump" + text.split("Full thread dump", 1)[1]
 
     def save_logs(self, folder: Path, since: float | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,38 @@ def build_agent_binary(log=print) -> Path:
     return AGENT_TARGET / "release" / "chaoslab-agent"
 
 
+JCMD_MODULES = "jdk.jcmd,jdk.attach,jdk.internal.jvmstat"
+
+
+def jcmd_runtime(log=print) -> Path | None:
+    """build/jcmd-runtime.tar: a Java runtime holding only `jcmd` (jlink of the host's JDK, ~35 MB),
+    copied into a broker container to take `jcmd 1 Thread.print -l` there (the images carry a JRE
+    without it, and jcmd must attach from inside the JVM's namespaces). None when the host has no
+    jlink: thread dumps then fall back to SIGQUIT (the same dump without ownable synchronizers)."""
+    tarball = BUILD_DIR / "jcmd-runtime.tar"
+    if tarball.exists():
+        return tarball
+    jlink = shutil.which("jlink")
+    if jlink is None:
+        return None
+    work = BUILD_DIR / "jcmd-runtime.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    log("making a jcmd-only Java runtime for thread dumps (jlink) ...")
+    proc = subprocess.run([jlink, "--add-modules", JCMD_MODULES, "--strip-debug", "--no-header-files",
+                           "--no-man-pages", "--output", str(work / "chaoslab-jcmd")],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        log(f"jlink failed; thread dumps will use SIGQUIT: {(proc.stderr or proc.stdout).strip()[-200:]}")
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+    tmp = tarball.with_suffix(".tar.tmp")
+    subprocess.run(["tar", "-C", str(work), "-cf", str(tmp), "chaoslab-jcmd"], check=True)
+    tmp.replace(tarball)
+    shutil.rmtree(work, ignore_errors=True)
+    return tarball
+
+
 def pulsar_image(version: str) -> str:
     return f"chaoslab/pulsar:{version}"
 

@@ -49,11 +49,47 @@ STALL_SECS = 10     # lookups stalled this long (no lookup completing) is a hang
 
 
 def store_waiters(dump: str) -> dict:
-    """Threads waiting for the load-data store's monitor in one thread dump, and whether the
-    holder is in the dump too."""
+    """Threads waiting for the load-data store's monitor in one thread dump, whether the holder is
+    in the dump too, and the wait-for cycles through it (wait_for_cycles)."""
     waiting = _WAITING.findall(dump)
     held = set(_LOCKED.findall(dump))
-    return {"waiting": len(waiting), "holder_seen": bool(set(waiting) & held)}
+    return {"waiting": len(waiting), "holder_seen": bool(set(waiting) & held), "cycles": wait_for_cycles(dump)}
+
+
+_THREAD_HEAD = re.compile(r'^"([^"]+)"', re.M)
+_FRAME = re.compile(r"^\s+at ([\w.$]+)\.([\w$<>]+)\(", re.M)
+# the Pulsar client's internal executor: a single thread in 3.x, the one that completes a table
+# view's close and delivers its messages to the load manager's handlers
+_INTERNAL_EXECUTOR = re.compile(r"internal-executor|pulsar-client-internal")
+
+
+def _threads(dump: str) -> list[tuple[str, str]]:
+    heads = list(_THREAD_HEAD.finditer(dump))
+    return [(m.group(1), dump[m.start():heads[i + 1].start() if i + 1 < len(heads) else len(dump)])
+            for i, m in enumerate(heads)]
+
+
+def wait_for_cycles(dump: str) -> list[dict]:
+    """Both sides of a wait-for cycle through the store's monitor, from one thread dump: a thread
+    that holds the monitor while it waits for a CompletableFuture (what it waits in: e.g.
+    TableViewImpl.close, TableViewBuilderImpl.create), and, BLOCKED on the same monitor, the
+    client's internal executor, the thread that would complete that future. jstack reports no
+    deadlock here (one side waits on a future, not a monitor); the dump shows it all the same."""
+    threads = _threads(dump)
+    cycles = []
+    for holder, text in threads:
+        for addr in dict.fromkeys(_LOCKED.findall(text)):
+            before = text.split(f"- locked <{addr}>", 1)[0]
+            if "CompletableFuture" not in before or "parking to wait for" not in before:
+                continue
+            waits_in = next((f"{c.rsplit('.', 1)[-1]}.{m}" for c, m in _FRAME.findall(before)
+                             if "org.apache.pulsar" in c), None)
+            blocked = [name for name, t in threads if f"- waiting to lock <{addr}>" in t]
+            executors = [n for n in blocked if _INTERNAL_EXECUTOR.search(n)]
+            if executors:
+                cycles.append({"monitor": addr, "holder": holder, "holder_waits_in": waits_in,
+                               "executor_blocked": executors, "blocked": len(blocked)})
+    return cycles
 
 
 def _log_time(line: str) -> float | None:
@@ -206,6 +242,10 @@ def describe(c: dict) -> str:
         if waiting:
             bits.append(f"{waiting} threads waiting for the load-data store's monitor in "
                         f"{len(h['store_monitor_dumps'])} thread dump(s)")
+        cycle = next((c for d in h["store_monitor_dumps"].values() for c in d.get("cycles") or []), None)
+        if cycle:
+            bits.append(f"wait-for cycle: {cycle['holder']} holds the monitor waiting in {cycle['holder_waits_in']}, "
+                        f"{cycle['executor_blocked'][0]} (the client's internal executor) is blocked on it")
         if not waiting:
             bits.append("no thread dump: suspected")
         parts.append("hang (" + ", ".join(bits) + ")")

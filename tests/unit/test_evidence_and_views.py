@@ -240,3 +240,59 @@ def test_a_broker_that_is_there_but_does_not_answer_is_not_passed_over(monkeypat
     _fake_lookups(monkeypatch, lambda url: "timeout" if url == "http://b1" else "owned")
     own = PulsarCluster().collect(_cluster_ctx({1: True, 2: True}))["ownership"]
     assert own["asked"] == "http://b1" and own["passed_over"] is None and own["no_answer"] == 4
+
+
+class _Exec:
+    def __init__(self, code, output=b""):
+        self.exit_code, self.output = code, output
+
+
+class _Container:
+    name, id, status = "chaoslab-broker-1-1", "abcdef1234567890", "running"
+
+    def __init__(self, jcmd_output):
+        self.jcmd_output, self.put, self.signals = jcmd_output, [], []
+
+    def exec_run(self, cmd, **kwargs):
+        if cmd[0] == "test":
+            return _Exec(1 if not self.put else 0)
+        return _Exec(0 if self.jcmd_output else 1, self.jcmd_output)
+
+    def put_archive(self, path, data):
+        self.put.append(path)
+        return True
+
+    def kill(self, signal):
+        self.signals.append(signal)
+
+    def logs(self, **kwargs):
+        return b'Full thread dump (SIGQUIT)\n"main" #1\nHeap\n'
+
+
+def _lab_with(container, tmp_path, monkeypatch):
+    from chaoslab.lab import cluster, images
+    lab = cluster.Lab.__new__(cluster.Lab)
+    lab.evidence_dir, lab.log = tmp_path, lambda *_: None
+    lab.containers = lambda service: [container]
+    events = []
+    lab._evidence = lambda name, **f: events.append((name, f))
+    runtime = tmp_path / "jcmd-runtime.tar"
+    runtime.write_bytes(b"tar")
+    monkeypatch.setattr(images, "jcmd_runtime", lambda log=None: runtime)
+    return lab, events
+
+
+def test_a_thread_dump_is_taken_with_jcmd_thread_print_l_inside_the_container(tmp_path, monkeypatch):
+    c = _Container(b'1:\n2026-12-01\nFull thread dump OpenJDK:\n"main" #1\n   Locked ownable synchronizers:\n\t- None\n')
+    lab, events = _lab_with(c, tmp_path, monkeypatch)
+    path = lab.thread_dump("broker-1", reason="hung")
+    assert path.read_text().startswith("Full thread dump OpenJDK") and "Locked ownable synchronizers" in path.read_text()
+    assert c.put == ["/tmp"] and c.signals == []              # the runtime copied in once; no SIGQUIT
+    assert events[0][1]["method"] == "jcmd Thread.print -l"
+
+
+def test_without_jcmd_the_dump_falls_back_to_sigquit_and_says_so(tmp_path, monkeypatch):
+    c = _Container(b"")
+    lab, events = _lab_with(c, tmp_path, monkeypatch)
+    path = lab.thread_dump("broker-1", reason="hung", wait_secs=1.5)
+    assert path is not None and c.signals == ["SIGQUIT"] and events[0][1]["method"] == "SIGQUIT"

@@ -38,8 +38,51 @@ def samples(split=0, stalled=0, n=40):
 
 
 def test_a_thread_dump_shows_the_store_monitor_held_and_waited_for():
-    assert store_waiters(DUMP) == {"waiting": 1, "holder_seen": True}
+    assert store_waiters(DUMP)["waiting"] == 1 and store_waiters(DUMP)["holder_seen"]
     assert store_waiters("nothing here")["waiting"] == 0
+
+
+STORE_CLASS = "org.apache.pulsar.broker.loadbalance.extensions.store.TableViewLoadDataStoreImpl"
+CYCLE_DUMP = f"""Full thread dump OpenJDK 64-Bit Server VM:
+
+"Thread-20" #97 prio=5 waiting on condition
+   java.lang.Thread.State: WAITING (parking)
+	at jdk.internal.misc.Unsafe.park(java.base@17/Native Method)
+	- parking to wait for  <0x00000000f1cb9790> (a java.util.concurrent.CompletableFuture$Signaller)
+	at java.util.concurrent.CompletableFuture.get(java.base@17/CompletableFuture.java:2072)
+	at org.apache.pulsar.client.impl.TableViewImpl.close(TableViewImpl.java:176)
+	at {STORE_CLASS}.closeTableView(TableViewLoadDataStoreImpl.java:111)
+	- locked <0x00000000f8ada930> (a {STORE_CLASS})
+
+"broker-client-shared-internal-executor-5-1" #78 prio=5 waiting for monitor entry
+   java.lang.Thread.State: BLOCKED (on object monitor)
+	at {STORE_CLASS}.removeAsync(TableViewLoadDataStoreImpl.java:81)
+	- waiting to lock <0x00000000f8ada930> (a {STORE_CLASS})
+	at org.apache.pulsar.broker.loadbalance.extensions.reporter.BrokerLoadDataReporter.tombstone(BrokerLoadDataReporter.java:188)
+
+   Locked ownable synchronizers:
+	- None
+
+"metadata-store-9-1" #16 prio=5 waiting for monitor entry
+   java.lang.Thread.State: BLOCKED (on object monitor)
+	at {STORE_CLASS}.get(TableViewLoadDataStoreImpl.java:87)
+	- waiting to lock <0x00000000f8ada930> (a {STORE_CLASS})
+"""
+
+
+def test_a_thread_dump_shows_both_sides_of_the_wait_for_cycle():
+    cycles = store_waiters(CYCLE_DUMP)["cycles"]
+    assert cycles == [{"monitor": "0x00000000f8ada930", "holder": "Thread-20", "holder_waits_in": "TableViewImpl.close",
+                       "executor_blocked": ["broker-client-shared-internal-executor-5-1"], "blocked": 2}]
+    # a holder that waits on nothing, or no internal executor among the blocked: no cycle
+    assert store_waiters(CYCLE_DUMP.replace("parking to wait for", "sleeping"))["cycles"] == []
+    assert store_waiters(CYCLE_DUMP.replace("internal-executor", "io"))["cycles"] == []
+
+
+def test_the_cycle_is_named_in_the_runs_description(tmp_path):
+    (tmp_path / "threaddump-chaoslab-broker-1-1-x-1.txt").write_text(CYCLE_DUMP)
+    c = classify(samples(split=3, stalled=15), tmp_path)
+    assert "wait-for cycle: Thread-20 holds the monitor waiting in TableViewImpl.close" in describe(c)
 
 
 def test_the_brokers_conflict_lines_name_the_topics_after_the_method_began(tmp_path):
