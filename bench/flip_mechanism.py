@@ -72,6 +72,7 @@ def main(paths: list[str], markdown: bool = False) -> None:
             t[c["mechanism"]] += 1
             t["conflict_topics"] += (c.get("conflicts") or {}).get("topics", 0)
             t["dump_shown"] += c["hang"]["shown_by_thread_dump"]
+            t["cycle_shown"] += any(d.get("cycles") for d in c["hang"]["store_monitor_dumps"].values())
             views = c.get("view_restarts") or {}
             t["view_restart_runs"] += bool(views.get("from_time_zero"))
             t["failed_restart_runs"] += bool(views.get("failed"))
@@ -86,11 +87,11 @@ def main(paths: list[str], markdown: bool = False) -> None:
     for (change, release, asked), t in sorted(tally.items()):
         lo, hi = wilson(t["fail"], t["runs"])
         rows.append([change, release, asked, ", ".join(t["names"] or []), t["runs"], t["fail"], f"{lo:.2f}-{hi:.2f}",
-                     t["not_judged"], t["hang"], t["dump_shown"], t["split"], t["both"], t["none"],
+                     t["not_judged"], t["hang"], f"{t['dump_shown']} ({t['cycle_shown']})", t["split"], t["both"], t["none"],
                      f"{t['conflict_topics'] / t['runs']:.0f}" if t["runs"] else "-",
                      t["view_restart_runs"], f"{t['failed_restart_runs']} ({t['hang_with_failed_restart']})"])
     head = ["change", "release", "bundles asked", "variants", "runs", "FAIL", "FAIL rate (95 %)", "not judged",
-            "hang", "(thread dump)", "split", "both", "none", "conflict topics/run", "view restarts from time 0 (runs)",
+            "hang", "(thread dump (wait-for cycle))", "split", "both", "none", "conflict topics/run", "view restarts from time 0 (runs)",
             "failed view restarts (runs; hang/both)"]
     if markdown:
         print("| " + " | ".join(head) + " |")

@@ -291,9 +291,13 @@ def _gate(args) -> int:
         if runners and not (runners[-1].run_dir / "junit.xml").exists() and codes[-1] in (2, 130):
             gate.junit(_junit_path(args, runners[-1], len(runners)), runners[-1], codes[-1])
     final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
-    result = gate.summary(runners, codes, final)
+    result = gate.summary(runners, codes, final, conf)
     if args.repeat > 1:
         say.print(f"GATE over {len(codes)} run(s): {result['verdict']} (exit codes {codes})")
+    if result.get("advice"):
+        say.print("how else to make this change: " + result["advice"]["lines"][0], highlight=False, markup=False)
+        for line in result["advice"]["lines"][1:]:
+            say.print(f"  - {line}", highlight=False, markup=False)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     return final

@@ -16,6 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from chaoslab import procedures
 from chaoslab.settings import REPO_ROOT, check_version
 from chaoslab.spec.base import control_character
 from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
@@ -177,7 +178,7 @@ def green_but_broken(result) -> dict[str, int]:
     return {b: c["green-but-broken"] for b, c in sorted(seconds.items()) if c.get("green-but-broken")}
 
 
-def summary(runners: list, codes: list[int], final: int) -> dict:
+def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, str] | None = None) -> dict:
     """`chaoslab gate --json`: one object a CI step can read."""
     from chaoslab.rates import wilson
     from chaoslab.run.runner import violation_text
@@ -214,7 +215,9 @@ def summary(runners: list, codes: list[int], final: int) -> dict:
             "judged_runs": len(judged), "failed_runs": failed, "failure_rate_interval_95": [round(lo, 3), round(hi, 3)],
             "failure_rate_upper_95": round(hi, 3) if failed == 0 and judged else None,
             "first_violation": first, "green_but_broken": gbb,
-            "run_folders": [str(r.run_dir) for r in runners]}
+            "run_folders": [str(r.run_dir) for r in runners],
+            # UNSAFE: the procedure measured SAFE for this change, or that none was (chaoslab/procedures.py)
+            "advice": procedures.advice(broker_conf or {}) if final == 1 else None}
 
 
 def load_base(path: Path | None) -> Experiment:

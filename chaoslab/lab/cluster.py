@@ -449,6 +449,30 @@ class Lab:
             args += ["--wait", "--wait-timeout", str(int(timeout))]
         self.compose(*args, f"broker-{n}", timeout=timeout + 60)
 
+    def set_brokers(self, changes: dict[int, dict], timeout: float = 300) -> None:
+        """Recreate several brokers at once (a full restart): `changes` maps broker number to
+        {version, config, replace_config}; one `compose up --force-recreate` for all of them, so
+        none serves while the others come up with the change. Does not wait."""
+        state = self.state()
+        versions = []
+        for n, change in changes.items():
+            key = str(n)
+            if change.get("version"):
+                check_version(change["version"])
+                state.broker_versions[key] = change["version"]
+                versions.append(change["version"])
+            if change.get("config") is not None:
+                merged = {} if change.get("replace_config") else dict(state.broker_config.get(key, {}))
+                merged.update({k: str(v) for k, v in change["config"].items()})
+                state.broker_config[key] = merged
+        if versions:
+            self.build_images(versions)
+        self._write(state)
+        for n in changes:
+            self.keep_logs(f"broker-{n}", reason="broker recreated")
+        self.compose("up", "-d", "--no-deps", "--force-recreate", *[f"broker-{n}" for n in changes],
+                     timeout=timeout + 60)
+
     def stop_service(self, service: str, timeout: int = 20) -> None:
         self.keep_logs(service, reason="stopped")
         self.compose("stop", "--timeout", str(timeout), service)

@@ -46,11 +46,14 @@ class Tracker:
     coverage: dict[str, dict] = field(default_factory=dict)     # condition -> {judged, unknown, why}
 
     def update(self, t: float, violations: list[dict], unknown: dict[str, str] | None = None,
-               judged: list[str] | None = None, count: bool = False) -> bool:
+               judged: list[str] | None = None, count: bool = False, excused: bool = False) -> bool:
         """Feed one second: the violations found, the conditions that could not be judged
-        ({condition: why}), the conditions judged; `count` adds it to the coverage. True when the
-        ongoing violation exceeds the tolerance."""
+        ({condition: why}), the conditions judged; `count` adds it to the coverage; `excused`: a
+        declared planned outage excused violations in this second (it is not violated, and not
+        held either). True when the ongoing violation exceeds the tolerance."""
         unknown = unknown or {}
+        if excused and not violations:
+            unknown = {**unknown, "planned outage": "excused"}
         if count:
             self.counted_seconds += 1
             for name in judged or []:
@@ -162,6 +165,22 @@ class RunContext:
         self.started = time.time()
         self.observer_failure: str | None = None    # set once: the run ends ERROR
         self.sampler_tick: float | None = None      # monotonic time of the sampler's last second
+        self.outage: dict | None = None             # a planned outage a step declared (begin_outage)
+
+    # -- planned outages -------------------------------------------------------------------------
+    def begin_outage(self, step: str, excuse: list[str]) -> None:
+        """From now until end_outage, violations of the `excuse` conditions (and their unknown
+        seconds) are excused: a procedure that stops every broker on purpose (a full restart)
+        declares the service it expects to lose. Other conditions are judged as ever. The
+        seconds are counted apart and left out of the coverage."""
+        self.outage = {"step": step, "excuse": set(excuse), "started": time.time(), "secs": 0,
+                       "excused_secs": 0, "violations": {}}
+
+    def end_outage(self) -> dict:
+        """The planned outage's figures; the window closes."""
+        out, self.outage = self.outage or {}, None
+        return {"secs": out.get("secs", 0), "excused_secs": out.get("excused_secs", 0),
+                "excused_conditions": dict(sorted(out.get("violations", {}).items()))}
 
     # -- journal -------------------------------------------------------------------------------
     def event(self, name: str, **fields) -> dict:

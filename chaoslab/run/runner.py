@@ -161,13 +161,27 @@ class Sampler:
         ctx, ss = self.ctx, self.ctx.plan.steady_state
         sample = self.sample()
         judgements = [cond.judge(sample) for cond in ss.conditions]
+        outage = ctx.outage if ctx.phase == "method" else None
+        excused = []
+        if outage is not None:   # a declared planned outage: its conditions' violations are excused
+            excused = [v for j in judgements if j.condition in outage["excuse"] for v in j.violations]
+            judgements = [j for j in judgements if j.condition not in outage["excuse"]]
+            outage["secs"] += 1
+            if excused:
+                outage["excused_secs"] += 1
+                for v in excused:
+                    outage["violations"][v.name] = outage["violations"].get(v.name, 0) + 1
         violations = [v for j in judgements for v in j.violations]
         unknown = {j.condition: j.why for j in judgements if j.outcome == "unknown"}
         judged = [j.condition for j in judgements if j.outcome != "unknown"]
         found = [v.as_dict() for v in violations]
-        # while the workload is being stopped, what clients do no longer says anything
+        if excused:
+            sample["excused"] = [v.as_dict() for v in excused]
+        # while the workload is being stopped, what clients do no longer says anything; the
+        # seconds of a planned outage are counted apart (ctx.outage), not in the coverage
         exceeded = ctx.phase != "finish" and ctx.tracker.update(time.time(), found, unknown, judged,
-                                                                count=ctx.phase == "method")
+                                                                count=ctx.phase == "method" and outage is None,
+                                                                excused=bool(excused))
         if exceeded and ctx.phase == "method" and ss.abort_on_violation:
             ctx.abort(f"hypothesis violated for more than {ss.tolerance_secs:.0f} s: "
                       + "; ".join(v.text() for v in violations[:3]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from chaoslab import http
 from chaoslab.errors import ChangeNotApplied
@@ -151,6 +151,118 @@ class RollBroker(Step):
         waited = wait_for_broker(ctx, n, "functional", timeout)
         return {"broker": f"broker-{n}", "restored_config": self._before["config"], "restored_values": self._before["values"],
                 "restored_version": version, "serves": waited.ok, "secs": round(waited.secs, 1), "ok": waited.ok}
+
+
+# what a full restart is expected to cost: the service itself (the conditions a planned outage
+# excuses by default); split ownership and every other condition are judged as ever
+OUTAGE_CONDITIONS = ["publish-success-rate", "publish-p99-ms", "backlog", "unowned-topics", "lookup-rejections",
+                     "green-but-broken", "pending-lookups", "too-many-requests", "lookup-success-rate"]
+
+
+@register("step")
+class RestartBrokers(Step):
+    """A full restart: the brokers recreated together on a release with settings (Pulsar's own
+    migration advice for a load-manager switch: "restart the cluster"), so no broker ever runs next
+    to one with the other load manager. The service it takes away is declared: during the step,
+    violations of the `excuse` conditions are excused (counted apart, not in the coverage) for at
+    most `outage_budget_secs`; the step measures the seconds until every broker serves and until
+    the hypothesis holds again, and fails if that takes longer than the budget. Each broker's
+    change is read back as `roll-broker` does; undo restores every broker's settings (and, with
+    `undo_version`, release) together."""
+    type: Literal["restart-brokers"] = "restart-brokers"
+    brokers: list[BrokerNo] = Field([], description="default: every broker")
+    version: Release = "to"
+    broker_config: Settings = {}
+    outage_budget_secs: Annotated[float, Field(ge=5, le=3600)] = Field(
+        180.0, description="the service may be gone this long (from the restart until the hypothesis holds again)")
+    excuse: list[str] = Field(default_factory=lambda: list(OUTAGE_CONDITIONS),
+                              description="condition types a planned outage excuses while it lasts")
+    until_held_secs: Secs = Field(10.0, description="the outage ends once the hypothesis has held this long")
+    undo_version: bool = False
+    undo_wait_secs: Annotated[float, Field(ge=5, le=3600)] = 180.0
+    _before: dict = PrivateAttr(default_factory=dict)
+
+    def pulsar_releases(self) -> list[str]:
+        return [self.version]
+
+    def preflight(self, experiment) -> None:
+        from chaoslab.lab.broker_settings import check_broker_settings
+        check_broker_settings(experiment.release(self.version), self.broker_config, resolve=False)
+
+    def services_named(self) -> list[tuple[str, str]]:
+        return [("brokers", f"broker-{n}") for n in self.brokers]
+
+    def band(self) -> str | None:
+        return f"{self.id} (planned outage)"
+
+    @field_validator("excuse")
+    @classmethod
+    def _known_conditions(cls, value: list[str]) -> list[str]:
+        from chaoslab.spec.base import REGISTRY, load_package
+        load_package("chaoslab.checks")   # where the conditions are registered
+        unknown = [c for c in value if c not in REGISTRY["condition"]]
+        if unknown:
+            raise ValueError(f"not condition types: {', '.join(unknown)} (known: {', '.join(sorted(REGISTRY['condition']))})")
+        return value
+
+    def run(self, ctx) -> dict:
+        ns = self.brokers or list(range(1, ctx.settings.brokers + 1))
+        state = ctx.lab.state()
+        self._before = {n: {"config": dict(state.broker_config.get(str(n), {})),
+                            "version": state.broker_versions.get(str(n))} for n in ns}
+        ctx.begin_outage(self.id, self.excuse)
+        try:
+            result = self._restart(ctx, ns)
+        finally:
+            figures = ctx.end_outage()
+            ctx.event("planned-outage", step=self.id, budget_secs=self.outage_budget_secs, **figures)
+        result["planned_outage"] = figures
+        return result
+
+    def _restart(self, ctx, ns: list[int]) -> dict:
+        version = ctx.release(self.version)
+        started = time.time()
+        ctx.lab.set_brokers({n: {"version": version, "config": self.broker_config} for n in ns})
+        ctx.event("brokers-recreated", brokers=[f"broker-{n}" for n in ns], version=version)
+
+        def budget_left() -> float:
+            return max(5.0, self.outage_budget_secs - (time.time() - started))
+
+        serving = {}
+        for n in ns:
+            waited = wait_for_broker(ctx, n, "functional", budget_left(), stop=ctx.should_stop)
+            serving[f"broker-{n}"] = round(time.time() - started, 1) if waited.ok else None
+        result = {"brokers": [f"broker-{n}" for n in ns], "version": version, "config": self.broker_config,
+                  "outage_budget_secs": self.outage_budget_secs, "serving_after_secs": serving}
+        down = [b for b, v in serving.items() if v is None]
+        if down:
+            result.update(ok=False, error=("stopped waiting: the run aborted" if ctx.aborted.is_set() else
+                                           f"{', '.join(down)} did not serve within the outage budget "
+                                           f"({self.outage_budget_secs:.0f} s)"))
+            return result
+        result["read_back"] = {f"broker-{n}": RollBroker(broker=n, version=self.version, broker_config=self.broker_config)
+                               .check_applied(ctx, n, ctx.lab.broker_admin_url(n), version) for n in ns}
+        held = wait_until(lambda: ctx.tracker.held_for(time.time()) >= self.until_held_secs,
+                          budget_left(), interval=0.5, stop=ctx.should_stop)
+        ok_since = ctx.tracker.ok_since
+        result["service_back_after_secs"] = round(ok_since - started, 1) if held.ok and ok_since else None
+        result["ok"] = held.ok
+        if not held.ok:
+            result["error"] = ("stopped waiting: the run aborted" if ctx.aborted.is_set() else
+                               f"the hypothesis did not hold {self.until_held_secs:.0f} s within the outage "
+                               f"budget ({self.outage_budget_secs:.0f} s)")
+        return result
+
+    def undo(self, ctx) -> dict | None:
+        if not self._before:
+            return None
+        changes = {n: {"config": b["config"], "replace_config": True,
+                       "version": b["version"] if self.undo_version else None} for n, b in self._before.items()}
+        ctx.lab.set_brokers(changes)
+        timeout = min(self.undo_wait_secs, 60) if ctx.interrupted.is_set() else self.undo_wait_secs
+        serves = {f"broker-{n}": wait_for_broker(ctx, n, "functional", timeout).ok for n in changes}
+        return {"brokers": list(serves), "restored": {f"broker-{n}": b for n, b in self._before.items()},
+                "serves": serves, "ok": all(serves.values())}
 
 
 @register("step")
