@@ -150,7 +150,6 @@ def assemble(release: str, path: Path, out: Path, log=print) -> Path:
     what = f"{env_name(release)}={path}"
     check_supplied(release, {env_name(release): str(path)})
     kind = "tarball" if path.is_file() else ("distribution" if (path / "lib").is_dir() else "lib")
-    log(f"Pulsar {release}: hashing the supplied build ({what}) ...")
     sha = digest(path if kind == "tarball" else lib_folder(path, what))
     known = read_source(out)
     if known and known.get("sha256") == sha and (out / "lib").is_dir():
