@@ -460,6 +460,9 @@ class LookupEveryBundle(Step):
         asked = f"broker-{self.broker}" if self.broker else "proxy"
 
         def one(topic: str) -> dict:
+            if ctx.should_stop():   # the run aborted: a hung broker is not asked 140 more times
+                return {"topic": topic, "bundle": None, "outcome": "not asked", "owner": None,
+                        "loaded": False, "load_error": "not asked: the run aborted"}
             path = topic_path(topic)
             bundle = http.get_json(f"{url}/lookup/v2/topic/{path}/bundle", timeout=5)
             resp = http.get(f"{url}/lookup/v2/topic/{path}", timeout=self.lookup_timeout_secs)
@@ -492,13 +495,17 @@ class LookupEveryBundle(Step):
                   "bundle_unknown_topics": sum(1 for a in answers if not a["bundle"]),
                   "outcomes": dict(sorted(outcomes.items())), "owners": dict(sorted(owners.items())),
                   "answered_share": round(answered, 3), "secs": round(time.monotonic() - started, 1),
-                  "unanswered_examples": [a["topic"] for a in answers if a["outcome"] != "owned"][:3]}
+                  "unanswered_examples": [a["topic"] for a in answers if a["outcome"] not in ("owned", "not asked")][:3]}
+        if outcomes.get("not asked"):
+            result["error"] = f"stopped asking: the run aborted ({outcomes['not asked']} of {len(answers)} topics not asked)"
         if self.load:
             failed = [a for a in answers if not a["loaded"]]
             result.update({"loaded": len(answers) - len(failed), "not_loaded": len(failed),
                            "not_loaded_examples": [f"{a['topic']}: {a['load_error']}" for a in failed[:3]]})
         result["ok"] = answered >= self.min_answered and not result.get("not_loaded")
-        if answered < self.min_answered:
+        if outcomes.get("not asked"):
+            result["ok"] = False
+        elif answered < self.min_answered:
             result["error"] = (f"{len(answers) - outcomes.get('owned', 0)} of {len(answers)} lookups at {asked} "
                                f"named no owner ({answered:.0%} answered, {self.min_answered:.0%} required)")
         elif result.get("not_loaded"):     # asked to load them: a topic that cannot be loaded fails the step

@@ -24,6 +24,13 @@ class Ctx:
         self.lab = SimpleNamespace(broker_admin_url=lambda n: f"http://broker-{n}:8080",
                                    proxy_admin_url="http://proxy:8080")
         self.events = []
+        self.stop_after = None      # stop (the run aborted) after this many checks
+
+    def should_stop(self):
+        if self.stop_after is None:
+            return False
+        self.stop_after -= 1
+        return self.stop_after < 0
 
     def event(self, name, **fields):
         self.events.append((name, fields))
@@ -142,3 +149,14 @@ def test_a_wait_cut_short_is_not_ok():
             return False
     out = Wait(id="w", secs=300).run(Aborted())
     assert out["ok"] is False and out["cut_short"] is True and "cut short" in out["error"]
+
+
+def test_an_aborted_run_stops_asking_and_says_how_many_were_not_asked(monkeypatch):
+    topics = [f"persistent://t/ns/topic-{i}" for i in range(20)]
+    fake_http(monkeypatch, owner_of=lambda t: "broker-1")
+    ctx = Ctx(topics)
+    ctx.stop_after = 5
+    r = LookupEveryBundle(broker=1, clients=1).run(ctx)
+    assert r["ok"] is False and r["outcomes"] == {"not asked": 15, "owned": 5}
+    assert "stopped asking: the run aborted (15 of 20 topics not asked)" == r["error"]
+    assert r["unanswered_examples"] == []
