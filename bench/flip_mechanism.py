@@ -76,6 +76,9 @@ def main(paths: list[str], markdown: bool = False) -> None:
             views = c.get("view_restarts") or {}
             t["view_restart_runs"] += bool(views.get("from_time_zero"))
             t["failed_restart_runs"] += bool(views.get("failed"))
+            elm = c.get("load_manager_lines") or {}
+            t["role_retry_runs"] += bool((elm.get("failed_to_set_role") or {}).get("lines"))
+            t["start_failed_runs"] += bool((elm.get("failed_to_start") or {}).get("lines"))
             t["hang_with_failed_restart"] += c["mechanism"] in ("hang", "both") and bool(views.get("failed"))
             print(f"{rd}  {v['name']:10} {release:6} {v['verdict']:5} {c['mechanism']:5}  "
                   f"split {c['split']['secs']:3d} s  stalled {c['hang']['lookups_stalled_secs']:3d} s  "
@@ -89,10 +92,12 @@ def main(paths: list[str], markdown: bool = False) -> None:
         rows.append([change, release, asked, ", ".join(t["names"] or []), t["runs"], t["fail"], f"{lo:.2f}-{hi:.2f}",
                      t["not_judged"], t["hang"], f"{t['dump_shown']} ({t['cycle_shown']})", t["split"], t["both"], t["none"],
                      f"{t['conflict_topics'] / t['runs']:.0f}" if t["runs"] else "-",
-                     t["view_restart_runs"], f"{t['failed_restart_runs']} ({t['hang_with_failed_restart']})"])
+                     t["view_restart_runs"], f"{t['failed_restart_runs']} ({t['hang_with_failed_restart']})",
+                     t["role_retry_runs"], t["start_failed_runs"]])
     head = ["change", "release", "bundles asked", "variants", "runs", "FAIL", "FAIL rate (95 %)", "not judged",
             "hang", "(thread dump (wait-for cycle))", "split", "both", "none", "conflict topics/run", "view restarts from time 0 (runs)",
-            "failed view restarts (runs; hang/both)"]
+            "failed view restarts (runs; hang/both)", "'failed to set the role' (runs)",
+            "'Failed to start the extensible load balance' (runs)"]
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))

@@ -179,6 +179,40 @@ def view_restarts(log_dir: Path, since: float | None = None) -> dict:
     return {**counts, "by_broker": dict(sorted(per.items())), "longest_inactive_secs": longest_inactive}
 
 
+# the extensible load manager's own lines about its start and its leader/follower role loop,
+# anchored on its logger: a start that failed (3.3.1 keeps the process up after it), the role loop
+# retrying (it never gives up), and a registration refused because the old one is still there
+_ELM_LINES = {
+    "failed_to_start": re.compile(r"ExtensibleLoadManagerImpl - .*Failed to start the extensible load balance"),
+    "failed_to_set_role": re.compile(r"ExtensibleLoadManagerImpl - .*failed to set the role"),
+    "registration_lock_busy": re.compile(r"LockBusyException.*?/loadbalance/brokers/"),
+}
+
+
+def load_manager_lines(log_dir: Path, since: float | None = None) -> dict:
+    """Per kind (_ELM_LINES), the lines in a variant's kept broker logs after `since`, per broker."""
+    out: dict[str, dict[str, int]] = {k: {} for k in _ELM_LINES}
+    for path in sorted(Path(log_dir).glob("chaoslab-broker-*.log")):
+        broker = _broker_of(path)
+        if broker is None:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            kinds = [k for k, rx in _ELM_LINES.items() if rx.search(line)]
+            if not kinds:
+                continue
+            if since is not None:
+                t = _log_time(line)
+                if t is not None and t < since:
+                    continue
+            for k in kinds:
+                out[k][broker] = out[k].get(broker, 0) + 1
+    return {k: {"lines": sum(v.values()), "by_broker": dict(sorted(v.items()))} for k, v in out.items()}
+
+
 def longest(flags: list[bool]) -> int:
     """The longest run of True (seconds, one flag a sample)."""
     best = cur = 0
@@ -228,6 +262,7 @@ def classify(samples: list[dict], log_dir: Path | None, since: float | None = No
     if log_dir is not None:
         out["conflicts"] = metadata_conflicts(log_dir, since)
         out["view_restarts"] = view_restarts(log_dir, since)
+        out["load_manager_lines"] = load_manager_lines(log_dir, since)
     return out
 
 

@@ -3,6 +3,8 @@ load-data store's monitor, split ownership in the samples, the brokers' own conf
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from chaoslab.report.chain import links
 from chaoslab.report.flip import classify, describe, metadata_conflicts, store_waiters
 
@@ -153,3 +155,19 @@ def test_view_restarts_count_only_the_stores_own_lines_and_since_keeps_the_fract
     since = 1_796_150_747.5       # 2026-12-01T18:45:47.5 UTC: the line at .9 of that second is after it
     assert view_restarts(tmp_path, since=since)["failed"] == 1
     assert view_restarts(tmp_path, since=since + 0.5)["failed"] == 0
+
+
+def test_the_load_managers_start_and_role_lines_are_counted_per_broker(tmp_path):
+    from chaoslab.report.flip import load_manager_lines
+    (tmp_path / "chaoslab-broker-1-1-abc.log").write_text(
+        "2026-12-01T21:47:13,046+0000 [pulsar-load-manager-1-1] WARN  org.apache.pulsar.broker.loadbalance.extensions."
+        "ExtensibleLoadManagerImpl - The broker:broker-1:8080 failed to set the role. Retrying 1 th ...\n"
+        "2026-12-01T21:47:14,046+0000 [main] ERROR org.apache.pulsar.broker.loadbalance.extensions."
+        "ExtensibleLoadManagerImpl - Failed to start the extensible load balance and close broker registry.\n"
+        "2026-12-01T21:40:00,000+0000 [x] WARN  org.apache.pulsar.broker.loadbalance.extensions."
+        "ExtensibleLoadManagerImpl - failed to set the role. Retrying 0 th ...\n"
+        "errorMsg: failed to set the role (a lookup quoting it)\n")
+    since = datetime(2026, 12, 1, 21, 45, tzinfo=timezone.utc).timestamp()
+    lines = load_manager_lines(tmp_path, since)
+    assert lines["failed_to_set_role"] == {"lines": 1, "by_broker": {"broker-1": 1}}
+    assert lines["failed_to_start"]["lines"] == 1 and lines["registration_lock_busy"]["lines"] == 0
