@@ -75,9 +75,9 @@ def tally(paths: list[str], log=print) -> list[dict]:
                     "runs": len(judged), "passed": judged.count("PASS"), "failed": fails,
                     "not_judged": len(r["verdicts"]) - len(judged), "fail_interval_95": [round(lo, 2), round(hi, 2)],
                     "failed_by": dict(r["mechanisms"]),
-                    "outage_secs": {"median": statistics.median(r["outage"]), "max": max(r["outage"]),
+                    "outage_secs": {"median": round(statistics.median(r["outage"]), 1), "max": max(r["outage"]),
                                     "runs": len(r["outage"])} if r["outage"] else None,
-                    "all_serving_secs": {"median": statistics.median(r["serving"]), "max": max(r["serving"])}
+                    "all_serving_secs": {"median": round(statistics.median(r["serving"]), 1), "max": max(r["serving"])}
                     if r["serving"] else None})
     return out
 
