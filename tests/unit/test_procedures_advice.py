@@ -48,3 +48,44 @@ def test_the_shipped_records_are_well_formed():
     for m in procedures.MEASURED:
         assert m["runs"] == m["passed"] + m["failed"] and m["procedure"] and m["releases"]
         procedures.words(m)
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("procedures_bench",
+                                                  Path(__file__).resolve().parents[2] / "bench" / "procedures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(folder, verdicts, outage=None):
+    import json
+    folder.mkdir(parents=True)
+    variants = []
+    for name, verdict in verdicts.items():
+        steps = []
+        if name == "full-restart":
+            steps = [{"type": "restart-brokers", "service_back_after_secs": outage,
+                      "serving_after_secs": {"broker-1": 20.0, "broker-2": 25.0}}]
+        variants.append({"name": name, "description": f"{name} words", "verdict": verdict, "steps": steps,
+                         "reasons": [] if verdict == "PASS" else ["aborted: split"], "kpis": {}})
+    (folder / "results.json").write_text(json.dumps({"experiment": "upgrade-procedures", "variants": variants}))
+    records = [{"type": "run-start", "t": 1, "versions": {"from": "3.3.0", "to": "3.3.1"}},
+               {"type": "supplied-builds", "t": 2, "builds": {"3.3.1": {"env": "PULSAR_DIST_3_3_1"}}}]
+    (folder / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_the_bench_tallies_each_procedure_with_its_outage_and_counts_unjudged_runs_apart(tmp_path):
+    bench = _bench()
+    _run(tmp_path / "run-1", {"single-pass": "FAIL", "full-restart": "PASS"}, outage=48.4)
+    _run(tmp_path / "run-2", {"single-pass": "FAIL", "full-restart": "INCONCLUSIVE"}, outage=None)
+    rows = {r["procedure"]: r for r in bench.tally([str(tmp_path)], log=lambda *_: None)}
+    full = rows["full-restart"]
+    assert (full["runs"], full["passed"], full["failed"], full["not_judged"]) == (1, 1, 0, 1)
+    assert full["outage_secs"] == {"median": 48.4, "max": 48.4, "runs": 1}
+    assert full["all_serving_secs"]["max"] == 25.0
+    assert full["releases"] == "3.3.0 -> 3.3.1" and full["supplied"] == ["3.3.1"]
+    assert rows["single-pass"]["failed"] == 2 and rows["single-pass"]["failed_by"] == {"none": 2}
+    procedures.words(full)      # a tallied row is a record the gate can print
