@@ -32,7 +32,8 @@ def folders(paths: list[str]):
 
 def tally(paths: list[str], log=print) -> list[dict]:
     rows: dict[tuple, dict] = defaultdict(lambda: {"verdicts": [], "mechanisms": defaultdict(int), "outage": [],
-                                                   "serving": [], "reasons": []})
+                                                   "serving": [], "reasons": [],
+                                                   "split_before_switch": []})
     for rd in folders(paths):
         try:
             res = json.loads((rd / "results.json").read_text())
@@ -53,7 +54,14 @@ def tally(paths: list[str], log=print) -> list[dict]:
             row["supplied"] = sorted(supplied)
             row["verdicts"].append(v["verdict"])
             samples = [r for r in records if r.get("type") == "sample" and r.get("variant") == v["name"]]
-            c = classify(samples, rd / "logs" / v["name"], since=(v.get("kpis") or {}).get("injection_t"))
+            # the switch is the first step whose settings name the extensible load manager: how a run
+            # failed is read from there on; two-owner answers before it (the plain release pass) apart
+            switch_t = next((r["t"] for r in records if r.get("name") == "step-start" and r.get("variant") == v["name"]
+                             and "ExtensibleLoadManagerImpl" in json.dumps(r.get("spec") or {})), None)
+            before = [s for s in samples if switch_t is not None and s["t"] < switch_t]
+            row["split_before_switch"].append(sum(1 for s in before if (s.get("cluster") or {}).get("split")))
+            after = [s for s in samples if switch_t is None or s["t"] >= switch_t]
+            c = classify(after, rd / "logs" / v["name"], since=switch_t or (v.get("kpis") or {}).get("injection_t"))
             if v["verdict"] == "FAIL":
                 row["mechanisms"][c["mechanism"]] += 1
                 row["reasons"].append((v.get("reasons") or ["?"])[0][:160])
@@ -75,6 +83,8 @@ def tally(paths: list[str], log=print) -> list[dict]:
                     "runs": len(judged), "passed": judged.count("PASS"), "failed": fails,
                     "not_judged": len(r["verdicts"]) - len(judged), "fail_interval_95": [round(lo, 2), round(hi, 2)],
                     "failed_by": dict(r["mechanisms"]),
+                    # seconds with two owners named for a bundle during the release pass (before the switch)
+                    "split_secs_before_switch": r["split_before_switch"],
                     "outage_secs": {"median": round(statistics.median(r["outage"]), 1), "max": max(r["outage"]),
                                     "runs": len(r["outage"])} if r["outage"] else None,
                     "all_serving_secs": {"median": round(statistics.median(r["serving"]), 1), "max": max(r["serving"])}
@@ -88,11 +98,13 @@ def main(argv: list[str]) -> None:
     if "--json" in argv:
         print(json.dumps(rows, indent=2))
         return
-    head = ["procedure", "releases", "runs", "PASS", "FAIL", "FAIL rate (95 %)", "not judged", "failed by",
+    head = ["procedure", "releases", "runs", "PASS", "FAIL", "FAIL rate (95 %)", "not judged", "failed by (from the switch on)",
+            "split s before the switch (per run)",
             "service back after (median / max s)", "every broker serving after (median / max s)"]
     lines = [[r["procedure"], r["releases"] + (" (supplied builds)" if r["supplied"] else ""), r["runs"], r["passed"],
               r["failed"], "{:.2f}-{:.2f}".format(*r["fail_interval_95"]), r["not_judged"],
               ", ".join(f"{k} {n}" for k, n in sorted(r["failed_by"].items())) or "-",
+              " ".join(str(x) for x in r["split_secs_before_switch"]) or "-",
               "{median} / {max}".format(**r["outage_secs"]) if r["outage_secs"] else "-",
               "{median} / {max}".format(**r["all_serving_secs"]) if r["all_serving_secs"] else "-"] for r in rows]
     print()
