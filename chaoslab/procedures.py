@@ -45,6 +45,6 @@ def advice(broker_conf: dict[str, str], measured: list[dict] | None = None) -> d
                           "measures one: the switch to the extensible load manager)"]}
     safe = [m for m in measured if m["runs"] and not m["failed"]]
     lines = [words(m) for m in measured]
-    head = (f"measured SAFE instead: {', '.join(m['procedure'] for m in safe)}" if safe else
+    head = (f"measured SAFE instead: {'; '.join(m['procedure'] + ' on ' + m['releases'] for m in safe)}" if safe else
             "none of the measured procedures was SAFE")
     return {"measured": True, "safe": [m["procedure"] for m in safe], "lines": [head] + lines}

@@ -21,7 +21,7 @@ MEASURED = [record("single-pass", 5, 5, failed_by={"split": 5}), record("two-pas
 def test_an_unsafe_switch_names_the_procedure_measured_safe_with_its_runs_and_cost():
     a = procedures.advice(FLIP, MEASURED)
     assert a["measured"] and a["safe"] == ["full-restart"]
-    assert a["lines"][0] == "measured SAFE instead: full-restart"
+    assert a["lines"][0] == "measured SAFE instead: full-restart on 3.3.0 -> 3.3.1"
     full = next(line for line in a["lines"] if line.startswith("full-restart"))
     assert "SAFE - 0 of 5 runs failed (95 % interval 0.00-0.43)" in full
     assert "costs 48 s without service (median, max 61 s)" in full and "(supplied builds)" in full
