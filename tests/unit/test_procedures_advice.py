@@ -89,3 +89,12 @@ def test_the_bench_tallies_each_procedure_with_its_outage_and_counts_unjudged_ru
     assert full["releases"] == "3.3.0 -> 3.3.1" and full["supplied"] == ["3.3.1"]
     assert rows["single-pass"]["failed"] == 2 and rows["single-pass"]["failed_by"] == {"none": 2}
     procedures.words(full)      # a tallied row is a record the gate can print
+
+
+def test_a_procedure_safe_only_on_a_patched_build_says_so():
+    rows = MEASURED[:2] + [dict(record("full-restart", 5, 0, outage={"median": 41.2, "max": 45.6, "runs": 5}),
+                                releases="3.3.0 -> 3.3.1-knockout", note="the store patched")]
+    a = procedures.advice(FLIP, rows)
+    assert a["lines"][0] == ("measured SAFE instead: full-restart on 3.3.0 -> 3.3.1-knockout (a patched build); "
+                             "on the releases as published none of the measured procedures was SAFE")
+    assert a["lines"][-1].endswith(" - the store patched")
