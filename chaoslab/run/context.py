@@ -44,24 +44,30 @@ class Tracker:
     ok_since: float | None = None
     counted_seconds: int = 0                                    # seconds whose coverage was counted
     coverage: dict[str, dict] = field(default_factory=dict)     # condition -> {judged, unknown, why}
+    exempt_secs: dict[str, int] = field(default_factory=dict)   # condition -> seconds a planned outage excused
 
     def update(self, t: float, violations: list[dict], unknown: dict[str, str] | None = None,
-               judged: list[str] | None = None, count: bool = False, excused: bool = False) -> bool:
+               judged: list[str] | None = None, count: bool = False, excused: bool = False,
+               exempt: list[str] | None = None) -> bool:
         """Feed one second: the violations found, the conditions that could not be judged
-        ({condition: why}), the conditions judged; `count` adds it to the coverage; `excused`: a
-        declared planned outage excused violations in this second (it is not violated, and not
-        held either). True when the ongoing violation exceeds the tolerance."""
+        ({condition: why}), the conditions judged; `count` adds it to the coverage; `exempt`: the
+        conditions a declared planned outage excuses this second (left out of their coverage; every
+        other condition's coverage counts it as ever); `excused`: their violations were excused (the
+        second is not violated, and not held either). True when the ongoing violation exceeds the
+        tolerance."""
         unknown = unknown or {}
-        if excused and not violations:
-            unknown = {**unknown, "planned outage": "excused"}
         if count:
             self.counted_seconds += 1
+            for name in exempt or []:
+                self.exempt_secs[name] = self.exempt_secs.get(name, 0) + 1
             for name in judged or []:
                 self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})["judged"] += 1
             for name, why in unknown.items():
                 c = self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})
                 c["unknown"] += 1
                 c["why"][why] = c["why"].get(why, 0) + 1
+        if excused and not violations:
+            unknown = {**unknown, "planned outage": "excused"}
         if violations or not unknown:
             self.last_violations = violations
         if violations:
@@ -102,10 +108,11 @@ class Tracker:
         out = {}
         for name in conditions:
             c = self.coverage.get(name, {"judged": 0, "unknown": 0, "why": {}})
-            share = c["judged"] / self.counted_seconds if self.counted_seconds else 0.0
+            counted = self.counted_seconds - self.exempt_secs.get(name, 0)
+            share = c["judged"] / counted if counted else 0.0
             why = sorted(c["why"].items(), key=lambda kv: -kv[1])
-            out[name] = {"judged_secs": c["judged"], "unknown_secs": self.counted_seconds - c["judged"],
-                         "method_secs": self.counted_seconds, "share": round(share, 3),
+            out[name] = {"judged_secs": c["judged"], "unknown_secs": counted - c["judged"],
+                         "method_secs": counted, "share": round(share, 3),
                          "unknown_because": [f"{w} ({n} s)" for w, n in why[:3]]}
         return out
 
@@ -171,8 +178,9 @@ class RunContext:
     def begin_outage(self, step: str, excuse: list[str]) -> None:
         """From now until end_outage, violations of the `excuse` conditions (and their unknown
         seconds) are excused: a procedure that stops every broker on purpose (a full restart)
-        declares the service it expects to lose. Other conditions are judged as ever. The
-        seconds are counted apart and left out of the coverage."""
+        declares the service it expects to lose. Other conditions are judged as ever, and their
+        coverage counts these seconds (one that cannot look then is unknown, never excused); the
+        excused conditions' seconds are counted apart and left out of theirs."""
         self.outage = {"step": step, "excuse": set(excuse), "started": time.time(), "secs": 0,
                        "excused_secs": 0, "violations": {}}
 

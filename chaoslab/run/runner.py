@@ -177,11 +177,12 @@ class Sampler:
         found = [v.as_dict() for v in violations]
         if excused:
             sample["excused"] = [v.as_dict() for v in excused]
-        # while the workload is being stopped, what clients do no longer says anything; the
-        # seconds of a planned outage are counted apart (ctx.outage), not in the coverage
+        # while the workload is being stopped, what clients do no longer says anything; a planned
+        # outage's excused conditions are left out of their coverage (ctx.outage counts them apart)
         exceeded = ctx.phase != "finish" and ctx.tracker.update(time.time(), found, unknown, judged,
-                                                                count=ctx.phase == "method" and outage is None,
-                                                                excused=bool(excused))
+                                                                count=ctx.phase == "method",
+                                                                excused=bool(excused),
+                                                                exempt=sorted(outage["excuse"]) if outage else None)
         if exceeded and ctx.phase == "method" and ss.abort_on_violation:
             ctx.abort(f"hypothesis violated for more than {ss.tolerance_secs:.0f} s: "
                       + "; ".join(v.text() for v in violations[:3]))

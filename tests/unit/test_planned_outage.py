@@ -57,7 +57,9 @@ def test_the_declared_conditions_are_excused_counted_apart_and_never_held(monkey
         tick(ctx)
         t[0] += 1
     assert not ctx.aborted and ctx.tracker.violated_seconds == 0
-    assert ctx.tracker.counted_seconds == 0              # not in the coverage
+    cov = ctx.tracker.coverage_report(["publish-success-rate", "split-ownership"])
+    assert cov["publish-success-rate"]["method_secs"] == 0      # not in the excused condition's coverage
+    assert cov["split-ownership"] == {**cov["split-ownership"], "judged_secs": 60, "method_secs": 60, "share": 1.0}
     assert ctx.tracker.ok_since is None                   # an excused second is not a held one
     figures = ctx.end_outage()
     assert figures == {"secs": 60, "excused_secs": 60, "excused_conditions": {"publish_success_rate": 60}}
@@ -86,7 +88,7 @@ def test_after_the_outage_the_ordinary_rules_apply_again(monkeypatch):
     for _ in range(25):
         tick(ctx)
         t[0] += 1
-    assert ctx.aborted and ctx.tracker.counted_seconds == 25
+    assert ctx.aborted and ctx.tracker.coverage_report(["publish-success-rate"])["publish-success-rate"]["method_secs"] == 25
 
 
 def test_an_outage_outside_the_method_excuses_nothing(monkeypatch):
@@ -159,3 +161,18 @@ def test_restart_brokers_fails_when_a_broker_does_not_serve_within_the_budget(mo
     result = RestartBrokers(id="s", outage_budget_secs=30).run(ctx)
     assert result["ok"] is False and "broker-2 did not serve within the outage budget (30 s)" in result["error"]
     assert ctx.outage is None      # the window closes whatever happened
+
+
+def test_a_condition_that_cannot_look_during_the_outage_is_unknown_not_excused(monkeypatch):
+    from chaoslab.run.runner import inconclusive_reasons
+    ctx = ctx_with([Cond("publish-success-rate", "violated"), Cond("split-ownership", "unknown")])
+    t = [1000.0]
+    monkeypatch.setattr("chaoslab.run.runner.time.time", lambda: t[0])
+    ctx.begin_outage("switch-all-brokers", ["publish-success-rate"])
+    for _ in range(30):
+        tick(ctx)
+        t[0] += 1
+    cov = ctx.tracker.coverage_report(["publish-success-rate", "split-ownership"])
+    assert cov["split-ownership"]["unknown_secs"] == 30 and cov["split-ownership"]["share"] == 0.0
+    reasons = inconclusive_reasons({"split-ownership": cov["split-ownership"]}, 0.95, [])
+    assert reasons and reasons[0].startswith("split-ownership: judged 0 of 30 method seconds")
