@@ -142,14 +142,9 @@ def metadata_conflicts(log_dir: Path, since: float | None = None) -> dict:
             "example": sorted(topics)[:3]}
 
 
-def view_restarts(log_dir: Path, since: float | None = None) -> dict:
-    """The load-data store's table-view restarts in a variant's kept broker logs, after `since`:
-    completed (`Restarted tableview`) and failed (`Failed to [restart] tableview`), per broker, and
-    why: judged inactive since time 0 (the view's clock never set when it started), inactive past
-    the threshold, or no view at all ("object is null" / "table view is null": it was closed)."""
-    per: dict[str, int] = {}
-    counts = {"restarts": 0, "failed": 0, "from_time_zero": 0, "inactive": 0, "view_missing": 0}
-    longest_inactive = 0
+def _broker_lines(log_dir: Path, since: float | None, *patterns: re.Pattern):
+    """(broker, line) for every line of a variant's kept broker logs that matches one of
+    `patterns`, written at or after `since` (a line without a time is kept)."""
     for path in sorted(Path(log_dir).glob("chaoslab-broker-*.log")):
         broker = _broker_of(path)
         if broker is None:
@@ -159,23 +154,34 @@ def view_restarts(log_dir: Path, since: float | None = None) -> dict:
         except OSError:
             continue
         for line in text.splitlines():
-            m = _VIEW_RESTART.search(line)
-            if not m:
+            if not any(rx.search(line) for rx in patterns):
                 continue
-            if since is not None:
-                t = _log_time(line)
-                if t is not None and t < since:
-                    continue
-            per[broker] = per.get(broker, 0) + 1
-            counts["restarts" if m.group(1).startswith("Restarted") else "failed"] += 1
-            reason = m.group(3) or ""
-            inactive = _INACTIVE.search(reason)
-            if inactive:
-                secs = int(inactive.group(1))
-                counts["from_time_zero" if secs >= SINCE_EPOCH_SECS else "inactive"] += 1
-                longest_inactive = max(longest_inactive, secs)
-            elif "is null" in reason:
-                counts["view_missing"] += 1
+            t = _log_time(line) if since is not None else None
+            if t is not None and t < since:
+                continue
+            yield broker, line
+
+
+def view_restarts(log_dir: Path, since: float | None = None) -> dict:
+    """The load-data store's table-view restarts in a variant's kept broker logs, after `since`:
+    completed (`Restarted tableview`) and failed (`Failed to [restart] tableview`), per broker, and
+    why: judged inactive since time 0 (the view's clock never set when it started), inactive past
+    the threshold, or no view at all ("object is null" / "table view is null": it was closed)."""
+    per: dict[str, int] = {}
+    counts = {"restarts": 0, "failed": 0, "from_time_zero": 0, "inactive": 0, "view_missing": 0}
+    longest_inactive = 0
+    for broker, line in _broker_lines(log_dir, since, _VIEW_RESTART):
+        m = _VIEW_RESTART.search(line)
+        per[broker] = per.get(broker, 0) + 1
+        counts["restarts" if m.group(1).startswith("Restarted") else "failed"] += 1
+        reason = m.group(3) or ""
+        inactive = _INACTIVE.search(reason)
+        if inactive:
+            secs = int(inactive.group(1))
+            counts["from_time_zero" if secs >= SINCE_EPOCH_SECS else "inactive"] += 1
+            longest_inactive = max(longest_inactive, secs)
+        elif "is null" in reason:
+            counts["view_missing"] += 1
     return {**counts, "by_broker": dict(sorted(per.items())), "longest_inactive_secs": longest_inactive}
 
 
@@ -192,24 +198,9 @@ _ELM_LINES = {
 def load_manager_lines(log_dir: Path, since: float | None = None) -> dict:
     """Per kind (_ELM_LINES), the lines in a variant's kept broker logs after `since`, per broker."""
     out: dict[str, dict[str, int]] = {k: {} for k in _ELM_LINES}
-    for path in sorted(Path(log_dir).glob("chaoslab-broker-*.log")):
-        broker = _broker_of(path)
-        if broker is None:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            kinds = [k for k, rx in _ELM_LINES.items() if rx.search(line)]
-            if not kinds:
-                continue
-            if since is not None:
-                t = _log_time(line)
-                if t is not None and t < since:
-                    continue
-            for k in kinds:
-                out[k][broker] = out[k].get(broker, 0) + 1
+    for broker, line in _broker_lines(log_dir, since, *_ELM_LINES.values()):
+        for k in (k for k, rx in _ELM_LINES.items() if rx.search(line)):
+            out[k][broker] = out[k].get(broker, 0) + 1
     return {k: {"lines": sum(v.values()), "by_broker": dict(sorted(v.items()))} for k, v in out.items()}
 
 
