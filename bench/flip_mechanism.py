@@ -23,9 +23,11 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaoslab.rates import wilson  # noqa: E402
 from chaoslab.report.flip import classify  # noqa: E402
+from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.run.journal import read  # noqa: E402
 
 
@@ -98,15 +100,7 @@ def main(paths: list[str], markdown: bool = False) -> None:
             "hang", "(thread dump (wait-for cycle))", "split", "both", "none", "conflict topics/run", "view restarts from time 0 (runs)",
             "failed view restarts (runs; hang/both)", "'failed to set the role' (runs)",
             "'Failed to start the extensible load balance' (runs)"]
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(str(x) for x in r) + " |")
-        return
-    print("  ".join(head))
-    for r in rows:
-        print("  ".join(str(x) for x in r))
+    print_table(head, rows, markdown)
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--markdown"]

@@ -19,9 +19,11 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaoslab.rates import wilson  # noqa: E402
 from chaoslab.report.flip import classify  # noqa: E402
+from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.run.journal import read  # noqa: E402
 
 
@@ -108,15 +110,7 @@ def main(argv: list[str]) -> None:
               "{median} / {max}".format(**r["outage_secs"]) if r["outage_secs"] else "-",
               "{median} / {max}".format(**r["all_serving_secs"]) if r["all_serving_secs"] else "-"] for r in rows]
     print()
-    if "--markdown" in argv:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for line in lines:
-            print("| " + " | ".join(str(x) for x in line) + " |")
-        return
-    print("  ".join(head))
-    for line in lines:
-        print("  ".join(str(x) for x in line))
+    print_table(head, lines, markdown="--markdown" in argv)
 
 
 if __name__ == "__main__":
