@@ -117,6 +117,40 @@ class Violation:
         return asdict(self)
 
 
+REASON_KINDS = ("aborted", "violated", "still-violated", "check-failed", "undo-failed", "rollback-failed",
+                "first-violation", "coverage", "check-unknown", "nothing-judged", "no-steady-state",
+                "lab-error", "interrupted", "note")
+
+
+@dataclass
+class Reason:
+    """Why a variant got its verdict, as data: `kind` (one of REASON_KINDS), `text` the full
+    sentence, `short` a headline for a first screen or a one-line summary, `subject` what it is
+    about (a condition, check or step), `violations` the Violation dicts behind it. Nothing
+    downstream parses `text`."""
+    kind: str
+    text: str
+    short: str = ""
+    subject: str | None = None
+    violations: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in REASON_KINDS:
+            raise ValueError(f"unknown reason kind {self.kind!r}")
+        self.short = self.short or self.text
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def as_reason(value) -> dict:
+    """A reason from results.json as a dict; run folders written before reasons were structured
+    hold plain sentences, which read as kind `note` with the sentence as both text and short."""
+    if isinstance(value, dict) and "kind" in value and "text" in value:
+        return {"short": value["text"], "subject": None, "violations": [], **value}
+    return {"kind": "note", "text": str(value), "short": str(value), "subject": None, "violations": []}
+
+
 @dataclass
 class CheckResult:
     name: str
