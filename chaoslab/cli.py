@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from chaoslab.spec.base import as_reason
 from chaoslab.errors import LabError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -318,7 +319,7 @@ def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
         say.print("GATE: SAFE - the steady state held through the change, every condition judged")
     elif code == 1 and change:
         say.print("GATE: UNSAFE")
-        for reason in change.reasons:
+        for reason in (as_reason(x)["text"] for x in change.reasons):
             say.print(f"  - {reason}", highlight=False)
         if change.first_violations:
             say.print(f"  evidence (first violated conditions): {'; '.join(violation_text(v) for v in change.first_violations[:4])}",
@@ -327,10 +328,10 @@ def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
         say.print("GATE: INTERRUPTED - no verdict")
     elif verdict == "INCONCLUSIVE":
         say.print("GATE: INCONCLUSIVE - the lab could not tell: no violation was seen, but the evidence is incomplete")
-        for reason in change.reasons:
+        for reason in (as_reason(x)["text"] for x in change.reasons):
             say.print(f"  - {reason}", highlight=False)
     else:
-        why = (change.reasons[0] if change and change.reasons else None) or runner.error or "see the run folder"
+        why = (as_reason(change.reasons[0])["text"] if change and change.reasons else None) or runner.error or "see the run folder"
         say.print(f"GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change: {why}", highlight=False)
     for note in (change.notes if change else []):
         say.print(f"  note: {note}", highlight=False)
@@ -384,7 +385,7 @@ def print_verdict(runner, code: int) -> None:
         table.add_column(col)
     from chaoslab.report import words
     for r in runner.results:
-        table.add_row(r.name, r.role, words(r.params, 60), r.verdict, (r.reasons[0] if r.reasons else "")[:90])
+        table.add_row(r.name, r.role, words(r.params, 60), r.verdict, (as_reason(r.reasons[0])["short"] if r.reasons else "")[:90])
     out.print(table)
     out.print(f"report: {runner.run_dir / 'report.md'} (and report.html)")
     out.print(f"VERDICT: {VERDICTS.get(code, 'ERROR')}")

@@ -30,3 +30,7 @@ class ChangeNotApplied(LabError):
 
 class UnknownSetting(LabError):
     """A setting the target release does not have (Pulsar would ignore it silently)."""
+
+
+class PauseFailed(LabError):
+    """The engine could not freeze a service's processes (the service is still there)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from chaoslab import procedures
 from chaoslab.settings import REPO_ROOT, check_version
 from chaoslab.spec.base import control_character
+from chaoslab.spec.base import as_reason
 from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
@@ -134,13 +135,13 @@ def junit(path: Path, runner, code: int, message: str | None = None) -> None:
         cases += 1
         if r.verdict == "FAIL":
             failures += 1
-            f = ET.SubElement(case, "failure", message=(r.reasons[0] if r.reasons else "hypothesis violated"))
-            f.text = "\n".join(r.reasons + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
+            f = ET.SubElement(case, "failure", message=(as_reason(r.reasons[0])["text"] if r.reasons else "hypothesis violated"))
+            f.text = "\n".join([as_reason(x)["text"] for x in r.reasons] + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
         elif r.verdict in ("ERROR", "INCONCLUSIVE", "INTERRUPTED"):
             errors += 1
             e = ET.SubElement(case, "error", type=r.verdict,
-                              message=f"{r.verdict}: " + (r.reasons[0] if r.reasons else r.verdict.lower()))
-            e.text = "\n".join(r.reasons + r.notes)
+                              message=f"{r.verdict}: " + (as_reason(r.reasons[0])["text"] if r.reasons else r.verdict.lower()))
+            e.text = "\n".join([as_reason(x)["text"] for x in r.reasons] + r.notes)
         for step in (s for s in r.steps if s["type"] == "roll-broker" and "functional_ok" in s):
             sc = ET.SubElement(suite, "testcase", classname=f"chaoslab.{name}.{r.name}",
                                name=f"{step['broker']} healthy after roll", time=f"{step['wait_secs']}")
@@ -198,7 +199,7 @@ def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, 
             coverage.append({"run": str(runner.run_dir), "variant": r.name, "coverage": r.coverage})
             if first is None and r.verdict == "FAIL":
                 v = r.first_violations[0] if r.first_violations else None
-                first = {"run": str(runner.run_dir), "reason": r.reasons[0] if r.reasons else None,
+                first = {"run": str(runner.run_dir), "reason": as_reason(r.reasons[0])["text"] if r.reasons else None,
                          "violation": v, "text": violation_text(v) if v else None,
                          "failed_checks": [c for c in r.checks if c["outcome"] == "fail"]}
             for b, secs in green_but_broken(r).items():

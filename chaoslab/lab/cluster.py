@@ -22,8 +22,9 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from chaoslab.errors import EngineUnavailable, LabError, PortTaken
+from chaoslab.errors import EngineUnavailable, LabError, PauseFailed, PortTaken
 from chaoslab.lab.broker_settings import env_value
+from chaoslab.lab.driver import LabDriver, LabShape, LogRead, ServiceState
 from chaoslab.lab.images import ImageBuilder, jcmd_runtime, pulsar_image
 from chaoslab.run.wait import wait_until
 from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
@@ -110,7 +111,11 @@ def not_up(containers) -> list[str]:
     return out
 
 
-class Lab:
+class ComposeLab(LabDriver):
+    """The lab as one Docker Compose project on this host (compose/lab.yaml), plus groups of VM
+    containers started beside it (lab/vms.py)."""
+    capabilities = frozenset({"pause", "cpu-quota", "vm-groups", "thread-dump"})
+
     def __init__(self, settings: LabSettings | None = None, log=print):
         self.settings = settings or LabSettings.from_env()
         self.log = log
@@ -294,10 +299,17 @@ class Lab:
     def env_file(self) -> Path:
         return self.state_dir / "lab.env"
 
-    def up(self, pico: int | None = None, nano: int | None = None,
-           broker_config: dict[str, str] | None = None, proxy_config: dict[str, str] | None = None,
-           fresh: bool = False, pulsar: bool = True, rabbitmq_nodes: int = 1) -> float:
-        """Build what is missing, start everything, wait until healthy. Returns seconds taken."""
+    def up(self, shape: LabShape | None = None, fresh: bool | None = None, *, pico: int | None = None,
+           nano: int | None = None, broker_config: dict[str, str] | None = None,
+           proxy_config: dict[str, str] | None = None, pulsar: bool = True, rabbitmq_nodes: int = 1) -> float:
+        """Build what is missing, start everything, wait until healthy. Returns seconds taken.
+        With a LabShape (the runner), fresh by default; with parts (`chaoslab up`), the lab left
+        by a previous command is kept unless fresh=True."""
+        if shape is not None:
+            pico, nano, pulsar, rabbitmq_nodes = shape.pico, shape.nano, shape.pulsar, shape.rabbitmq_nodes
+            broker_config, proxy_config = shape.broker_config, shape.proxy_config
+            fresh = True if fresh is None else fresh
+        fresh = bool(fresh)
         started = time.monotonic()
         state = self.prepare(pico, nano, broker_config, proxy_config, fresh, pulsar, rabbitmq_nodes)
         rabbit = f"{state.rabbitmq_nodes} RabbitMQ node{'s' if state.rabbitmq_nodes > 1 else ''}"
@@ -425,8 +437,8 @@ class Lab:
         return folder
 
     # -- changing one broker -----------------------------------------------------------------------
-    def set_broker(self, n: int, version: str | None = None, config: dict[str, str] | None = None,
-                   replace_config: bool = False, wait: bool = True, timeout: float = 300) -> None:
+    def _recreate_broker(self, n: int, version: str | None = None, config: dict[str, str] | None = None,
+                         replace_config: bool = False, wait: bool = True, timeout: float = 300) -> None:
         """Recreate broker-n with another Pulsar version and/or settings (a rolling-upgrade step).
 
         With wait=True, returns when compose sees it healthy (functional check) and raises
@@ -449,7 +461,7 @@ class Lab:
             args += ["--wait", "--wait-timeout", str(int(timeout))]
         self.compose(*args, f"broker-{n}", timeout=timeout + 60)
 
-    def set_brokers(self, changes: dict[int, dict], timeout: float = 300) -> None:
+    def _recreate_brokers(self, changes: dict[int, dict], timeout: float = 300) -> None:
         """Recreate several brokers at once (a full restart): `changes` maps broker number to
         {version, config, replace_config}; one `compose up --force-recreate` for all of them, so
         none serves while the others come up with the change. Does not wait."""
@@ -473,15 +485,15 @@ class Lab:
         self.compose("up", "-d", "--no-deps", "--force-recreate", *[f"broker-{n}" for n in changes],
                      timeout=timeout + 60)
 
-    def stop_service(self, service: str, timeout: int = 20) -> None:
+    def stop(self, service: str, timeout: int = 20) -> None:
         self.keep_logs(service, reason="stopped")
         self.compose("stop", "--timeout", str(timeout), service)
 
-    def kill_service(self, service: str, signal: str = "SIGKILL") -> None:
+    def kill(self, service: str, signal: str = "SIGKILL") -> None:
         self.keep_logs(service, reason=f"killed with {signal}")
         self.compose("kill", "-s", signal, service)
 
-    def start_service(self, service: str, wait: bool = True, timeout: float = 300) -> None:
+    def start(self, service: str, wait: bool = True, timeout: float = 300) -> None:
         """Start a stopped or killed service. Its container is started again, never recreated
         (a recreated bookie would come back with empty disks and be refused by its own cookie);
         with wait=True, until compose's healthcheck says healthy, else LabError."""
@@ -512,17 +524,6 @@ class Lab:
             raise LabError(f"{service} is not running")
         return running[0]
 
-    def rabbitmqctl(self, n: int, *args: str, timeout: float = 60) -> tuple[int, str]:
-        """`rabbitmqctl <args>` on RabbitMQ node n (inside its container): (exit code, output).
-        The Erlang CLI needs a second or more of CPU per call: not for once-a-second probes."""
-        c = self.container(self.settings.rabbitmq_service(n))
-        cmd = ["timeout", str(int(timeout)), "rabbitmqctl", *args]
-        try:
-            code, out = c.exec_run(cmd, demux=False)
-        except docker.errors.APIError as exc:
-            return 125, str(exc)
-        return code, (out or b"").decode(errors="replace").strip()
-
     def set_cpu_quota(self, service: str, cpus: float | None) -> dict:
         """Cap `service`'s CPU at `cpus` cores (CFS quota, what `docker update --cpus` sets);
         None removes the cap. Returns the quota it replaced ({period, quota}: -1/0 = none)."""
@@ -551,3 +552,141 @@ class Lab:
         self._write(state)
         self.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", f"vm-pico={pico}",
                      "--scale", f"vm-nano={nano}", "vm-pico", "vm-nano")
+
+    # -- the driver interface (chaoslab/lab/driver.py) ------------------------------------------------
+    def lock(self, run_dir: Path, what: str):
+        from chaoslab.lab.lock import LabLock
+        return LabLock(self.project, run_dir=run_dir, what=what)
+
+    def check_releases(self, releases: list[str]) -> None:
+        from chaoslab.lab.releases import check_release_resolves
+        for release in releases:
+            check_release_resolves(release)
+        check_release_resolves(self.settings.proxy_version, ("proxy",))
+
+    def provenance(self, releases: list[str]) -> dict:
+        from chaoslab.lab.supplied import supplied_releases
+        return supplied_releases(releases)
+
+    def image_ids(self, releases: list[str], pulsar: bool = True) -> dict[str, str | None]:
+        wanted = {"chaoslab/rabbitmq:latest"}
+        if pulsar:
+            wanted |= {pulsar_image(v) for v in [*releases, self.settings.proxy_version]} | {self.settings.agent_image}
+        out = {}
+        for tag in sorted(wanted):
+            try:
+                out[tag] = self.client.images.get(tag).id
+            except Exception:
+                out[tag] = None
+        return out
+
+    def remove_groups(self) -> None:
+        from chaoslab.lab import vms
+        vms.remove_groups(self)
+
+    def services(self, role: str | None = None) -> list[str]:
+        names = sorted({c.labels.get("com.docker.compose.service", "") for c in self.containers()} - {""})
+        return [n for n in names if role is None or re.sub(r"-\d+$", "", n) == role]
+
+    def service_state(self, service: str) -> ServiceState:
+        found = self.containers(service)
+        if not found:
+            return ServiceState(service, "absent")
+        c = found[0]
+        st = c.attrs.get("State") or {}
+        return ServiceState(service, c.status, exit_code=st.get("ExitCode") if c.status != "running" else None,
+                            health=(st.get("Health") or {}).get("Status"), incarnation=c.id[:12])
+
+    def configured(self, service: str) -> dict:
+        state = self.state()
+        m = re.fullmatch(r"broker-(\d+)", service)
+        if m:
+            return {"release": state.broker_versions.get(m.group(1)), "config": dict(state.broker_config.get(m.group(1), {}))}
+        if service == "proxy":
+            return {"release": self.settings.proxy_version, "config": dict(state.proxy_config)}
+        return {"release": None, "config": {}}
+
+    def roll(self, changes: dict[str, dict], wait: bool = True, timeout: float = 300) -> None:
+        numbers = {}
+        for service, change in changes.items():
+            m = re.fullmatch(r"broker-(\d+)", service)
+            if not m:
+                raise LabError(f"this lab rolls brokers only; {service} cannot be rolled")
+            numbers[int(m.group(1))] = change
+        if len(numbers) == 1 and wait:
+            (n, change), = numbers.items()
+            self._recreate_broker(n, change.get("version"), change.get("config"), bool(change.get("replace_config")),
+                                  wait=True, timeout=timeout)
+        elif len(numbers) == 1:
+            (n, change), = numbers.items()
+            self._recreate_broker(n, change.get("version"), change.get("config"), bool(change.get("replace_config")),
+                                  wait=False, timeout=timeout)
+        else:
+            self._recreate_brokers(numbers, timeout=timeout)
+
+    def set_broker(self, n: int, version: str | None = None, config: dict | None = None,
+                   replace_config: bool = False, wait: bool = True, timeout: float = 300) -> None:
+        self._recreate_broker(n, version, config, replace_config, wait=wait, timeout=timeout)
+
+    def set_brokers(self, changes: dict[int, dict], timeout: float = 300) -> None:
+        self._recreate_brokers(changes, timeout=timeout)
+
+    def pause(self, service: str) -> None:
+        container = self.container(service)
+        try:
+            container.pause()
+        except docker.errors.APIError as exc:   # e.g. the freezer could not freeze a capped cgroup in time
+            raise PauseFailed(f"{service} could not be paused: {str(exc)[-160:]}") from None
+
+    def unpause(self, service: str) -> None:
+        for c in self.containers(service):
+            c.reload()
+            if c.status == "paused":
+                c.unpause()
+
+    def read_log(self, service: str, since: float | None = None) -> LogRead | None:
+        found = self.containers(service)
+        if not found:
+            return None
+        c = found[0]
+        until = int(time.time())
+        try:
+            raw = c.logs(since=int(since), until=until) if since else c.logs(until=until)
+        except Exception:
+            return None
+        return LogRead(c.id, raw.decode(errors="replace"), until)
+
+    def exec(self, service: str, argv: list[str], timeout: float = 60) -> tuple[int, str]:
+        c = self.container(service)
+        try:
+            code, out = c.exec_run(argv, demux=False)
+        except docker.errors.APIError as exc:
+            return 125, str(exc)
+        return code, (out or b"").decode(errors="replace").strip()
+
+    def endpoint(self, service: str, kind: str) -> str:
+        s = self.settings
+        m = re.fullmatch(r"(broker|rabbitmq)-(\d+)", service)
+        if m and m.group(1) == "broker" and kind == "admin":
+            return s.broker_admin_url(int(m.group(2)))
+        if service == "proxy" and kind in ("admin", "service"):
+            return s.admin_url if kind == "admin" else s.service_url
+        if (m and m.group(1) == "rabbitmq") or service == "rabbitmq":
+            n = int(m.group(2)) if m else 1
+            if kind == "amqp":
+                return s.rabbitmq_amqp_url(n)
+            if kind == "management":
+                return s.rabbitmq_mgmt_url(n)
+        raise LabError(f"{service} has no {kind} endpoint in this lab")
+
+    def endpoint_owners(self) -> dict[str, str]:
+        s = self.settings
+        owners = {s.broker_admin_url(n).split("://", 1)[1]: f"broker-{n}" for n in range(1, s.brokers + 1)}
+        owners[s.admin_url.split("://", 1)[1]] = "proxy"
+        return owners
+
+    def describe(self, shape: LabShape) -> str:
+        return f"on Pulsar {self.settings.pulsar_from}" if shape.pulsar else "(RabbitMQ only)"
+
+
+Lab = ComposeLab   # the name the rest of the code and the tests grew up with

@@ -195,19 +195,14 @@ class PulsarBrokers(Probe):
         """{"log_counts": totals since the variant began, "log_new": counted in this call}
         (log_new is absent when the log could not be read: no evidence about this period)."""
         totals = self._log_totals.setdefault(service, {k: 0 for k in LOG_PATTERNS})
-        containers = ctx.lab.containers(service)
-        if not containers:
+        state = ctx.lab.service_state(service)
+        read = ctx.lab.read_log(service, since=self._log_since.get(state.incarnation)) if state.incarnation else None
+        if read is None:
             return {"log_counts": dict(totals), "log_new": None, "log_new_t": None}
-        container = containers[0]
-        since = self._log_since.get(container.id)
-        until = int(time.time())
-        try:
-            raw = container.logs(since=since, until=until) if since else container.logs(until=until)
-        except Exception:
-            return {"log_counts": dict(totals), "log_new": None, "log_new_t": None}
-        self._log_since[container.id] = until
+        until = read.until
+        self._log_since[state.incarnation] = until
         new = {k: 0 for k in LOG_PATTERNS}
-        for line in raw.decode(errors="replace").splitlines():
+        for line in read.text.splitlines():
             for pattern_name, pattern in LOG_PATTERNS.items():
                 if pattern.search(line):
                     new[pattern_name] += 1

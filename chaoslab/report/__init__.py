@@ -13,7 +13,7 @@ from chaoslab.report.chain import links as chain_links
 from chaoslab.report.flip import classify as classify_flip
 from chaoslab.report.flip import describe as describe_flip
 from chaoslab.report.plots import variant_figure
-from chaoslab.spec.base import REGISTRY, load_package
+from chaoslab.spec.base import REGISTRY, as_reason, load_package
 
 MIB = 2 ** 20
 QUIET_EVENTS = {"handler-error"}
@@ -56,7 +56,7 @@ EVENT_WORDS = {
     "undo-end": lambda e: f"undo {e['step']} after {_fmt(e.get('secs'))} s: {words(e.get('result')) or 'nothing to undo'}",
     "abort": lambda e: f"ABORT: {e.get('reason')}",
     "lab-up": lambda e: f"fresh lab healthy in {_fmt(e.get('secs'))} s",
-    "variant-end": lambda e: f"variant ends: {e.get('verdict')}" + (f" ({words(e.get('reasons'), 160)})" if e.get("reasons") else ""),
+    "variant-end": lambda e: f"variant ends: {e.get('verdict')}" + (f" ({words([as_reason(r)['short'] for r in e['reasons']], 160)})" if e.get("reasons") else ""),
 }
 
 
@@ -212,7 +212,7 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
         k = decisive.get("kpis") or {}
         head = f"{decisive['name']} ({decisive['role']}) {decisive['verdict']}"
         if decisive.get("reasons"):
-            head += ": " + ": ".join(decisive["reasons"][0].split(": ")[:2])
+            head += ": " + as_reason(decisive["reasons"][0])["short"]
         elif decisive.get("violated_seconds") and not decisive.get("aborted"):
             head += (f": every final check passed; the hypothesis was violated for {decisive['violated_seconds']} s "
                      "during the run without an abort (this experiment is judged by its final checks)")
@@ -236,7 +236,7 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
         for v in variants:
             if v is not decisive:
                 why.append(f"{v['name']} ({v['role']}): {v['verdict']}"
-                           + (f" - {v['reasons'][0].split('; first violation')[0]}" if v.get("reasons") else ""))
+                           + (f" - {as_reason(v['reasons'][0])['short']}" if v.get("reasons") else ""))
         why += [f"Note: {n}" for n in decisive.get("notes") or []]
         for v in variants:
             c = flips.get(v["name"])
@@ -343,7 +343,7 @@ def build_report(run_dir: Path) -> Path:
         if v.get("description"):
             b.append(("p", v["description"]))
         if v.get("reasons"):
-            b.append(("list", v["reasons"]))
+            b.append(("list", [as_reason(r)["text"] for r in v["reasons"]]))
         if v.get("checks"):
             b.append(("table", ["final check", "outcome", "value", "bound", "evidence"],
                       [[c["name"], c["outcome"], _fmt(c.get("value")), _fmt(c.get("bound")), c.get("evidence", "")]

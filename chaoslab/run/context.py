@@ -13,7 +13,7 @@ from chaoslab.errors import LabError
 from chaoslab.run.wait import sleep_unless, wait_until
 
 if TYPE_CHECKING:
-    from chaoslab.lab.cluster import Lab
+    from chaoslab.lab.driver import LabDriver
     from chaoslab.run.journal import Journal
     from chaoslab.spec.experiment import Experiment, Plan, Variant
 
@@ -125,7 +125,7 @@ class VariantResult:
     description: str
     params: dict
     verdict: str = "ERROR"                 # PASS | FAIL | INCONCLUSIVE | ERROR | INTERRUPTED
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[dict] = field(default_factory=list)     # Reason dicts (spec.base.Reason): kind, text, short, ...
     steps: list[dict] = field(default_factory=list)       # step-end records, in order
     aborted: bool = False
     abort_reason: str | None = None
@@ -147,7 +147,7 @@ class VariantResult:
 
 
 class RunContext:
-    def __init__(self, lab: "Lab", journal: "Journal", run_dir: Path, experiment: "Experiment",
+    def __init__(self, lab: "LabDriver", journal: "Journal", run_dir: Path, experiment: "Experiment",
                  variant: "Variant", plan: "Plan", interrupted: threading.Event, log=print):
         self.lab = lab
         self.settings = lab.settings
@@ -164,6 +164,8 @@ class RunContext:
         self.running_steps: list[str] = []
         self.abort_reason: str | None = None
         self.abort_t: float | None = None
+        self.abort_short: str | None = None
+        self.abort_violations: list[dict] = []
         self.aborted = threading.Event()
         self.step_threads: list[threading.Thread] = []
         self.record: dict = {}      # what final checks read: the workload's accounting, probe summaries
@@ -229,9 +231,13 @@ class RunContext:
         """For steps' waits: give up when the run aborts or is interrupted."""
         return self.aborted.is_set() or self.interrupted.is_set() or self.observer_problem() is not None
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, short: str | None = None, violations: list[dict] | None = None) -> None:
+        """Stop the method: the first call wins. `short` is the reason's headline, `violations`
+        the Violation dicts behind it (the verdict's reasons carry both as data)."""
         if not self.aborted.is_set():
             self.abort_reason = reason
+            self.abort_short = short
+            self.abort_violations = list(violations or [])
             self.abort_t = time.time()
             self.aborted.set()
 

@@ -28,34 +28,33 @@ import psutil
 
 from chaoslab import http
 from chaoslab.errors import LabError
-from chaoslab.lab import vms
-from chaoslab.lab.cluster import Lab
-from chaoslab.lab.lock import LabLock
-from chaoslab.lab.supplied import supplied_releases
+from chaoslab.lab.driver import LabDriver, LabShape
 from chaoslab.run.context import Interrupted, RunContext, Tracker, VariantResult
 from chaoslab.run.journal import Journal
 from chaoslab.run.wait import sleep_unless, wait_until
 from chaoslab.settings import RUNS_DIR, LabSettings
-from chaoslab.spec.base import CheckResult, Violation
+from chaoslab.spec.base import CheckResult, Reason, Violation
 from chaoslab.spec.experiment import Experiment, Variant, source
-from chaoslab.workload import clientlog
 
 
-def inconclusive_reasons(coverage: dict, min_coverage: float, checks: list[dict]) -> list[str]:
+def inconclusive_reasons(coverage: dict, min_coverage: float, checks: list[dict]) -> list[dict]:
     """Why a run without a violation is still not a PASS: conditions judged for too little of
-    the method, final checks that could not look."""
+    the method, final checks that could not look (Reason dicts)."""
     out = []
     for name, c in coverage.items():
         if c["method_secs"] == 0:
-            out.append(f"{name}: the method ran no judged second")
+            out.append(Reason("coverage", f"{name}: the method ran no judged second",
+                              short=f"{name} was never judged", subject=name))
         elif c["share"] < min_coverage:
             why = "; ".join(c["unknown_because"]) or "no figures"
-            out.append(f"{name}: judged {c['judged_secs']} of {c['method_secs']} method seconds "
-                       f"({c['share']:.0%} < {min_coverage:.0%}); {c['unknown_secs']} s unknown: {why}")
+            out.append(Reason("coverage", f"{name}: judged {c['judged_secs']} of {c['method_secs']} method seconds "
+                                          f"({c['share']:.0%} < {min_coverage:.0%}); {c['unknown_secs']} s unknown: {why}",
+                              short=f"{name} judged only {c['share']:.0%} of the method", subject=name))
     for c in checks:
         if c["outcome"] == "unknown":
-            out.append(f"final check {c['name']} could not judge: {c['evidence']}")
-    return out
+            out.append(Reason("check-unknown", f"final check {c['name']} could not judge: {c['evidence']}",
+                              short=f"final check {c['name']} could not judge", subject=c["name"]))
+    return [r.as_dict() for r in out]
 
 
 def limits_reached(probes: dict) -> list[str]:
@@ -97,6 +96,19 @@ def host_facts() -> dict:
 
 def violation_text(v: dict) -> str:
     return Violation(**v).text()
+
+
+def experiment_settings(experiment: Experiment, base: LabSettings | None = None) -> LabSettings:
+    """The lab settings a run of `experiment` uses: `base` (or the environment's) with the
+    experiment's releases."""
+    base = base or LabSettings.from_env()
+    return LabSettings(**{**base.__dict__, "pulsar_from": experiment.versions.from_, "pulsar_to": experiment.versions.to})
+
+
+def default_lab(settings: LabSettings, log=print) -> LabDriver:
+    """The driver a run gets when none is given: the compose lab on this host."""
+    from chaoslab.lab.cluster import ComposeLab
+    return ComposeLab(settings, log=log)
 
 
 VERDICTS = {0: "PASS", 1: "FAIL", 2: "ERROR", 130: "INTERRUPTED"}
@@ -185,7 +197,8 @@ class Sampler:
                                                                 exempt=sorted(outage["excuse"]) if outage else None)
         if exceeded and ctx.phase == "method" and ss.abort_on_violation:
             ctx.abort(f"hypothesis violated for more than {ss.tolerance_secs:.0f} s: "
-                      + "; ".join(v.text() for v in violations[:3]))
+                      + "; ".join(v.text() for v in violations[:3]),
+                      short=f"hypothesis violated for more than {ss.tolerance_secs:.0f} s", violations=found[:3])
         if unknown:
             sample["unknown"] = unknown
         ctx.last_sample = sample
@@ -196,17 +209,19 @@ class Sampler:
 class Runner:
     def __init__(self, experiment: Experiment, run_dir: Path | None = None, keep: bool = False,
                  variants: list[str] | None = None, log=print, settings: LabSettings | None = None,
-                 handlers: list | None = None):
+                 handlers: list | None = None, lab: LabDriver | None = None):
+        """`lab`: the driver the run drives (chaoslab.lab.driver); by default the compose lab on
+        this host, with `settings` (or the environment's) and the experiment's releases."""
         self.exp = experiment
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{experiment.name}"
         self.run_dir = Path(run_dir or RUNS_DIR / self.run_id)
         self.keep = keep
         self.log = log
         self.only = variants
-        base = settings or LabSettings.from_env()
-        self.settings = LabSettings(**{**base.__dict__, "pulsar_from": experiment.versions.from_,
-                                       "pulsar_to": experiment.versions.to})
-        self.lab = Lab(self.settings, log=log)
+        if lab is None:
+            lab = default_lab(experiment_settings(experiment, settings), log)
+        self.lab = lab
+        self.settings = lab.settings
         self.handlers = list(handlers or [])
         self.journal: Journal | None = None
         self.results: list[VariantResult] = []
@@ -241,11 +256,8 @@ class Runner:
     def run(self) -> int:
         # a release that cannot be had is refused before the lab lock, before any lab is touched
         if self.needs_pulsar():
-            from chaoslab.lab.releases import check_release_resolves
-            for release in self.releases():
-                check_release_resolves(release)
-            check_release_resolves(self.settings.proxy_version, ("proxy",))
-        with LabLock(self.settings.project, run_dir=self.run_dir, what=f"chaoslab {self.exp.name}"):
+            self.lab.check_releases(self.releases())
+        with self.lab.lock(self.run_dir, f"chaoslab {self.exp.name}"):
             return self._run()
 
     def _run(self) -> int:
@@ -256,7 +268,6 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "experiment.yaml").write_text(source(self.exp))
         self.journal = Journal(self.run_dir / "journal.jsonl", self.handlers)
-        clientlog.to_file(self.run_dir / "pulsar-client.log")
         self.journal.write("run-start", run_id=self.run_id, experiment=self.exp.name, seed=self.exp.seed,
                            versions=self.exp.versions.model_dump(by_alias=True) if self.needs_pulsar() else {},
                            host=host_facts(), variants=[v.name for v in self.selected])
@@ -265,7 +276,7 @@ class Runner:
         try:
             self.lab.build_images(self.releases(), pulsar=self.needs_pulsar())
             self.write_manifest(images=True)
-            builds = supplied_releases(self.releases()) if self.needs_pulsar() else {}
+            builds = self.lab.provenance(self.releases()) if self.needs_pulsar() else {}
             if builds:   # the report names every release that ran from a build the user supplied
                 self.journal.write("supplied-builds", builds=builds)
             self.before_lab()
@@ -299,7 +310,7 @@ class Runner:
                 self._save_quietly()
                 try:
                     if self.lab_touched:
-                        vms.remove_groups(self.lab)
+                        self.lab.remove_groups()
                         if not self.keep:
                             self.lab.down()
                 except Exception as exc:
@@ -356,13 +367,13 @@ class Runner:
         j.event("variant-start", role=variant.role, description=variant.description, params=variant.params)
         if plan.lab.fresh == "per-variant" or first:
             self.lab_touched = True
-            self.log(f"[{variant.name}] fresh lab" + (f" on Pulsar {self.exp.versions.from_}" if plan.lab.pulsar else "")
-                     + " ...")
+            shape = LabShape(pulsar=plan.lab.pulsar, rabbitmq_nodes=plan.lab.rabbitmq_nodes, pico=plan.lab.pico_vms,
+                             nano=plan.lab.nano_vms, broker_config=dict(plan.lab.broker_config or {}),
+                             proxy_config=dict(plan.lab.proxy_config or {}))
+            self.log(f"[{variant.name}] fresh lab {self.lab.describe(shape)} ...")
             self.lab.down()
             ctx.phase = "lab"
-            secs = self.lab.up(pico=plan.lab.pico_vms, nano=plan.lab.nano_vms, broker_config=plan.lab.broker_config,
-                               proxy_config=plan.lab.proxy_config, fresh=True, pulsar=plan.lab.pulsar,
-                               rabbitmq_nodes=plan.lab.rabbitmq_nodes)
+            secs = self.lab.up(shape, fresh=True)
             j.event("lab-up", secs=round(secs, 1), broker_config=plan.lab.broker_config,
                     proxy_config=plan.lab.proxy_config, scale_model=plan.lab.scale_model.model_dump())
         # from here on, a container's log is kept before anything replaces it (one file per incarnation)
@@ -390,10 +401,12 @@ class Runner:
             if not held.ok:
                 firsts = [violation_text(v) for v in ctx.tracker.first_violations[:3]]
                 unknown = (ctx.last_sample or {}).get("unknown") or {}
-                result.reasons.append(f"steady state never held for {ss.hold_secs:.0f} s before the method "
-                                      f"(first violations: {'; '.join(firsts) or 'none'}"
-                                      + (f"; not judged: {'; '.join(f'{k}: {w}' for k, w in unknown.items())}"
-                                         if unknown else "") + ")")
+                result.reasons.append(Reason(
+                    "no-steady-state", f"steady state never held for {ss.hold_secs:.0f} s before the method "
+                    f"(first violations: {'; '.join(firsts) or 'none'}"
+                    + (f"; not judged: {'; '.join(f'{k}: {w}' for k, w in unknown.items())}" if unknown else "") + ")",
+                    short=f"steady state never held for {ss.hold_secs:.0f} s before the method",
+                    violations=list(ctx.tracker.first_violations[:3])).as_dict())
                 j.event("no-steady-state", violations=ctx.tracker.first_violations)
                 return self._finish(ctx, result, sampler, verdict="ERROR")
             j.event("steady-state-held", secs=ss.hold_secs)
@@ -425,7 +438,7 @@ class Runner:
                 except BaseException:
                     j.event("rollback-skipped", reason="interrupted again")
             result.verdict = "INTERRUPTED" if interrupted else "ERROR"
-            result.reasons.append(reason)
+            result.reasons.append(Reason("interrupted" if interrupted else "lab-error", reason).as_dict())
             result.coverage = ctx.tracker.coverage_report([c.type for c in plan.steady_state.conditions])
             result.ended = time.time()
             self.results.append(result)
@@ -433,10 +446,7 @@ class Runner:
                 j.event("variant-end", verdict=result.verdict, reasons=result.reasons, kpis=result.kpis, checks={})
             except Exception:
                 pass
-            sampler.stop()
-            for probe in plan.probes:
-                probe.stop()
-            self._detach(plan)
+            self._stop_observers(ctx, sampler)
             try:
                 plan.workload.close(ctx)
             except Exception:
@@ -460,7 +470,8 @@ class Runner:
             try:
                 out = self._run_step(ctx, step, result, applied)
                 if not out.get("ok", True) and step.ok_required:
-                    ctx.abort(f"step {step.id} did not succeed: {out.get('error') or out}")
+                    ctx.abort(f"step {step.id} did not succeed: {out.get('error') or out}",
+                              short=f"step {step.id} did not succeed")
             except BaseException as exc:  # LabError and the like: the lab failed, not the step
                 errors.append(exc)
                 ctx.abort(f"step {step.id}: {exc}")
@@ -581,11 +592,7 @@ class Runner:
         plan, j = ctx.plan, self.journal
         ctx.phase = "finish"
         workload = plan.workload.stop(ctx)
-        sampler.stop()
-        for probe in plan.probes:
-            probe.stop()
-        monitors = {getattr(m, "name", None) or m.type: m.stop(ctx) for m in plan.monitors}
-        self._detach(plan)
+        monitors = self._stop_observers(ctx, sampler)
         ctx.record = {"workload": workload, "probes": {p.key: p.summary() for p in plan.probes}, "monitors": monitors}
         result.workload, result.probes, result.monitors = workload, ctx.record["probes"], monitors
         result.observer = self._observer_load()
@@ -623,13 +630,27 @@ class Runner:
         self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
         return result
 
+    def _stop_observers(self, ctx: RunContext, sampler: "Sampler") -> dict:
+        """Stop the sampler, the probes and the monitors (what a variant's end and an aborted
+        variant both do); the monitors' summaries."""
+        sampler.stop()
+        for probe in ctx.plan.probes:
+            probe.stop()
+        monitors = {}
+        for m in ctx.plan.monitors:
+            try:
+                monitors[getattr(m, "name", None) or m.type] = m.stop(ctx)
+            except Exception as exc:   # a monitor that cannot summarise says so; the run goes on
+                monitors[getattr(m, "name", None) or m.type] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        self._detach(ctx.plan)
+        return monitors
+
     def _observer_load(self) -> dict:
-        """How many HTTP requests the lab itself (probes, steps, checks) sent to each broker."""
+        """How many HTTP requests the lab itself (probes, steps, checks) sent to each service
+        that publishes an HTTP endpoint."""
         before, since = self._requests_before
         secs = max(1e-6, time.time() - since)
-        ports = {f"127.0.0.1:{self.settings.broker_admin_url(n).rsplit(':', 1)[1]}": f"broker-{n}"
-                 for n in range(1, self.settings.brokers + 1)}
-        ports[self.settings.admin_url.split("://", 1)[1]] = "proxy"
+        ports = self.lab.endpoint_owners()
         out: dict = {}
         for (netloc, family), count in http.request_counts().items():
             target = ports.get(netloc)
@@ -651,37 +672,49 @@ class Runner:
         min_coverage of the method's seconds, a final check that could not look); PASS only
         with full evidence. Unknown outranks holds; a violation outranks unknown."""
         ss, tr = ctx.plan.steady_state, ctx.tracker
-        reasons = []
+        reasons: list[Reason] = []
+        firsts = list(tr.first_violations[:3])
         if result.aborted:
-            reasons.append(f"aborted: {result.abort_reason}")
+            reasons.append(Reason("aborted", f"aborted: {result.abort_reason}", short=f"aborted: {ctx.abort_short or result.abort_reason}",
+                                  violations=ctx.abort_violations or firsts))
         if ss.abort_on_violation:
             if tr.exceeded and not result.aborted:
-                reasons.append(f"hypothesis violated for {tr.longest_secs:.0f} s (> {ss.tolerance_secs:.0f} s)")
+                reasons.append(Reason("violated", f"hypothesis violated for {tr.longest_secs:.0f} s (> {ss.tolerance_secs:.0f} s)",
+                                      violations=firsts))
             if tr.current_since is not None:
                 now = [violation_text(v) for v in tr.last_violations]
-                reasons.append("hypothesis still violated at the end: " + "; ".join(now[:3]))
+                reasons.append(Reason("still-violated", "hypothesis still violated at the end: " + "; ".join(now[:3]),
+                                      short="hypothesis still violated at the end", violations=list(tr.last_violations[:3])))
         for c in result.checks:
             if c["outcome"] == "fail":
-                reasons.append(f"{c['name']}: {c['evidence']}")
+                reasons.append(Reason("check-failed", f"{c['name']}: {c['evidence']}", short=f"final check {c['name']} failed",
+                                      subject=c["name"]))
         for u in result.undone:
             if not u.get("ok", True):
-                reasons.append(f"undo of {u['step']} did not succeed: {u.get('error') or u.get('first_error') or u}")
+                reasons.append(Reason("undo-failed", f"undo of {u['step']} did not succeed: "
+                                                     f"{u.get('error') or u.get('first_error') or u}",
+                                      short=f"undo of {u['step']} did not succeed", subject=u["step"]))
         for r in result.rollbacks:
             if not r.get("ok"):
-                reasons.append(f"rollback step {r['id']} did not succeed: {r.get('error') or r}")
+                reasons.append(Reason("rollback-failed", f"rollback step {r['id']} did not succeed: {r.get('error') or r}",
+                                      short=f"rollback step {r['id']} did not succeed", subject=r["id"]))
         if reasons:
-            result.reasons = reasons + ([f"first violation: {'; '.join(violation_text(v) for v in tr.first_violations[:3])}"]
-                                        if tr.first_violations else [])
+            if firsts:
+                reasons.append(Reason("first-violation", f"first violation: {'; '.join(violation_text(v) for v in firsts)}",
+                                      short="first violation: " + violation_text(firsts[0]), violations=firsts))
+            result.reasons = [r.as_dict() for r in reasons]
             return "FAIL"
         # the coverage of conditions decides only where they decide (abort_on_violation); an
         # experiment judged by its final checks reports it without being held to it
         coverage = result.coverage if ss.abort_on_violation else {}
         result.reasons = inconclusive_reasons(coverage, ss.min_coverage, result.checks)
         if not ss.conditions and not result.checks:
-            result.reasons.append("nothing was judged: the experiment has no steady-state condition and no final check")
+            result.reasons.append(Reason("nothing-judged", "nothing was judged: the experiment has no steady-state "
+                                         "condition and no final check", short="nothing was judged").as_dict())
         elif not ss.abort_on_violation and not result.checks:
-            result.reasons.append("nothing decided: the conditions do not abort (abort_on_violation: false) and "
-                                  "there is no final check")
+            result.reasons.append(Reason("nothing-judged", "nothing decided: the conditions do not abort "
+                                         "(abort_on_violation: false) and there is no final check",
+                                         short="nothing decided").as_dict())
         return "INCONCLUSIVE" if result.reasons else "PASS"
 
     # -- files -----------------------------------------------------------------------------------------
@@ -700,15 +733,8 @@ class Runner:
             "settings": self.settings.public(),   # no credentials in a bundle
             "host": host_facts(),
             # builds the user supplied (PULSAR_DIST_<release>): where from, and the digest of what ran
-            "supplied_releases": supplied_releases(self.releases()),
+            "supplied_releases": self.lab.provenance(self.releases()),
         }
         if images:
-            wanted = {f"chaoslab/pulsar:{v}" for v in [*self.releases(), self.settings.proxy_version]}
-            wanted |= {"chaoslab/rabbitmq:latest", self.settings.agent_image}
-            manifest["images"] = {}
-            for tag in sorted(wanted):
-                try:
-                    manifest["images"][tag] = self.lab.client.images.get(tag).id
-                except Exception:
-                    manifest["images"][tag] = None
+            manifest["images"] = self.lab.image_ids(self.releases(), pulsar=self.needs_pulsar())
         (self.run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))

@@ -66,11 +66,11 @@ class RollBroker(Step):
 
     def run(self, ctx) -> dict:
         n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
-        state = ctx.lab.state()
+        configured = ctx.lab.configured(f"broker-{n}")
         runtime = http.get_json(f"{url}/admin/v2/brokers/configuration/runtime", timeout=10)
         self._before = {
-            "config": dict(state.broker_config.get(str(n), {})),
-            "version": state.broker_versions.get(str(n)),
+            "config": configured["config"],
+            "version": configured["release"],
             # what the broker itself said each changed key was (Pulsar's default when unset)
             "values": {k: (runtime or {}).get(k) for k in self.broker_config} if isinstance(runtime, dict) else None,
         }
@@ -144,7 +144,7 @@ class RollBroker(Step):
             return None
         n = self.broker
         version = self._before["version"] if self.undo_version else None
-        if self._before["config"] == ctx.lab.state().broker_config.get(str(n), {}) and version is None:
+        if self._before["config"] == ctx.lab.configured(f"broker-{n}")["config"] and version is None:
             return None  # nothing this step changed is left to put back
         ctx.lab.set_broker(n, version=version, config=self._before["config"], replace_config=True, wait=False)
         timeout = min(self.undo_wait_secs, 60) if ctx.interrupted.is_set() else self.undo_wait_secs
@@ -207,9 +207,8 @@ class RestartBrokers(Step):
 
     def run(self, ctx) -> dict:
         ns = self.brokers or list(range(1, ctx.settings.brokers + 1))
-        state = ctx.lab.state()
-        self._before = {n: {"config": dict(state.broker_config.get(str(n), {})),
-                            "version": state.broker_versions.get(str(n))} for n in ns}
+        self._before = {n: {"config": c["config"], "version": c["release"]}
+                        for n, c in ((n, ctx.lab.configured(f"broker-{n}")) for n in ns)}
         ctx.begin_outage(self.id, self.excuse)
         try:
             result = self._restart(ctx, ns)
@@ -312,10 +311,8 @@ class ObserveBroker(Step):
         seen = []
         deadline = time.monotonic() + self.secs
         while time.monotonic() < deadline and not ctx.interrupted.is_set():
-            containers = ctx.lab.containers(name)
-            c = containers[0] if containers else None
-            state = c.status if c else "absent"
-            exit_code = c.attrs["State"].get("ExitCode") if c and state != "running" else None
+            st = ctx.lab.service_state(name)
+            state, exit_code = st.state, st.exit_code
             shallow = health.shallow(url, timeout=3).ok if state == "running" else False
             functional = health.functional(url, timeout=10).ok if state == "running" else False
             others = [ctx.lab.broker_admin_url(m) for m in range(1, ctx.settings.brokers + 1) if m != n]

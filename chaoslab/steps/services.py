@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-import docker.errors
 from pydantic import model_validator, Field, PrivateAttr
 
-from chaoslab.errors import LabError
+from chaoslab.errors import LabError, PauseFailed
 from chaoslab.run.wait import sleep_unless, wait_until
 from chaoslab.spec.base import Secs, Step, register
 
@@ -132,18 +131,16 @@ class SlowService(Step):
                 sleep_unless(min(1.0, deadline - time.monotonic()), ctx.should_stop)
                 continue
             try:
-                container = ctx.lab.container(self.service)
-            except LabError as exc:   # e.g. the remedy removed the node: nothing left to slow
-                gone = str(exc)[:120]
-                break
-            try:
-                container.pause()
+                ctx.lab.pause(self.service)
                 pauses += 1
                 sleep_unless(min(self.pause_secs, deadline - time.monotonic()), ctx.should_stop)
-            except docker.errors.APIError as exc:
+            except PauseFailed as exc:
                 # the freezer can fail to freeze a CPU-capped cgroup in time: count it, go on
                 failed_pauses += 1
                 first_error = first_error or str(exc)[-160:]
+            except LabError as exc:   # e.g. the remedy removed the node: nothing left to slow
+                gone = str(exc)[:120]
+                break
             finally:
                 self._unpause(ctx)
             sleep_unless(min(max(0.0, self.every_secs - self.pause_secs), max(0.0, deadline - time.monotonic())),
@@ -157,10 +154,7 @@ class SlowService(Step):
                 "ok": True}
 
     def _unpause(self, ctx) -> None:
-        for c in ctx.lab.containers(self.service):
-            c.reload()
-            if c.status == "paused":
-                c.unpause()
+        ctx.lab.unpause(self.service)
 
     def _lift(self, ctx) -> dict:
         if not self._slow:

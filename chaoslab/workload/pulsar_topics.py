@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr
 
 from chaoslab import http
 from chaoslab.checks import loss
+from chaoslab.workload import clientlog
 from chaoslab.spec.base import Secs, Workload, register
 from chaoslab.workload.admin import PulsarAdmin
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
@@ -61,6 +62,7 @@ class PulsarTopics(Workload):
                 for name in ([f"{t.fqn}-partition-{p}" for p in range(t.partitions)] if t.partitions else [t.fqn])]
 
     def start(self, ctx) -> None:
+        clientlog.to_file(ctx.run_dir / "pulsar-client.log")   # the client library's own lines
         layout = self.layout(ctx.experiment.seed)
         PulsarAdmin(ctx.lab.proxy_admin_url, ctx.settings.cluster).provision(layout)
         self._stats = ClientStats()

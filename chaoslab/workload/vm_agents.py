@@ -24,6 +24,7 @@ from chaoslab.lab import vms
 from chaoslab.observe.metrics import scrape
 from chaoslab.run.wait import wait_until
 from chaoslab.settings import FLAVOURS
+from chaoslab.workload import clientlog
 from chaoslab.spec.base import Model, Secs, Workload, register
 from chaoslab.workload.accounting import (BUCKETS, AgentEnd, close_books, read_agent_files, read_topic,
                                           unaccounted_are)
@@ -168,6 +169,7 @@ class VmAgents(Workload):
         return self._ips.get(container.name)
 
     def start(self, ctx) -> None:
+        clientlog.to_file(ctx.run_dir / "pulsar-client.log")   # the client library's own lines
         self._name = self.group or ctx.variant.name
         # one topic per run: a topic left by an earlier run with the same seed would fill this run's gaps
         self._topic = f"persistent://public/default/vm-{self._name}-{ctx.experiment.seed}-{uuid.uuid4().hex[:8]}"

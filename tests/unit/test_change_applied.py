@@ -17,6 +17,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+import fakelab
 import pytest
 from pydantic import ValidationError
 
@@ -377,24 +378,15 @@ def test_same_setting(requested, in_effect, ok):
     assert bs.same_setting(requested, in_effect) is ok
 
 
-class FakeLab:
+class FakeLab(fakelab.FakeLab):
     def __init__(self, runs_with: dict):
-        from chaoslab.settings import LabSettings
-        self.settings = LabSettings()
+        super().__init__()
         self.runs_with = runs_with      # what the broker reports after the roll
         self.rolled = False
-        self.config = {}
 
-    def state(self):
-        from chaoslab.lab.cluster import LabState
-        return LabState(broker_versions={"1": "3.2.2"}, broker_config={"1": dict(self.config)})
-
-    def set_broker(self, n, version=None, config=None, replace_config=False, wait=True):
+    def roll(self, changes, wait=True, timeout=300):
         self.rolled = True
-        self.config = dict(config) if replace_config else {**self.config, **config}
-
-    def broker_admin_url(self, n):
-        return f"http://broker-{n}"
+        super().roll(changes, wait, timeout)
 
 
 def roll(monkeypatch, runs_with, version_in_effect="3.2.3", waits=True, config=None):

@@ -5,7 +5,7 @@ steps (`enabled`) and the lab's compose profiles."""
 import threading
 from types import SimpleNamespace
 
-import docker.errors
+import fakelab
 import pytest
 
 from chaoslab import http
@@ -81,47 +81,13 @@ def test_cluster_probe_reads_every_nodes_view(monkeypatch):
     assert out["queue"]["online"] == {"deployment-events-1": 2}
 
 
-class FakeContainer:
-    def __init__(self, fail_pause=False):
-        self.status = "running"
-        self.fail_pause = fail_pause
-        self.pauses = 0
-
-    def reload(self):
-        pass
-
-    def pause(self):
-        if self.fail_pause:
-            raise docker.errors.APIError("unable to freeze")
-        self.pauses += 1
-        self.status = "paused"
-
-    def unpause(self):
-        self.status = "running"
-
-
-class FakeRabbitLab:
+class FakeRabbitLab(fakelab.FakeLab):
     def __init__(self, stop_app_code=0, forget_code=0, still_member=False, fail_pause=False):
-        self.calls = []
-        self.c = FakeContainer(fail_pause)
+        super().__init__()
+        self.state = {"rabbitmq": "running", "rabbitmq-2": "running", "rabbitmq-3": "running"}
+        self.pause_fails = fail_pause
         self.codes = {"stop_app": stop_app_code, "forget_cluster_node": forget_code}
         self.still_member = still_member
-
-    def container(self, service):
-        return self.c
-
-    def containers(self, service=None):
-        return [self.c]
-
-    def set_cpu_quota(self, service, cpus):
-        self.calls.append(("cap", service, cpus))
-        return {"period": 0, "quota": 0, "nano_cpus": 0}
-
-    def restore_cpu_quota(self, service, before):
-        self.calls.append(("restore", service, before["quota"]))
-
-    def stop_service(self, service, timeout=20):
-        self.calls.append(("stop", service))
 
     def rabbitmqctl(self, n, *args, timeout=60):
         self.calls.append(("ctl", n, args[0]))
@@ -143,14 +109,14 @@ def test_slow_service_caps_pauses_and_lifts():
     out = step.run(step_ctx(lab))
     assert out["ok"] and out["lifted"] and out["pauses"] >= 1
     assert lab.calls[0] == ("cap", "rabbitmq-3", 0.05) and lab.calls[-1][0] == "restore"
-    assert lab.c.status == "running"
+    assert lab.state["rabbitmq-3"] == "running" and ("pause", "rabbitmq-3") in lab.calls
     assert step.undo(step_ctx(lab)) is None          # already lifted: nothing to undo
 
 
 def test_slow_service_counts_failed_freezes_and_needs_a_fault():
     lab = FakeRabbitLab(fail_pause=True)
     out = SlowService(service="rabbitmq-3", pause_secs=0.1, every_secs=0.2, for_secs=0.5).run(step_ctx(lab))
-    assert out["ok"] and out["failed_pauses"] >= 1 and "unable to freeze" in out["pause_error"]
+    assert out["ok"] and out["failed_pauses"] >= 1 and "freezer timed out" in out["pause_error"]
     with pytest.raises(ValueError, match="nothing to do"):   # refused at validation, before any lab
         SlowService(service="rabbitmq-3")
     with pytest.raises(ValueError):
@@ -218,14 +184,9 @@ def test_lab_profiles_and_rabbitmq_addresses():
 
 def test_lab_error_is_not_swallowed_by_lift():
     class Gone(FakeRabbitLab):
-        def container(self, service):
-            raise LabError("rabbitmq-3 is not running")
-
-        def containers(self, service=None):
-            return []
-
-        def restore_cpu_quota(self, service, before):
-            raise LabError("rabbitmq-3 is not running")
+        def __init__(self):
+            super().__init__()
+            self.gone = {"rabbitmq-3"}
     step = SlowService(service="rabbitmq-3", cpus=0.1, for_secs=0.1)
     step._slow, step._before = True, {"quota": 0}
     out = step.undo(step_ctx(Gone()))
@@ -234,7 +195,8 @@ def test_lab_error_is_not_swallowed_by_lift():
 
 def test_slow_service_ends_when_the_remedy_took_the_node_away():
     class Removed(FakeRabbitLab):
-        def container(self, service):
-            raise LabError("rabbitmq-3 is not running")
+        def __init__(self):
+            super().__init__()
+            self.gone = {"rabbitmq-3"}
     out = SlowService(service="rabbitmq-3", pause_secs=0.1, every_secs=0.2, for_secs=5).run(step_ctx(Removed()))
     assert out["ok"] and out["ended_early"] == "rabbitmq-3 is not running" and out["slow_secs"] < 2

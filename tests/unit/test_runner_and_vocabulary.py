@@ -4,6 +4,7 @@ import threading
 import time
 from typing import Literal
 
+import fakelab
 import pytest
 
 from chaoslab.checks.brokers import PendingLookups, UnownedTopics
@@ -92,24 +93,17 @@ def test_at_end_steps_are_undone_without_an_abort(tmp_path):
     assert [u["step"] for u in result.undone] == ["kill"]
 
 
-class FakeLab:
+class FakeLab(fakelab.FakeLab):
+    """Broker 1 starts with `config`; rolls are recorded as (n, version, config, replace_config)."""
     def __init__(self, config):
-        self.settings = LabSettings()
-        self._config = {"1": dict(config)}
-        self.calls = []
+        super().__init__(config=config)
 
-    def state(self):
-        from chaoslab.lab.cluster import LabState
-        return LabState(broker_versions={"1": "3.2.2"}, broker_config={k: dict(v) for k, v in self._config.items()})
-
-    def set_broker(self, n, version=None, config=None, replace_config=False, wait=True):
-        self.calls.append((n, version, dict(config), replace_config))
-        merged = {} if replace_config else dict(self._config.get(str(n), {}))
-        merged.update(config)
-        self._config[str(n)] = merged
-
-    def broker_admin_url(self, n):
-        return f"http://broker-{n}"
+    def roll(self, changes, wait=True, timeout=300):
+        super().roll(changes, wait, timeout)
+        self.calls.pop()
+        for service, c in changes.items():
+            self.calls.append((int(service.split("-")[1]), c.get("version"), dict(c.get("config") or {}),
+                               bool(c.get("replace_config"))))
 
 
 def test_roll_broker_undo_restores_exactly_the_settings_it_changed(tmp_path, monkeypatch):
@@ -121,7 +115,7 @@ def test_roll_broker_undo_restores_exactly_the_settings_it_changed(tmp_path, mon
     # the broker reports what it was last started with (the roll's read-back reads it)
     monkeypatch.setattr(pulsar_steps.http, "get_json",
                         lambda url, *a, **k: "3.2.3" if url.endswith("/brokers/version") else
-                        {**runtime, **lab._config["1"]} if lab.calls else runtime)
+                        {**runtime, **lab.configured("broker-1")["config"]} if lab.calls else runtime)
     ctx = type("Ctx", (), {})()
     ctx.lab, ctx.interrupted, ctx.aborted = lab, threading.Event(), threading.Event()
     ctx.release = lambda v: {"to": "3.2.3"}.get(v, v)
@@ -131,7 +125,7 @@ def test_roll_broker_undo_restores_exactly_the_settings_it_changed(tmp_path, mon
     step = RollBroker(broker=1, broker_config={"managedLedgerDefaultEnsembleSize": "3"}, settle_secs=0)
     out = step.run(ctx)
     assert out["ok"] and out["previous"] == {"managedLedgerDefaultEnsembleSize": "2"}
-    assert lab._config["1"] == {"maxConcurrentLookupRequest": "50", "managedLedgerDefaultEnsembleSize": "3"}
+    assert lab.configured("broker-1")["config"] == {"maxConcurrentLookupRequest": "50", "managedLedgerDefaultEnsembleSize": "3"}
     undone = step.undo(ctx)
     assert lab.calls[-1] == (1, None, {"maxConcurrentLookupRequest": "50"}, True)  # the user's key removed, nothing else
     assert undone["restored_values"] == {"managedLedgerDefaultEnsembleSize": "2"} and undone["serves"]

@@ -24,6 +24,7 @@ from chaoslab.run.runner import Runner, inconclusive_reasons
 from chaoslab.settings import REPO_ROOT, LabSettings
 from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Probe, Step, Unknown, Violation
 from chaoslab.spec.experiment import SpecError, load, parse
+from fakelab import FakeLab
 
 EXP = """
 name: t
@@ -91,48 +92,12 @@ class FakeStep(Step):
         return {"ok": True}
 
 
-class FakeImages:
-    def get(self, tag):
-        raise KeyError(tag)
-
-
-class FakeLab:
-    instances: list = []
-
-    def __init__(self, settings=None, log=print):
-        self.settings = settings or LabSettings()
-        self.evidence_dir = None
-        self.on_evidence = None
-        self.calls = []
-        self.client = type("C", (), {"images": FakeImages()})()
-        FakeLab.instances.append(self)
-
-    def build_images(self, versions, pulsar=True):
-        self.calls.append("build")
-        return {}
-
-    def down(self):
-        self.calls.append("down")
-
-    def up(self, **kw):
-        self.calls.append("up")
-        return 0.1
-
-    def keep_logs(self, *a, **k):
-        return []
-
-    def broker_admin_url(self, n):
-        return f"http://127.0.0.1:{18080 + n}"
-
-
 @pytest.fixture(autouse=True)
 def fake_lab(monkeypatch, tmp_path):
     FakeLab.instances.clear()
-    monkeypatch.setattr(runner_mod, "Lab", FakeLab)
-    monkeypatch.setattr(runner_mod.vms, "remove_groups", lambda lab: None)
+    monkeypatch.setattr(runner_mod, "default_lab", lambda settings, log=print: FakeLab(settings, log))
     monkeypatch.setenv("CHAOSLAB_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setattr("chaoslab.lab.broker_settings.check_broker_settings", lambda *a, **k: None)
-    monkeypatch.setattr("chaoslab.lab.releases.check_release_resolves", lambda *a, **k: None)
 
 
 def make_runner(tmp_path, steps=None, values=(5,), checks=(), min_coverage=0.95, die_after=None, secs=2.0,
@@ -173,7 +138,7 @@ def test_missing_evidence_is_inconclusive_not_pass(tmp_path):
     assert run.run() == 2
     r = run.results[0]
     assert r.verdict == "INCONCLUSIVE"
-    assert "fake-max: judged" in r.reasons[0] and "the figure is absent" in r.reasons[0]
+    assert "fake-max: judged" in r.reasons[0]["text"] and "the figure is absent" in r.reasons[0]["text"]
     end = [x for x in read(run.run_dir / "journal.jsonl") if x["type"] == "run-end"][0]
     assert end["verdict"] == "INCONCLUSIVE" and end["exit_code"] == 2
 
@@ -190,7 +155,7 @@ def test_an_unknown_final_check_is_inconclusive(tmp_path):
     run = make_runner(tmp_path, checks=[FakeCheck(outcome="unknown")])
     assert run.run() == 2
     assert run.results[0].verdict == "INCONCLUSIVE"
-    assert "fake-check could not judge: no history was recorded" in run.results[0].reasons[0]
+    assert "fake-check could not judge: no history was recorded" in run.results[0].reasons[0]["text"]
 
 
 def test_a_journal_that_cannot_be_written_is_error(tmp_path, monkeypatch):
@@ -212,7 +177,7 @@ def test_a_journal_that_cannot_be_written_is_error(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "Journal", FullDisk)
     assert run.run() == 2
     assert run.results[0].verdict == "ERROR"
-    assert "journal could not be written" in run.results[0].reasons[0]
+    assert "journal could not be written" in run.results[0].reasons[0]["text"]
     assert (run.run_dir / "results.json").exists() and (run.run_dir / "report.md").exists()
 
 
@@ -229,7 +194,7 @@ def test_a_dead_sampler_is_error(tmp_path, monkeypatch):
         real_tick(self)
     monkeypatch.setattr(runner_mod.Sampler, "tick", tick)
     assert run.run() == 2
-    assert "the sampler thread died: RuntimeError: sampler bug" in run.results[0].reasons[0]
+    assert "the sampler thread died: RuntimeError: sampler bug" in run.results[0].reasons[0]["text"]
 
 
 def test_a_stalled_sampler_is_error(tmp_path, monkeypatch):
@@ -245,14 +210,14 @@ def test_a_stalled_sampler_is_error(tmp_path, monkeypatch):
         real_tick(self)
     monkeypatch.setattr(runner_mod.Sampler, "tick", tick)
     assert run.run() == 2
-    assert "stalled" in run.results[0].reasons[0]
+    assert "stalled" in run.results[0].reasons[0]["text"]
 
 
 def test_a_probe_thread_that_dies_is_error(tmp_path):
     """Road: a probe thread killed; its last figures kept being judged."""
     run = make_runner(tmp_path, die_after=3.5, secs=5)
     assert run.run() == 2
-    assert "probe fake: thread" in run.results[0].reasons[0]
+    assert "probe fake: thread" in run.results[0].reasons[0]["text"]
 
 
 def test_a_step_that_raises_anything_is_error_not_fail(tmp_path):
@@ -260,7 +225,7 @@ def test_a_step_that_raises_anything_is_error_not_fail(tmp_path):
     run = make_runner(tmp_path, steps=[FakeStep(id="change", crash=True)])
     assert run.run() == 2
     r = run.results[0]
-    assert r.verdict == "ERROR" and "step change crashed: KeyError" in r.reasons[0]
+    assert r.verdict == "ERROR" and "step change crashed: KeyError" in r.reasons[0]["text"]
 
 
 def test_an_internal_error_outside_a_variant_is_exit_2_with_the_run_folder(tmp_path, monkeypatch):
@@ -412,10 +377,10 @@ def test_an_unresolvable_release_is_refused_before_the_lab_is_touched(tmp_path, 
     from chaoslab.errors import LabError
     from chaoslab.lab import releases
 
-    def resolves(version, components=("broker",)):
-        if version == "9.9.9":
+    def check_releases(self, wanted):
+        if "9.9.9" in wanted:
             raise releases.UnresolvableRelease("Pulsar 9.9.9: not a release Maven can resolve")
-    monkeypatch.setattr(releases, "check_release_resolves", resolves)
+    monkeypatch.setattr(FakeLab, "check_releases", check_releases)
     run = make_runner(tmp_path)
     run.exp.versions.to = "9.9.9"
     monkeypatch.setattr(run, "releases", lambda: ["3.2.2", "9.9.9"])
@@ -447,12 +412,12 @@ def test_a_lab_error_while_undoing_is_error_not_fail(tmp_path):
             raise LabError("compose: broker-1 could not be recreated")
     run = make_runner(tmp_path, steps=[BadUndo(id="change", secs=1, undo_when="at-end")])
     assert run.run() == 2
-    assert run.results[0].verdict == "ERROR" and "could not be recreated" in run.results[0].reasons[0]
+    assert run.results[0].verdict == "ERROR" and "could not be recreated" in run.results[0].reasons[0]["text"]
 
 
 def test_nothing_to_judge_is_inconclusive(tmp_path):
     run = make_runner(tmp_path, conditions=[])
-    assert run.run() == 2 and "nothing was judged" in run.results[0].reasons[0]
+    assert run.run() == 2 and "nothing was judged" in run.results[0].reasons[0]["text"]
 
 
 @pytest.mark.parametrize("change, match", [
