@@ -25,7 +25,7 @@ import docker.errors
 from chaoslab.errors import EngineUnavailable, LabError, PortTaken
 from chaoslab.lab.broker_settings import env_value
 from chaoslab.lab.images import ImageBuilder, jcmd_runtime, pulsar_image
-from chaoslab.run.wait import wait_until
+from chaoslab.wait import wait_until
 from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
 from chaoslab.spec.base import control_character
 

@@ -24,7 +24,7 @@ from chaoslab.errors import ChangeNotApplied
 from chaoslab.lab import health
 from chaoslab.lab.broker_settings import not_applied, read_back
 from chaoslab.probes.pulsar import topic_path
-from chaoslab.run.wait import Waited, wait_until
+from chaoslab.wait import Waited, wait_until
 from chaoslab.settings import VERSION_RE, release_number
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
 

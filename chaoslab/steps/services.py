@@ -22,7 +22,7 @@ import docker.errors
 from pydantic import model_validator, Field, PrivateAttr
 
 from chaoslab.errors import LabError
-from chaoslab.run.wait import sleep_unless, wait_until
+from chaoslab.wait import sleep_unless, wait_until
 from chaoslab.spec.base import Secs, Step, register
 
 Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq(-\d+)?|bookie-\d+|broker-\d+)$")]

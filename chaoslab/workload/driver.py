@@ -16,7 +16,7 @@ from typing import Callable
 
 import pulsar
 
-from chaoslab.run.wait import wait_until
+from chaoslab.wait import wait_until
 from chaoslab.workload import clientlog
 from chaoslab.workload.history import History
 from chaoslab.workload.layout import Layout
