@@ -24,9 +24,9 @@ from chaoslab.errors import ChangeNotApplied
 from chaoslab.lab import health
 from chaoslab.lab.broker_settings import not_applied, read_back
 from chaoslab.probes.pulsar import topic_path
-from chaoslab.wait import Waited, wait_until
 from chaoslab.settings import VERSION_RE, release_number
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
+from chaoslab.wait import Waited, wait_until
 
 BrokerNo = Annotated[int, Field(ge=1, le=9)]
 # reading a rolled broker's runtime configuration back: attempts, and the pause between them

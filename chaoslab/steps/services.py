@@ -22,8 +22,8 @@ import docker.errors
 from pydantic import model_validator, Field, PrivateAttr
 
 from chaoslab.errors import LabError
-from chaoslab.wait import sleep_unless, wait_until
 from chaoslab.spec.base import Secs, Step, register
+from chaoslab.wait import sleep_unless, wait_until
 
 Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq(-\d+)?|bookie-\d+|broker-\d+)$")]
 
