@@ -112,8 +112,8 @@ def cmd_schema(args) -> int:
 
 def cmd_report(args) -> int:
     """Rebuild report.md / report.html of a run folder from its journal alone (nothing runs)."""
+    from chaoslab.record import read
     from chaoslab.report import build_report
-    from chaoslab.run.journal import read
     run = args.run
     if not (run / "journal.jsonl").is_file() or not (run / "results.json").is_file():
         raise LabError(f"{run}: not a run folder (journal.jsonl and results.json are needed)")

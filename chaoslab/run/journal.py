@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from chaoslab.record import read  # noqa: F401  (moved to chaoslab/record.py; re-exported for callers not yet switched)
+
 
 class RunHandler(Protocol):
     def on_sample(self, sample: dict) -> None: ...
@@ -92,20 +94,3 @@ class Journal:
                         self._fh.close()
                     except OSError:
                         pass
-
-
-def read(path: Path) -> list[dict]:
-    """Every readable record. A torn last line (runner killed mid-write), a line that is not
-    UTF-8 or not JSON, and anything that is not a record as Journal.write makes them (an object
-    with a string `type` and a numeric `t`) are skipped, never fatal."""
-    records = []
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (ValueError, RecursionError):   # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                continue
-            if (isinstance(record, dict) and isinstance(record.get("type"), str)
-                    and isinstance(record.get("t"), (int, float)) and not isinstance(record.get("t"), bool)):
-                records.append(record)
-    return records

@@ -8,8 +8,9 @@ from chaoslab.checks.vms import EventsLost, HostIoPressure, OomKills
 from chaoslab.observe import cgroups
 from chaoslab.observe.metrics import parse as parse_metrics
 from chaoslab.probes.pulsar import BROKER_METRICS
+from chaoslab.record import read
 from chaoslab.report import build_report, describe, words
-from chaoslab.run.journal import Journal, read
+from chaoslab.run.journal import Journal
 from chaoslab.spec.experiment import load
 from chaoslab.settings import REPO_ROOT
 from chaoslab.workload.stats import ClientStats, error_kind

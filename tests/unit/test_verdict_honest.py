@@ -17,9 +17,9 @@ import pytest
 
 from chaoslab import cli, gate
 from chaoslab.lab.lock import LabBusy, LabLock
+from chaoslab.record import read
 from chaoslab.run import runner as runner_mod
 from chaoslab.run.context import Tracker
-from chaoslab.run.journal import read
 from chaoslab.run.runner import Runner, inconclusive_reasons
 from chaoslab.settings import REPO_ROOT, LabSettings
 from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Probe, Step, Unknown, Violation
