@@ -132,7 +132,7 @@ def cmd_report(args) -> int:
 
 
 def make_runner(exp, args, run_dir=None, variants=None, keep=None):
-    from chaoslab.run.handlers import ConsoleProgress
+    from chaoslab.progress import ConsoleProgress
     from chaoslab.run.runner import Runner
     return Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
                   handlers=[ConsoleProgress(err)])
