@@ -4,7 +4,8 @@ handlers listen on.
 Samples (every second), events (step-start/step-end, decisions, evidence), checks and the verdict
 all go here; the report is built from this file alone, and a runner killed with SIGKILL leaves it
 readable up to the last line. Every record is also handed to the run handlers (console progress,
-monitors, ...): a handler that raises is logged once in the journal and never stops the run.
+monitors, ...: anything with on_sample(record) and on_event(record)); a handler that raises is
+logged once in the journal and never stops the run.
 """
 
 from __future__ import annotations
@@ -14,14 +15,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
 
 from chaoslab.record import read  # noqa: F401  (moved to chaoslab/record.py; re-exported for callers not yet switched)
-
-
-class RunHandler(Protocol):
-    def on_sample(self, sample: dict) -> None: ...
-    def on_event(self, event: dict) -> None: ...
 
 
 class Journal:
