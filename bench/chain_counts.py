@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders  # noqa: E402
+from chaoslab.record import read  # noqa: E402
 from chaoslab.report.chain import links  # noqa: E402
-from chaoslab.run.journal import read  # noqa: E402
 
 
 def main(folders: list[str]) -> None:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaoslab.rates import wilson  # noqa: E402
 from chaoslab.report.flip import classify  # noqa: E402
 from table import print_table  # noqa: E402  (bench/table.py)
-from chaoslab.run.journal import read  # noqa: E402
+from chaoslab.record import read  # noqa: E402
 
 
 def folders(paths: list[str]):

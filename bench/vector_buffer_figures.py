@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from chaoslab.rates import run_folders  # noqa: E402
-from chaoslab.run.journal import read  # noqa: E402
+from chaoslab.record import read  # noqa: E402
 
 MIB = 2 ** 20
 

@@ -18,9 +18,9 @@ import zlib
 from pathlib import Path
 
 from chaoslab.errors import LabError
+from chaoslab.record import read
 from chaoslab.report import describe
 from chaoslab.report.blocks import RunFolderError, read_results
-from chaoslab.run.journal import read
 
 # the runner's own event kinds: every step's start and end, every undo, the decisions
 EXCERPT_EVENTS = {"step-start", "step-end", "undo-start", "undo-end", "abort", "interrupted", "lab-error",

@@ -113,8 +113,8 @@ def cmd_schema(args) -> int:
 
 def cmd_report(args) -> int:
     """Rebuild report.md / report.html of a run folder from its journal alone (nothing runs)."""
+    from chaoslab.record import read
     from chaoslab.report import build_report
-    from chaoslab.run.journal import read
     run = args.run
     if not (run / "journal.jsonl").is_file() or not (run / "results.json").is_file():
         raise LabError(f"{run}: not a run folder (journal.jsonl and results.json are needed)")
@@ -133,7 +133,7 @@ def cmd_report(args) -> int:
 
 
 def make_runner(exp, args, run_dir=None, variants=None, keep=None):
-    from chaoslab.run.handlers import ConsoleProgress
+    from chaoslab.progress import ConsoleProgress
     from chaoslab.run.runner import Runner
     return Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
                   handlers=[ConsoleProgress(err)])
@@ -442,19 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", type=Path, default=None, help="experiment to take the workload, probes, hypothesis and "
                    "method from; its method must use $version and $broker_config (default experiments/transfer-shedder.yaml)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml)")
-    from chaoslab.rates import GATE_DEFAULT_REPEAT, MEASURED_FLIP, detection_power
-    power = detection_power(GATE_DEFAULT_REPEAT)
-    alarms = power["false_alarms"]
-    other = (f"The other error: {alarms['measured']} here; at the upper 95 %% bound of that rate "
-             f"({alarms['upper_95_rate']:.2f}) {GATE_DEFAULT_REPEAT} run(s) block a safe change with "
-             f"probability {alarms['blocks_safe_change_at_upper_bound']:.2f}. "
-             if alarms["upper_95_rate"] is not None else
-             f"The other error (a safe change blocked): {alarms['measured']}, so unknown. ")
+    from chaoslab.rates import GATE_DEFAULT_REPEAT
     p.add_argument("--repeat", type=int, default=None, help="run the change N times, each on a fresh lab: unsafe if "
-                   f"any run is. Default {GATE_DEFAULT_REPEAT}: of the incident's change, {power['measured']} here "
-                   f"({MEASURED_FLIP['measured']}); at the lower 95 %% bound of that rate ({power['lower_95_rate']:.2f}) "
-                   f"{GATE_DEFAULT_REPEAT} run(s) catch it with probability {power['power_at_lower_bound']:.2f}. "
-                   + other + "1 for a no-op change (same release, no settings)")
+                   f"any run is. Default {GATE_DEFAULT_REPEAT}, set from the measured failure rate of the incident's "
+                   "change (1 for a no-op change: same release, no settings); --json reports the detection power "
+                   "and false-alarm rate of N runs, docs/findings/ the measurements behind them")
     p.add_argument("--out", action=_OutFolder, default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")

@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from chaoslab import procedures
+from chaoslab.lab.broker_settings import control_character
 from chaoslab.settings import REPO_ROOT, check_version
-from chaoslab.spec.base import control_character
 from chaoslab.spec.base import as_reason
 from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Violation, register
+from chaoslab.spec.base import CheckResult, Condition, FinalCheck, Unknown, Violation, register
 
 
 @register("condition")

@@ -13,7 +13,7 @@ exactly as it was and the change would be judged without having been made. Three
 - **Values travel literally.** A value goes into the broker's env file percent-encoded
   (`env_value`), so no env-file dialect can cut it at `#`, expand a `$`, strip quotes or trim
   spaces; pulsar-run decodes it and writes it into broker.conf without a shell or sed ever
-  interpreting it. Control characters are refused before that (spec.base.control_character).
+  interpreting it. Control characters are refused before that (`control_character`).
 - **Read back.** After a roll, the broker's runtime configuration is compared key by key with
   what was asked (`read_back`); a difference is ChangeNotApplied, so the run ends ERROR.
 
@@ -220,6 +220,22 @@ def check_broker_settings(version: str, settings, resolve: bool = True, log=prin
 # Bytes every env-file reader passes through unchanged: no `#` (comment), `$` (interpolation),
 # quotes, backslash, spaces. Everything else goes as %XX (UTF-8 bytes), which pulsar-run decodes.
 _ENV_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,:/@+=-")
+
+
+# Control characters (C0, DEL, C1, line and paragraph separators) and lone surrogates: a newline
+# would smuggle a second line into a broker's env file or broker.conf, the others have no use in a
+# setting and are mangled on the way. Nothing else in a value is special anywhere.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def control_character(value: str) -> str | None:
+    """How to name the first control character in `value` (None: there is none)."""
+    m = _CONTROL.search(value)
+    if not m:
+        return None
+    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL"}
+    kind = "an unpaired surrogate" if 0xD800 <= ord(m.group()) <= 0xDFFF else "the control character"
+    return names.get(m.group(), f"{kind} U+{ord(m.group()):04X}") + f" at position {m.start()}"
 
 
 def env_value(value: str) -> str:

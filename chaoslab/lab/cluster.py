@@ -23,12 +23,11 @@ import docker
 import docker.errors
 
 from chaoslab.errors import EngineUnavailable, LabError, PauseFailed, PortTaken
-from chaoslab.lab.broker_settings import env_value
+from chaoslab.lab.broker_settings import control_character, env_value
 from chaoslab.lab.driver import LabDriver, LabShape, LogRead, ServiceState
 from chaoslab.lab.images import ImageBuilder, jcmd_runtime, pulsar_image
-from chaoslab.run.wait import wait_until
 from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
-from chaoslab.spec.base import control_character
+from chaoslab.wait import wait_until
 
 COMPOSE_FILE = REPO_ROOT / "compose" / "lab.yaml"
 STATE_DIR = BUILD_DIR / "lab"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from chaoslab import http
@@ -46,6 +47,18 @@ def broker_status(lab: Lab, n: int) -> dict:
     return info
 
 
+def cluster_members(lab, via: int) -> dict:
+    """{disk_nodes, running_nodes} as node `via` sees them (rabbitmqctl cluster_status)."""
+    code, out = lab.rabbitmqctl(via, "cluster_status", "--formatter", "json", timeout=60)
+    if code != 0:
+        return {"error": out[-200:]}
+    try:
+        data = json.loads(out[out.index("{"):])
+    except ValueError:
+        return {"error": out[-200:]}
+    return {"disk_nodes": sorted(data.get("disk_nodes") or []), "running_nodes": sorted(data.get("running_nodes") or [])}
+
+
 def rabbitmq_status(lab: Lab, state_of) -> dict:
     """Each RabbitMQ node's container state and, from node 1's `rabbitmqctl cluster_status`,
     the cluster's membership (who is a member, who is running): read, not assumed."""
@@ -55,7 +68,6 @@ def rabbitmq_status(lab: Lab, state_of) -> dict:
     nodes = [n for n in nodes if n["state"] != "absent" or n["service"] == "rabbitmq"]
     out = {"state": nodes[0]["state"], "amqp_url": lab.rabbitmq_url, "nodes": nodes}
     if nodes[0]["state"] in ("healthy", "running"):
-        from chaoslab.steps.rabbitmq import cluster_members
         try:
             members = cluster_members(lab, 1)
         except Exception as exc:  # a status command must not fail on one unreadable part

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from chaoslab.errors import LabError
-from chaoslab.run.journal import read
+from chaoslab.record import read
 
 
 def md(blocks: list[tuple]) -> str:

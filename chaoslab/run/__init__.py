@@ -1,2 +1,3 @@
 """Running an experiment: one runner (runner.py), its context and results (context.py), the
-journal and its handlers (journal.py, handlers.py), and the one wait helper (wait.py)."""
+journal and the bus its handlers listen on (journal.py). The console handler is chaoslab/progress.py,
+the one wait helper chaoslab/wait.py."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chaoslab.errors import LabError
-from chaoslab.run.wait import sleep_unless, wait_until
+from chaoslab.wait import sleep_unless, wait_until
 
 if TYPE_CHECKING:
     from chaoslab.lab.driver import LabDriver

@@ -4,7 +4,8 @@ handlers listen on.
 Samples (every second), events (step-start/step-end, decisions, evidence), checks and the verdict
 all go here; the report is built from this file alone, and a runner killed with SIGKILL leaves it
 readable up to the last line. Every record is also handed to the run handlers (console progress,
-monitors, ...): a handler that raises is logged once in the journal and never stops the run.
+monitors, ...: anything with on_sample(record) and on_event(record)); a handler that raises is
+logged once in the journal and never stops the run.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
 
-
-class RunHandler(Protocol):
-    def on_sample(self, sample: dict) -> None: ...
-    def on_event(self, event: dict) -> None: ...
+from chaoslab.record import read  # noqa: F401  (moved to chaoslab/record.py; re-exported for callers not yet switched)
 
 
 class Journal:
@@ -92,20 +89,3 @@ class Journal:
                         self._fh.close()
                     except OSError:
                         pass
-
-
-def read(path: Path) -> list[dict]:
-    """Every readable record. A torn last line (runner killed mid-write), a line that is not
-    UTF-8 or not JSON, and anything that is not a record as Journal.write makes them (an object
-    with a string `type` and a numeric `t`) are skipped, never fatal."""
-    records = []
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (ValueError, RecursionError):   # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                continue
-            if (isinstance(record, dict) and isinstance(record.get("type"), str)
-                    and isinstance(record.get("t"), (int, float)) and not isinstance(record.get("t"), bool)):
-                records.append(record)
-    return records

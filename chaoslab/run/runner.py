@@ -31,7 +31,7 @@ from chaoslab.errors import LabError
 from chaoslab.lab.driver import LabDriver, LabShape
 from chaoslab.run.context import Interrupted, RunContext, Tracker, VariantResult
 from chaoslab.run.journal import Journal
-from chaoslab.run.wait import sleep_unless, wait_until
+from chaoslab.wait import sleep_unless, wait_until
 from chaoslab.settings import RUNS_DIR, LabSettings
 from chaoslab.spec.base import CheckResult, Reason, Violation
 from chaoslab.spec.experiment import Experiment, Variant, source

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
+from chaoslab.lab.broker_settings import control_character
+
 if TYPE_CHECKING:
     from chaoslab.run.context import RunContext
 
@@ -53,22 +55,6 @@ def _setting_value(v):
     if isinstance(v, (int, float)):
         return str(v)
     return v
-
-
-# Control characters (C0, DEL, C1, line and paragraph separators) and lone surrogates: a newline
-# would smuggle a second line into a broker's env file or broker.conf, the others have no use in a
-# setting and are mangled on the way. Nothing else in a value is special anywhere.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-
-def control_character(value: str) -> str | None:
-    """How to name the first control character in `value` (None: there is none)."""
-    m = _CONTROL.search(value)
-    if not m:
-        return None
-    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL"}
-    kind = "an unpaired surrogate" if 0xD800 <= ord(m.group()) <= 0xDFFF else "the control character"
-    return names.get(m.group(), f"{kind} U+{ord(m.group()):04X}") + f" at position {m.start()}"
 
 
 def _no_control_characters(v: str) -> str:

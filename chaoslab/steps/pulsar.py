@@ -23,10 +23,10 @@ from chaoslab import http
 from chaoslab.errors import ChangeNotApplied
 from chaoslab.lab import health
 from chaoslab.lab.broker_settings import not_applied, read_back
-from chaoslab.probes.pulsar import topic_path
-from chaoslab.run.wait import Waited, wait_until
+from chaoslab.pulsar_lookup import lookup_outcome, owner_host, topic_path
 from chaoslab.settings import VERSION_RE, release_number
 from chaoslab.spec.base import Release, Secs, Settings, Step, register
+from chaoslab.wait import Waited, wait_until
 
 BrokerNo = Annotated[int, Field(ge=1, le=9)]
 # reading a rolled broker's runtime configuration back: attempts, and the pause between them
@@ -380,7 +380,6 @@ class ConcurrentLookups(Step):
     def run(self, ctx) -> dict:
         from concurrent.futures import ThreadPoolExecutor
 
-        from chaoslab.probes.pulsar import lookup_outcome, owner_host
         path = topic_path(self.topic)
         created = http.request("PUT", f"{ctx.lab.proxy_admin_url}/admin/v2/{path}/partitions", body=self.partitions,
                                timeout=30)
@@ -448,7 +447,6 @@ class LookupEveryBundle(Step):
     def run(self, ctx) -> dict:
         from concurrent.futures import ThreadPoolExecutor
 
-        from chaoslab.probes.pulsar import lookup_outcome, owner_host
         every = getattr(ctx.workload, "every_topic", None)
         topics = every() if every else []
         if not topics:

@@ -10,28 +10,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Literal
 
 from pydantic import model_validator, Field
 
 from chaoslab.errors import LabError
+from chaoslab.lab.status import cluster_members
 from chaoslab.spec.base import Step, register
 
 Node = Annotated[int, Field(ge=1, le=3)]
-
-
-def cluster_members(lab, via: int) -> dict:
-    """{disk_nodes, running_nodes} as node `via` sees them (rabbitmqctl cluster_status)."""
-    code, out = lab.rabbitmqctl(via, "cluster_status", "--formatter", "json", timeout=60)
-    if code != 0:
-        return {"error": out[-200:]}
-    try:
-        data = json.loads(out[out.index("{"):])
-    except ValueError:
-        return {"error": out[-200:]}
-    return {"disk_nodes": sorted(data.get("disk_nodes") or []), "running_nodes": sorted(data.get("running_nodes") or [])}
 
 
 @register("step")

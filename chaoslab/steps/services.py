@@ -21,8 +21,8 @@ from typing import Annotated, Literal
 from pydantic import model_validator, Field, PrivateAttr
 
 from chaoslab.errors import LabError, PauseFailed
-from chaoslab.run.wait import sleep_unless, wait_until
 from chaoslab.spec.base import Secs, Step, register
+from chaoslab.wait import sleep_unless, wait_until
 
 Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq(-\d+)?|bookie-\d+|broker-\d+)$")]
 

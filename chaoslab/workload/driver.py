@@ -1,7 +1,7 @@
 """Workload driver: produce at a set rate through the proxy, consume, record everything.
 
 Each message carries a unique id (`<run>-<n>`); every send, ack, failure and delivery goes into
-the History, which chaoslab.checks.loss turns into "acked but never delivered" and "duplicated".
+the History, which chaoslab.workload.loss turns into "acked but never delivered" and "duplicated".
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 
 import pulsar
 
-from chaoslab.run.wait import wait_until
+from chaoslab.wait import wait_until
 from chaoslab.workload import clientlog
 from chaoslab.workload.history import History
 from chaoslab.workload.layout import Layout

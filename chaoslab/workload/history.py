@@ -41,7 +41,7 @@ class History:
     def books(self, closed: bool, by: str) -> None:
         """Write down how the workload's drain ended: the books closed (by "all-delivered", or
         "broker-empty": what is still missing is provably lost), or not (by: why; what is missing
-        is then unknown to chaoslab.checks.loss, not lost)."""
+        is then unknown to chaoslab.workload.loss, not lost)."""
         self.add("books", detail=json.dumps({"closed": closed, "by": by}))
 
     @property

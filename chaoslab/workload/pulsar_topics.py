@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr
 
 from chaoslab import http
-from chaoslab.checks import loss
 from chaoslab.workload import clientlog
 from chaoslab.spec.base import Secs, Workload, register
+from chaoslab.workload import loss
 from chaoslab.workload.admin import PulsarAdmin
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
 from chaoslab.workload.layout import Layout, Topic

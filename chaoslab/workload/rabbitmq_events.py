@@ -22,8 +22,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr
 
-from chaoslab.checks import loss
 from chaoslab.spec.base import Workload, register
+from chaoslab.workload import loss
 from chaoslab.workload.history import History
 
 

@@ -22,10 +22,10 @@ from chaoslab.agent.config import BufferConfig, ConfigError
 from chaoslab.errors import LabError
 from chaoslab.lab import vms
 from chaoslab.observe.metrics import scrape
-from chaoslab.run.wait import wait_until
 from chaoslab.settings import FLAVOURS
 from chaoslab.workload import clientlog
 from chaoslab.spec.base import Model, Secs, Workload, register
+from chaoslab.wait import wait_until
 from chaoslab.workload.accounting import (BUCKETS, AgentEnd, close_books, read_agent_files, read_topic,
                                           unaccounted_are)
 

@@ -87,7 +87,7 @@ def assert_verdict(proc, out: Path, expect: set[str]) -> str:
 def run_experiment():
     """`chaoslab experiment FILE --out OUT` as a user runs it; returns (process, journal records).
     `expect`: the verdicts (PASS, FAIL, INCONCLUSIVE, ERROR) the test accepts for the primary."""
-    from chaoslab.run.journal import read
+    from chaoslab.record import read
 
     def run(experiment: Path, out: Path, timeout: float, expect: set[str], args: tuple[str, ...] = ()):
         proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(experiment), "--out", str(out),

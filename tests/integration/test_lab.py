@@ -11,8 +11,8 @@ import pulsar
 import pytest
 from tenacity import retry, stop_after_delay, wait_fixed
 
-from chaoslab.checks import loss
 from chaoslab.lab import health
+from chaoslab.workload import loss
 from chaoslab.workload.driver import WorkloadConfig, WorkloadDriver
 from chaoslab.workload.layout import Layout
 

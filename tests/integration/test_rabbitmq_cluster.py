@@ -14,7 +14,7 @@ def test_a_slow_node_raises_confirm_latency_on_the_real_cluster(tmp_path):
     import subprocess
     import sys
 
-    from chaoslab.run.journal import read
+    from chaoslab.record import read
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "chaoslab.cli", "experiment", str(EXPERIMENT),
                            "--variant", "slow-node-left-in", "--out", str(out)], capture_output=True, text=True,

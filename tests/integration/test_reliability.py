@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 
 from chaoslab.lab.lock import LabLock
-from chaoslab.run.journal import read
+from chaoslab.record import read
 
 EXPERIMENT = Path(__file__).parent / "experiments" / "transfer-shedder-short.yaml"
 CLI = [sys.executable, "-m", "chaoslab.cli"]

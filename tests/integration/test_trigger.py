@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chaoslab.run.journal import read
+from chaoslab.record import read
 
 EXPERIMENT = Path(__file__).parent / "experiments" / "trigger-restart-short.yaml"
 

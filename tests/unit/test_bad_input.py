@@ -11,7 +11,7 @@ import pytest
 
 from chaoslab import bundle, cli
 from chaoslab.errors import LabError, UnknownPulsarVersion
-from chaoslab.run.journal import read
+from chaoslab.record import read
 from chaoslab.settings import LabSettings
 from chaoslab.spec.experiment import MAX_EXTENDS, SpecError, load, parse, read_text
 

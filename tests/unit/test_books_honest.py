@@ -12,12 +12,11 @@ import pulsar
 import pytest
 import yaml
 
-from chaoslab.checks import loss
 from chaoslab.checks.loss import NoLoss
 from chaoslab.checks.vms import EventsLost
 from chaoslab.lab.cluster import not_up
 from chaoslab.settings import REPO_ROOT
-from chaoslab.workload import accounting, pulsar_topics, vm_agents
+from chaoslab.workload import accounting, loss, pulsar_topics, vm_agents
 from chaoslab.workload.accounting import AgentEnd, AgentLedger, close_books, read_topic, unaccounted_are
 from chaoslab.workload.driver import WorkloadDriver
 from chaoslab.workload.history import History

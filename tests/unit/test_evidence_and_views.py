@@ -6,8 +6,8 @@ import time
 from chaoslab import http
 from chaoslab.checks.brokers import GreenButBroken, LookupRejections, SplitOwnership, UnownedTopics
 from chaoslab.lab.cluster import Lab
-from chaoslab.probes.pulsar import base_topic, lookup_outcome, owner_host
 from chaoslab.probes.views import classify, workload_view
+from chaoslab.pulsar_lookup import base_topic, lookup_outcome, owner_host
 from chaoslab.settings import LabSettings
 from chaoslab.workload.stats import ClientStats
 

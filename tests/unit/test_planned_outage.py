@@ -134,7 +134,7 @@ def restart_ctx(held=True):
 
 
 def test_restart_brokers_recreates_all_at_once_and_measures_the_outage(monkeypatch):
-    from chaoslab.run.wait import Waited
+    from chaoslab.wait import Waited
     from chaoslab.steps import pulsar
     from chaoslab.steps.pulsar import RestartBrokers
     monkeypatch.setattr(pulsar, "wait_for_broker", lambda ctx, n, how, timeout, stop=None: Waited(True, None, 1.0))
@@ -151,7 +151,7 @@ def test_restart_brokers_recreates_all_at_once_and_measures_the_outage(monkeypat
 
 
 def test_restart_brokers_fails_when_a_broker_does_not_serve_within_the_budget(monkeypatch):
-    from chaoslab.run.wait import Waited
+    from chaoslab.wait import Waited
     from chaoslab.steps import pulsar
     from chaoslab.steps.pulsar import RestartBrokers
     monkeypatch.setattr(pulsar, "wait_for_broker", lambda ctx, n, how, timeout, stop=None: Waited(n != 2, None, timeout))

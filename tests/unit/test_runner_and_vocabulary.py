@@ -9,8 +9,9 @@ import pytest
 
 from chaoslab.checks.brokers import PendingLookups, UnownedTopics
 from chaoslab.checks.client import LookupSuccessRate, PublishSuccessRate
+from chaoslab.record import read
 from chaoslab.run.context import RunContext, Tracker, VariantResult
-from chaoslab.run.journal import Journal, read
+from chaoslab.run.journal import Journal
 from chaoslab.run.runner import Runner
 from chaoslab.settings import LabSettings
 from chaoslab.spec.base import Step

@@ -1,4 +1,4 @@
-from chaoslab.checks import loss
+from chaoslab.workload import loss
 from chaoslab.workload.history import History
 from chaoslab.workload.layout import Layout
 

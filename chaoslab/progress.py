@@ -1,7 +1,7 @@
-"""Run handlers shipped with chaoslab. `ConsoleProgress` shows a run as it happens: on a
-terminal a live panel (variant, phase, running steps, elapsed, hypothesis state, per-broker or
-per-VM health) with each event printed above it; elsewhere (CI, a pipe) one line per event and a
-status line every 30 s."""
+"""The console run handler, above the report whose words it prints. `ConsoleProgress` shows a
+run as it happens: on a terminal a live panel (variant, phase, running steps, elapsed, hypothesis
+state, per-broker or per-VM health) with each event printed above it; elsewhere (CI, a pipe) one
+line per event and a status line every 30 s."""
 
 from __future__ import annotations
 
