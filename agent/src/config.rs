@@ -379,5 +379,33 @@ inputs = ["m"]
         assert_eq!(parse(&BASE.replace("encoding.codec = \"json\"", ""), &env()).unwrap_err().0,
                    "sinks.bus.encoding is required");
         assert_eq!(parse("", &env()).unwrap_err().0, "exactly one pulsar sink is supported, found 0");
+        assert_eq!(parse("x = \"${NOPE}\"", &env()).unwrap_err().0, "environment variable NOPE is not set");
+    }
+
+    /// No buffer table: Vector's defaults, spelled out (not compared with BufferConfig::default()).
+    #[test]
+    fn defaults_follow_vector() {
+        let text = BASE.replace("\"pulsar://proxy:6650\"", "\"${PULSAR_ENDPOINT:-pulsar://proxy:6650}\"");
+        let c = parse(&text, &env()).unwrap();
+        assert_eq!(c.sink.buffer, BufferConfig { kind: BufferType::Memory, max_events: Some(500), max_size: None,
+                                                 when_full: WhenFull::Block });
+        assert_eq!(c.sink.endpoint, "pulsar://proxy:6650");
+        let mut set = env();
+        set.insert("PULSAR_ENDPOINT".into(), "pulsar://x:1".into());
+        assert_eq!(parse(&text, &set).unwrap().sink.endpoint, "pulsar://x:1");
+        let memory_by_bytes = with_buffer("max_size = 1000").unwrap().sink.buffer;
+        assert_eq!((memory_by_bytes.kind, memory_by_bytes.max_events, memory_by_bytes.max_size),
+                   (BufferType::Memory, None, Some(1000)), "max_size alone bounds a memory buffer by bytes only");
+    }
+
+    /// The config baked into the agent image (compose/vector/vector.toml), with no environment set.
+    #[test]
+    fn the_lab_agent_config_parses() {
+        let c = parse(include_str!("../../compose/vector/vector.toml"), &HashMap::new()).unwrap();
+        assert_eq!(c.sink.topic, "persistent://public/default/vm-telemetry");
+        assert_eq!(c.sink.endpoint, "pulsar://proxy:6650");
+        assert_eq!(c.metrics_address.as_deref(), Some("0.0.0.0:9598"));
+        assert_eq!(c.sink.buffer, BufferConfig { kind: BufferType::Memory, max_events: Some(500), max_size: None,
+                                                 when_full: WhenFull::Block });
     }
 }
