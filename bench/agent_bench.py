@@ -1,12 +1,12 @@
-"""The VM agent, Python reference vs Rust, side by side: idle RSS, CPU and RSS at a load, and the
-memory buffer's growth slope while the bus is down.
+"""The VM agent (agent/, Rust): idle RSS, CPU and RSS at a load, and the memory buffer's growth
+slope while the bus is down.
 
     python bench/agent_bench.py                      # lab must be up (make up); 150 ev/s of 4 KiB
     python bench/agent_bench.py --rate 150 --line-bytes 4096 --load-secs 60 --outage-secs 40
 
-Both agents run as host processes at the same time, against the lab's proxy, each with its own
-topic and the same Vector config (memory buffer, when_full = block, max_events 10,000,000).
-Per process, psutil reads RSS and CPU time; the outage stops the proxy for both at once.
+The agent runs as a host process against the lab's proxy, with its own topic and a Vector config
+(memory buffer, when_full = block, max_events 10,000,000). psutil reads its RSS and CPU time; the
+outage stops the proxy.
 Targets (issue 12): idle RSS <= 10 MiB, <= 2 % of one core at 150 events/s of 4 KiB. Figures,
 not assertions.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -52,8 +51,7 @@ class Agent:
     def __init__(self, name: str, argv: list[str], port: int, workdir: Path):
         self.name, self.port = name, port
         self.log = open(workdir / f"{name}.log", "w")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                     env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         self.ps = psutil.Process(self.proc.pid)
 
     def rss(self) -> int:
@@ -80,10 +78,9 @@ class Agent:
         self.log.close()
 
 
-def start_pair(lab: Lab, tag: str, interval: float, line_bytes: int, workdir: Path, rust_bin: Path) -> list[Agent]:
+def start_agent(lab: Lab, tag: str, interval: float, line_bytes: int, workdir: Path, rust_bin: Path) -> list[Agent]:
     agents = []
-    for name, port, argv in (("python", 19601, [sys.executable, "-m", "chaoslab.agent", "--config"]),
-                             ("rust", 19602, [str(rust_bin), "--config"])):
+    for name, port, argv in (("rust", 19602, [str(rust_bin), "--config"]),):
         d = workdir / f"{name}-{tag}"
         d.mkdir()
         cfg = d / "vector.toml"
@@ -161,14 +158,14 @@ def main() -> int:
     figures: dict[str, object] = {"cpus": psutil.cpu_count(), "rate_events_per_s": args.rate, "line_bytes": args.line_bytes}
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:
         work = Path(tmp)
-        idle = start_pair(lab, "idle", 3600.0, args.line_bytes, work, rust_bin)
+        idle = start_agent(lab, "idle", 3600.0, args.line_bytes, work, rust_bin)
         try:
             time.sleep(3)
             figures["idle"] = measure(idle, args.idle_secs)
         finally:
             for a in idle:
                 a.stop()
-        loaded = start_pair(lab, "load", 1.0 / args.rate, args.line_bytes, work, rust_bin)
+        loaded = start_agent(lab, "load", 1.0 / args.rate, args.line_bytes, work, rust_bin)
         try:
             figures["load"] = measure(loaded, args.load_secs)
             figures["outage"] = outage(lab, loaded, args.outage_secs)
@@ -178,8 +175,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
-    print(f"agent bench: {args.rate:g} events/s of {args.line_bytes} B, {figures['cpus']} cores, both agents at once")
-    print(f"{'':34} {'python':>10} {'rust':>10}")
+    print(f"agent bench: {args.rate:g} events/s of {args.line_bytes} B, {figures['cpus']} cores")
+    print(f"{'':34} {'rust':>10}")
     rows = [("idle RSS MiB (median)", "idle", "rss_mib_median"), ("loaded CPU % of one core", "load", "cpu_pct_of_one_core"),
             ("loaded RSS MiB (median)", "load", "rss_mib_median"), ("loaded events/s shipped", "load", "events_per_s_shipped"),
             ("outage RSS growth MiB/s", "outage", "rss_growth_mib_per_s"),
@@ -187,7 +184,7 @@ def main() -> int:
             ("RSS bytes per buffered event", "outage", "bytes_of_rss_per_buffered_event"),
             ("drain s after the bus is back", "outage", "drain_s_after_bus_back")]
     for label, part, key in rows:
-        print(f"{label:34} {str(figures[part]['python'][key]):>10} {str(figures[part]['rust'][key]):>10}")
+        print(f"{label:34} {str(figures[part]['rust'][key]):>10}")
     return 0
 
 

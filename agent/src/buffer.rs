@@ -374,8 +374,78 @@ mod tests {
         assert_eq!(b.push(event(2, 10)).await.unwrap(), Push::Dropped);
         let got: Vec<u64> = b.pop(10, Duration::from_millis(10)).await.iter().map(|e| e.seq).collect();
         assert_eq!(got, vec![0, 1]);
-        // after the sink took them, there is room again (the Python agent's stuck-at-max bug)
+        // after the sink took them, there is room again (not stuck at the maximum)
         assert_eq!(b.push(event(3, 10)).await.unwrap(), Push::Stored);
+    }
+
+    #[tokio::test]
+    async fn drop_newest_counts_the_discards_and_the_level() {
+        let metrics = Arc::new(Metrics::new("bus"));
+        let cfg = BufferConfig { kind: BufferType::Memory, max_events: Some(3), max_size: None, when_full: WhenFull::DropNewest };
+        let b = Buffer::new(cfg, metrics.clone(), "/nonexistent", "bus").unwrap();
+        let mut results = Vec::new();
+        for i in 0..5 {
+            results.push(b.push(event(i, 2)).await.unwrap());
+        }
+        assert_eq!(results, vec![Push::Stored, Push::Stored, Push::Stored, Push::Dropped, Push::Dropped]);
+        assert_eq!(b.len(), 3);
+        let page = metrics.encode();
+        for needle in [
+            "vector_buffer_discarded_events_total{buffer_id=\"bus\",stage=\"0\",intentional=\"true\"} 2",
+            "vector_buffer_discarded_events_total{buffer_id=\"bus\",stage=\"0\",intentional=\"false\"} 0",
+            "vector_buffer_received_events_total{buffer_id=\"bus\",stage=\"0\"} 3",
+            "vector_buffer_size_events{buffer_id=\"bus\",stage=\"0\"} 3",
+            "vector_buffer_size_bytes{buffer_id=\"bus\",stage=\"0\"} 6",
+            "vector_buffer_events{buffer_id=\"bus\",stage=\"0\"} 3",
+        ] {
+            assert!(page.contains(needle), "missing {needle} in\n{page}");
+        }
+        let got: Vec<u64> = b.pop(10, Duration::from_millis(100)).await.iter().map(|e| e.seq).collect();
+        assert_eq!(got, vec![0, 1, 2]);
+        let page = metrics.encode();
+        assert!(page.contains("vector_buffer_sent_events_total{buffer_id=\"bus\",stage=\"0\"} 3"), "{page}");
+        assert!(page.contains("vector_buffer_size_events{buffer_id=\"bus\",stage=\"0\"} 0"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn max_size_takes_an_event_that_fills_it_exactly() {
+        let b = memory(None, Some(10), WhenFull::DropNewest);
+        assert_eq!(b.push(event(0, 6)).await.unwrap(), Push::Stored);
+        assert_eq!(b.push(event(1, 6)).await.unwrap(), Push::Dropped);
+        assert_eq!(b.push(event(2, 4)).await.unwrap(), Push::Stored);
+        assert_eq!(b.push(event(3, 1)).await.unwrap(), Push::Dropped);
+        assert_eq!(b.held(), vec![(0, 0), (0, 2)]);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn block_releases_the_writer_in_order() {
+        let b = Arc::new(memory(Some(2), None, WhenFull::Block));
+        b.push(event(0, 1)).await.unwrap();
+        b.push(event(1, 1)).await.unwrap();
+        let writer = {
+            let b = b.clone();
+            tokio::spawn(async move { b.push(event(2, 1)).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!writer.is_finished(), "a full block buffer accepted a write");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.pop(1, Duration::from_millis(100)).await.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(writer.await.unwrap(), Push::Stored);
+        assert_eq!(b.pop(5, Duration::from_millis(100)).await.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn disk_buffer_lives_under_buffer_v2_and_the_sink_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BufferConfig { kind: BufferType::Disk, max_events: None, max_size: Some(268_435_488), when_full: WhenFull::Block };
+        let b = Buffer::new(cfg, Arc::new(Metrics::new("bus")), dir.path().to_str().unwrap(), "bus").unwrap();
+        b.push(event(0, 8)).await.unwrap();
+        assert_eq!(b.pop(1, Duration::from_millis(10)).await.len(), 1);
+        let folder = dir.path().join("buffer/v2/bus");
+        assert!(folder.join("buffer.db").is_file(), "the ledger is written after a read");
+        assert!(folder.join("buffer-data-0.dat").is_file());
+        let ledger: serde_json::Value = serde_json::from_slice(&fs::read(folder.join("buffer.db")).unwrap()).unwrap();
+        assert_eq!(ledger, serde_json::json!({"write_file": 0, "read_file": 0, "read_offset": HEADER + 8}));
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
 //! Vector-style TOML configuration: the subset of Vector's config the lab uses, with Vector's
 //! rules. `${VAR}` / `${VAR:-default}` interpolation, `sources.<id>` / `sinks.<id>` tables with
 //! `type` and `inputs`, and the sink buffer table with Vector's keys and limits. Anything Vector
-//! would reject is rejected with one line naming the key (the same rules and messages as the
-//! reference implementation in chaoslab/agent/config.py).
+//! would reject is rejected with one line naming the key. `chaoslab-agent check-config` runs this
+//! parser on a file (chaoslab's unit tests check the TOML the lab generates with it), and the
+//! experiment spec's `buffer` rules (chaoslab/workload/vm_agents.py) are held to these messages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -289,6 +290,36 @@ pub fn parse(text: &str, env: &HashMap<String, String>) -> Result<AgentConfig, C
     Ok(AgentConfig { data_dir, sources, sink: sinks.pop().unwrap(), metrics_address })
 }
 
+impl AgentConfig {
+    /// The configuration as read, for `check-config`: Vector's key names, defaults filled in.
+    pub fn summary(&self) -> serde_json::Value {
+        let b = &self.sink.buffer;
+        let sources: serde_json::Map<String, serde_json::Value> = self.sources.values().map(|s| {
+            let format = match &s.format {
+                Format::Json => "json",
+                Format::ApacheCommon => "apache_common",
+                Format::Shuffle(_) => "shuffle",
+            };
+            (s.id.clone(), serde_json::json!({"type": "demo_logs", "format": format, "interval": s.interval_secs,
+                                               "sequence": s.sequence, "count": s.count}))
+        }).collect();
+        serde_json::json!({
+            "data_dir": self.data_dir,
+            "sources": sources,
+            "sink": {
+                "id": self.sink.id, "inputs": self.sink.inputs, "endpoint": self.sink.endpoint, "topic": self.sink.topic,
+                "batch": {"max_events": self.sink.batch_max_events, "timeout_secs": self.sink.batch_timeout_secs},
+                "buffer": {
+                    "type": match b.kind { BufferType::Memory => "memory", BufferType::Disk => "disk" },
+                    "max_events": b.max_events, "max_size": b.max_size,
+                    "when_full": match b.when_full { WhenFull::Block => "block", WhenFull::DropNewest => "drop_newest" },
+                },
+            },
+            "metrics_address": self.metrics_address,
+        })
+    }
+}
+
 fn is_metrics_source(doc: &toml::map::Map<String, Value>, id: &str) -> bool {
     doc.get("sources").and_then(|s| s.get(id)).and_then(|t| t.get("type")).and_then(|v| v.as_str()) == Some("internal_metrics")
 }
@@ -379,5 +410,45 @@ inputs = ["m"]
         assert_eq!(parse(&BASE.replace("encoding.codec = \"json\"", ""), &env()).unwrap_err().0,
                    "sinks.bus.encoding is required");
         assert_eq!(parse("", &env()).unwrap_err().0, "exactly one pulsar sink is supported, found 0");
+        assert_eq!(parse("x = \"${NOPE}\"", &env()).unwrap_err().0, "environment variable NOPE is not set");
+    }
+
+    /// No buffer table: Vector's defaults, spelled out (not compared with BufferConfig::default()).
+    #[test]
+    fn defaults_follow_vector() {
+        let text = BASE.replace("\"pulsar://proxy:6650\"", "\"${PULSAR_ENDPOINT:-pulsar://proxy:6650}\"");
+        let c = parse(&text, &env()).unwrap();
+        assert_eq!(c.sink.buffer, BufferConfig { kind: BufferType::Memory, max_events: Some(500), max_size: None,
+                                                 when_full: WhenFull::Block });
+        assert_eq!(c.sink.endpoint, "pulsar://proxy:6650");
+        let mut set = env();
+        set.insert("PULSAR_ENDPOINT".into(), "pulsar://x:1".into());
+        assert_eq!(parse(&text, &set).unwrap().sink.endpoint, "pulsar://x:1");
+        let memory_by_bytes = with_buffer("max_size = 1000").unwrap().sink.buffer;
+        assert_eq!((memory_by_bytes.kind, memory_by_bytes.max_events, memory_by_bytes.max_size),
+                   (BufferType::Memory, None, Some(1000)), "max_size alone bounds a memory buffer by bytes only");
+    }
+
+    /// The config baked into the agent image (compose/vector/vector.toml), with no environment set.
+    #[test]
+    fn the_lab_agent_config_parses() {
+        let c = parse(include_str!("../../compose/vector/vector.toml"), &HashMap::new()).unwrap();
+        assert_eq!(c.sink.topic, "persistent://public/default/vm-telemetry");
+        assert_eq!(c.sink.endpoint, "pulsar://proxy:6650");
+        assert_eq!(c.metrics_address.as_deref(), Some("0.0.0.0:9598"));
+        assert_eq!(c.sink.buffer, BufferConfig { kind: BufferType::Memory, max_events: Some(500), max_size: None,
+                                                 when_full: WhenFull::Block });
+    }
+
+    #[test]
+    fn summary_says_what_was_read() {
+        let s = with_buffer("type = \"disk\"\nmax_size = 268435488\nwhen_full = \"drop_newest\"").unwrap().summary();
+        assert_eq!(s["sink"]["buffer"], serde_json::json!({"type": "disk", "max_events": null, "max_size": 268435488u64,
+                                                            "when_full": "drop_newest"}));
+        assert_eq!(s["sink"]["topic"], "t");
+        assert_eq!(s["sources"]["app"]["format"], "shuffle");
+        assert_eq!(s["sources"]["app"]["sequence"], true);
+        assert!(s["sources"].get("m").is_none(), "internal_metrics is not a demo_logs source");
+        assert_eq!(s["metrics_address"], "0.0.0.0:9598");
     }
 }

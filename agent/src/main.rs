@@ -4,10 +4,13 @@
 //! semantics, and exports Vector's metric names on :9598.
 //!
 //!     chaoslab-agent [--config /etc/vector/vector.toml]
+//!     chaoslab-agent check-config [--config FILE]  # parse FILE + the environment, print what was read
 //!     chaoslab-agent resident          # the VM's resident application (RESIDENT_MB)
 //!
 //! Exit codes: 0 stopped by SIGTERM/SIGINT (what it still held is written down), 1 the metrics
-//! address or the buffer could not be opened, 78 configuration error. An unreachable broker is
+//! address or the buffer could not be opened, 78 configuration error. `check-config` exits 0 with
+//! the configuration as read (one JSON line on stdout), or 78 with the same one-line error the
+//! agent would stop with. An unreachable broker is
 //! not an exit: the agent keeps running and buffering, as Vector does.
 //!
 //! Stop: on SIGTERM the sources stop, the sink drains the buffer for up to AGENT_DRAIN_SECS
@@ -123,9 +126,32 @@ fn drain_secs(env: &HashMap<String, String>) -> Result<Duration, String> {
     }
 }
 
+/// Everything the agent reads before it starts: the config file and the environment.
+fn configuration(config_path: &str, env: &HashMap<String, String>) -> Result<(config::AgentConfig, Duration), String> {
+    let cfg = config::load(config_path, env).map_err(|e| e.to_string())?;
+    Ok((cfg, drain_secs(env)?))
+}
+
+/// `check-config`: what the agent would run with, or why it would not start (exit 78).
+fn check_config(config_path: &str) -> i32 {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match configuration(config_path, &env) {
+        Ok((cfg, drain)) => {
+            let mut summary = cfg.summary();
+            summary["drain_secs"] = drain.as_secs_f64().into();
+            println!("{summary}");
+            0
+        }
+        Err(e) => {
+            eprintln!("chaoslab-agent: configuration error: {e}");
+            78
+        }
+    }
+}
+
 fn agent(config_path: &str) -> i32 {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let (cfg, drain) = match config::load(config_path, &env).map_err(|e| e.to_string()).and_then(|c| Ok((c, drain_secs(&env)?))) {
+    let (cfg, drain) = match configuration(config_path, &env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chaoslab-agent: configuration error: {e}");
@@ -209,9 +235,21 @@ async fn run(cfg: config::AgentConfig, drain: Duration, stop_signal: impl Future
     0
 }
 
+/// `--config FILE` / `-c FILE` / a bare FILE, else VECTOR_CONFIG, else /etc/vector/vector.toml.
+fn config_path(args: &[String]) -> String {
+    match args.iter().position(|a| a == "--config" || a == "-c") {
+        Some(i) => args.get(i + 1).cloned().unwrap_or_default(),
+        None => match args.first() {
+            Some(a) if !a.starts_with('-') => a.clone(),
+            _ => std::env::var("VECTOR_CONFIG").unwrap_or_else(|_| "/etc/vector/vector.toml".into()),
+        },
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
+        Some("check-config") => check_config(&config_path(&args[1..])),
         Some("resident") => {
             // SIGTERM's default action ends it: there is nothing to flush.
             match resident::run(Arc::new(AtomicBool::new(false))) {
@@ -223,7 +261,8 @@ fn main() {
             }
         }
         Some("--help") | Some("-h") => {
-            println!("usage: chaoslab-agent [--config FILE] | chaoslab-agent resident");
+            println!("usage: chaoslab-agent [--config FILE] | chaoslab-agent check-config [--config FILE] | \
+                      chaoslab-agent resident");
             0
         }
         _ => {
@@ -311,6 +350,35 @@ connection_retry_options.connection_timeout_secs = 1
         let dropped = kinds.get("dropped").cloned().unwrap_or_default();
         assert_eq!(held, (0..5).collect::<BTreeSet<u64>>());
         assert_eq!(held.union(&dropped).copied().collect::<BTreeSet<u64>>(), (0..generated).collect::<BTreeSet<u64>>());
+    }
+
+    #[test]
+    fn check_config_reads_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "[sources.app]\ntype = \"demo_logs\"\n[sinks.bus]\ntype = \"pulsar\"\ninputs = [\"app\"]\n\
+                               endpoint = \"${EP:-pulsar://proxy:6650}\"\ntopic = \"t\"\nencoding.codec = \"json\"\n").unwrap();
+        let path = good.to_str().unwrap();
+        let (cfg, drain) = configuration(path, &HashMap::new()).unwrap();
+        assert_eq!((cfg.sink.endpoint.as_str(), drain), ("pulsar://proxy:6650", Duration::from_secs(10)));
+        let env = HashMap::from([("EP".to_string(), "pulsar://x:1".to_string()), ("AGENT_DRAIN_SECS".to_string(), "3".to_string())]);
+        let (cfg, drain) = configuration(path, &env).unwrap();
+        assert_eq!((cfg.sink.endpoint.as_str(), drain), ("pulsar://x:1", Duration::from_secs(3)));
+        let bad_drain = HashMap::from([("AGENT_DRAIN_SECS".to_string(), "soon".to_string())]);
+        assert!(configuration(path, &bad_drain).unwrap_err().starts_with("AGENT_DRAIN_SECS must be"));
+        let broken = dir.path().join("broken.toml");
+        std::fs::write(&broken, std::fs::read_to_string(&good).unwrap() + "[sinks.bus.buffer]\ntype = \"disk\"\n").unwrap();
+        assert_eq!(configuration(broken.to_str().unwrap(), &HashMap::new()).unwrap_err(),
+                   "sinks.bus.buffer.max_size is required for disk buffers");
+        assert!(configuration("/nonexistent/x.toml", &HashMap::new()).unwrap_err().starts_with("cannot read /nonexistent/x.toml"));
+    }
+
+    #[test]
+    fn config_path_takes_the_flag_or_a_bare_file() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(config_path(&args(&["--config", "a.toml"])), "a.toml");
+        assert_eq!(config_path(&args(&["-c", "b.toml"])), "b.toml");
+        assert_eq!(config_path(&args(&["c.toml"])), "c.toml");
     }
 
     #[test]

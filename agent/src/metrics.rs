@@ -173,4 +173,27 @@ mod tests {
             assert!(page.contains(needle), "missing {needle} in\n{page}");
         }
     }
+
+    /// The current names and the Vector v0.40 ones, on the page before the first event; the limits
+    /// under both generations' names.
+    #[test]
+    fn both_generations_of_names_are_on_the_page() {
+        let m = Metrics::new("bus");
+        m.set_limits(Some(500), None);
+        let page = m.encode();
+        let names: std::collections::HashSet<&str> = page.lines().filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next()).collect();
+        for name in ["vector_buffer_received_events_total", "vector_buffer_sent_events_total",
+                     "vector_buffer_discarded_events_total", "vector_buffer_size_events",
+                     "vector_buffer_max_size_events", "vector_buffer_events", "vector_buffer_byte_size",
+                     "vector_buffer_max_event_size", "vector_component_sent_events_total"] {
+            assert!(names.contains(name), "missing {name} in\n{page}");
+        }
+        for needle in ["vector_buffer_max_size_events{buffer_id=\"bus\",stage=\"0\"} 500",
+                       "vector_buffer_max_event_size{buffer_id=\"bus\",stage=\"0\"} 500",
+                       "vector_buffer_max_size_bytes{buffer_id=\"bus\",stage=\"0\"} 0",
+                       "vector_buffer_max_byte_size{buffer_id=\"bus\",stage=\"0\"} 0"] {
+            assert!(page.contains(needle), "missing {needle} in\n{page}");
+        }
+    }
 }

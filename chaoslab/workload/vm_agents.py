@@ -18,7 +18,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from chaoslab.agent.config import BufferConfig, ConfigError
 from chaoslab.errors import LabError
 from chaoslab.lab import vms
 from chaoslab.observe.metrics import scrape
@@ -87,8 +86,16 @@ def scrape_agent(ip: str, timeout: float = 1.5) -> dict | None:
     return scrape(f"http://{ip}:9598/metrics", AGENT_METRICS, split_by=("intentional",), timeout=timeout)
 
 
+# agent/src/config.rs: MIN_DISK_BUFFER_BYTES (two 128 MiB data files + a 32-byte ledger, Vector's
+# minimum disk buffer) and DEFAULT_MAX_EVENTS (a memory buffer given neither limit).
+MIN_DISK_BUFFER_BYTES = 268_435_488
+DEFAULT_MAX_EVENTS = 500
+
+
 class Buffer(Model):
-    """The sink buffer, Vector's keys and rules (the agent's own parser checks them)."""
+    """The sink buffer, Vector's keys and rules. The agent's parser (agent/src/config.rs) decides
+    what is valid; these checks only reject a bad spec before a lab starts, with the agent's
+    messages. tests/unit/test_agent_config.py holds them to `chaoslab-agent check-config`."""
     type: Literal["memory", "disk"] = "memory"
     max_events: Annotated[int, Field(ge=1)] | None = None
     max_size: Annotated[int, Field(ge=1)] | None = None
@@ -96,24 +103,35 @@ class Buffer(Model):
 
     @model_validator(mode="after")
     def _vector_rules(self):
-        try:
-            self.config()
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        where = "sinks.bus.buffer"
+        if self.type == "disk":
+            if self.max_events is not None:
+                raise ValueError(f"{where}.max_events applies to memory buffers only")
+            if self.max_size is None:
+                raise ValueError(f"{where}.max_size is required for disk buffers")
+            if self.max_size < MIN_DISK_BUFFER_BYTES:
+                raise ValueError(f"{where}.max_size must be at least {MIN_DISK_BUFFER_BYTES} bytes for disk buffers")
+        elif self.max_events is not None and self.max_size is not None:
+            raise ValueError(f"{where}: max_events and max_size cannot be set together")
         return self
 
-    def config(self) -> BufferConfig:
-        return BufferConfig.parse("bus", self.model_dump(exclude_none=True))
+    def effective(self) -> dict:
+        """The buffer as the agent runs it (its check-config's `sink.buffer`): a memory buffer
+        given neither limit holds DEFAULT_MAX_EVENTS events."""
+        max_events = self.max_events
+        if self.type == "memory" and max_events is None and self.max_size is None:
+            max_events = DEFAULT_MAX_EVENTS
+        return {"type": self.type, "max_events": max_events, "max_size": self.max_size, "when_full": self.when_full}
 
 
 def agent_toml(group: "VmAgents", name: str, topic: str) -> str:
-    """A config valid for real Vector and for the stand-in."""
-    b = group.buffer.config()
-    buffer_lines = [f'type = "{b.type}"', f'when_full = "{b.when_full}"']
-    if b.max_events is not None and b.type == "memory":
-        buffer_lines.append(f"max_events = {b.max_events}")
-    if b.max_size is not None:
-        buffer_lines.append(f"max_size = {b.max_size}")
+    """A config valid for real Vector and for the agent (chaoslab-agent check-config)."""
+    b = group.buffer.effective()
+    buffer_lines = [f'type = "{b["type"]}"', f'when_full = "{b["when_full"]}"']
+    if b["max_events"] is not None and b["type"] == "memory":
+        buffer_lines.append(f"max_events = {b['max_events']}")
+    if b["max_size"] is not None:
+        buffer_lines.append(f"max_size = {b['max_size']}")
     line = ("x" * max(0, group.line_bytes - 40)).join(["GET /api/v1/orders ", " 200"])
     return "\n".join([
         f"# VM group {name}: written by chaoslab for this run",

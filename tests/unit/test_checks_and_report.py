@@ -2,7 +2,6 @@ import json
 import time
 from types import SimpleNamespace
 
-from chaoslab.agent import config as agent_config
 from chaoslab.checks.loss import NoLoss
 from chaoslab.checks.vms import EventsLost, HostIoPressure, OomKills
 from chaoslab.observe import cgroups
@@ -11,10 +10,8 @@ from chaoslab.probes.pulsar import BROKER_METRICS
 from chaoslab.record import read
 from chaoslab.report import build_report, describe, words
 from chaoslab.run.journal import Journal
-from chaoslab.spec.experiment import load
-from chaoslab.settings import REPO_ROOT
 from chaoslab.workload.stats import ClientStats, error_kind
-from chaoslab.workload.vm_agents import AGENT_METRICS, agent_toml
+from chaoslab.workload.vm_agents import AGENT_METRICS
 
 
 def test_client_stats_window_and_error_kinds():
@@ -47,15 +44,6 @@ vector_buffer_discarded_events_total{intentional="false",component_id="bus"} 1
     assert parse_metrics(agent, AGENT_METRICS, split_by=("intentional",)) == {
         "vector_buffer_discarded_events_total{intentional=true}": 4.0,
         "vector_buffer_discarded_events_total{intentional=false}": 1.0}
-
-
-def test_generated_agent_config_is_valid_for_the_agent():
-    exp = load(REPO_ROOT / "experiments" / "vector-buffer.yaml", env={})
-    for v in exp.variants:
-        group = exp.plan(v).workload
-        cfg = agent_config.parse(agent_toml(group, v.name, "persistent://public/default/x"), env={})
-        assert cfg.sink.buffer == group.buffer.config()
-        assert cfg.sources["app_logs"].format == "shuffle" and cfg.sources["app_logs"].sequence
 
 
 def test_final_checks_pass_fail_and_unknown():
