@@ -54,6 +54,14 @@ class LossReport:
                 "lost_sample": self.lost[:10], "unknown_sample": self.unknown[:10]}
 
 
+def loss_words(l: dict) -> str:
+    """A workload's books (LossReport.summary()) as one paragraph of the report."""
+    return (f"Workload: {l['sent']} sent, {l['acked']} acknowledged, {l['received']} received, "
+            f"{l['lost']} acknowledged but never delivered, {l.get('unknown', 0)} neither delivered nor "
+            f"provably lost (books {'closed' if l.get('books_closed', True) else 'not closed'}: "
+            f"{l.get('closed_by') or 'n/a'}), {l['duplicated']} duplicated.")
+
+
 def check(history: History) -> LossReport:
     sent, acked, failed = set(), set(), set()
     received: Counter[str] = Counter()
