@@ -1,5 +1,5 @@
 """The incident chain's links 1-6 per run and variant, as the report computes them
-(chaoslab.report.chain), with each rolled broker's (shallow ok, health check ok) when its roll
+(chaoslab.stories.incident_chain), with each rolled broker's (shallow ok, health check ok) when its roll
 ended: the counts behind README's "which links the lab reproduces".
 
     python bench/chain_counts.py runs/rates-ts3 runs/rates-ts4
@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders  # noqa: E402
-from chaoslab.report.chain import links  # noqa: E402
+from chaoslab.stories.incident_chain import links  # noqa: E402
 from chaoslab.run.journal import read  # noqa: E402
 
 

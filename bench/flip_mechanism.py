@@ -1,5 +1,5 @@
 """How the flip failed, per release: every run folder given (single runs or `--repeat` series),
-each variant classified as hang / split / both / none (chaoslab/report/flip.py), tallied per
+each variant classified as hang / split / both / none (chaoslab/stories/flip.py), tallied per
 (variant, release) with the failure rate's 95 % Wilson interval, the metadata conflict, and the runs
 in which the load-data store restarted its table view because its clock started at time 0 (the
 likely trigger of the hang: a restart under the store's monitor; counted from the store's own
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaoslab.rates import wilson  # noqa: E402
-from chaoslab.report.flip import classify  # noqa: E402
+from chaoslab.stories.flip import classify  # noqa: E402
 from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.run.journal import read  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Which upgrade procedure held the hypothesis: run folders of experiments/upgrade-procedures.yaml
 (single runs or `--repeat` series), tallied per procedure (variant) and release pair: verdicts, with
 the failure rate's 95 % Wilson interval, how the failing runs failed (hang / split / both / none,
-chaoslab/report/flip.py), and for the full restart the service it cost (the restart-brokers step's
+chaoslab/stories/flip.py), and for the full restart the service it cost (the restart-brokers step's
 seconds until every broker served and until the hypothesis held again). A run the lab could not
 judge (INCONCLUSIVE, ERROR) is counted apart, never as a pass.
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaoslab.rates import wilson  # noqa: E402
-from chaoslab.report.flip import classify  # noqa: E402
+from chaoslab.stories.flip import classify  # noqa: E402
 from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.run.journal import read  # noqa: E402
 
