@@ -20,7 +20,7 @@ from chaoslab import http
 from chaoslab.lab import health
 from chaoslab.observe.metrics import scrape
 from chaoslab.probes.figures import ClusterFigures, BrokersFigures
-from chaoslab.spec.base import Panel, Probe, register
+from chaoslab.spec.base import Panel, Probe, StatusView, register, status_view
 from chaoslab.text import fmt, words
 
 BROKER_METRICS = (
@@ -381,3 +381,32 @@ class PulsarCluster(Probe):
             f"{k.split('/')[-1]} {'exists' if x else 'absent' if x is False else 'unknown'}"
             + (f" (owner {owners.get(k)})" if owners.get(k) else "")
             for k, x in st["exists"].items()))]
+
+
+# -- `chaoslab status`: the Pulsar cluster's roles -------------------------------------------------
+@status_view("brokers")
+def broker_table(brokers: list) -> StatusView:
+    rows = []
+    for b in brokers or []:
+        lm = (b["loadManagerClassName"] or "-").rsplit(".", 1)[-1]
+        rows.append([b["name"], b["container"] or "-", b["version"] or "-", lm,
+                     "yes" if b["healthy"] else f"NO {b.get('health_detail') or b['state']}"[:60],
+                     "yes" if b["shallow_healthy"] else "no", str(b["owned_bundles"] if b["owned_bundles"] is not None else "-")])
+    return StatusView(title="Pulsar brokers",
+                      columns=["broker", "container", "version", "loadManagerClassName", "healthy", "shallow", "bundles"],
+                      rows=rows, healthy=all(b["healthy"] for b in brokers or []))
+
+
+@status_view("proxy")
+def proxy_line(p: dict) -> StatusView:
+    return StatusView(lines=[f"proxy     {p['state']:10} {p['service_url']}  admin {p['admin_url']}"])
+
+
+@status_view("zookeeper")
+def zookeeper_line(z: dict) -> StatusView:
+    return StatusView(lines=[f"zookeeper {z['state']:10}"])
+
+
+@status_view("bookies")
+def bookies_line(bookies: list) -> StatusView:
+    return StatusView(lines=["bookies   " + ", ".join(f"{b['name']} {b['state']}" for b in bookies or [])])

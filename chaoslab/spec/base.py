@@ -147,6 +147,8 @@ class Reason:
 def as_reason(value) -> dict:
     """A reason from results.json as a dict; run folders written before reasons were structured
     hold plain sentences, which read as kind `note` with the sentence as both text and short."""
+    if isinstance(value, Reason):
+        return value.as_dict()
     if isinstance(value, dict) and "kind" in value and "text" in value:
         return {"short": value["text"], "subject": None, "violations": [], **value}
     return {"kind": "note", "text": str(value), "short": str(value), "subject": None, "violations": []}
@@ -511,6 +513,30 @@ def probe_status(sample: dict) -> str:
     replaced = {k for _, cls in present for k in cls.status_replaces if k in sample}
     parts = [cls.status(sample[key]) for key, cls in present if key not in replaced]
     return "  ".join(p for p in parts if p) or "-"
+
+
+@dataclass
+class StatusView:
+    """One role's part of `chaoslab status` (brokers, a RabbitMQ cluster, VMs...): a table
+    (title, columns, rows) and/or lines; `healthy` False makes the command exit 1 (None: this
+    part says nothing about health)."""
+    title: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    healthy: bool | None = None
+
+
+STATUS_VIEWS: dict[str, Any] = {}   # role (a key of the lab's status) -> fn(part) -> StatusView
+
+
+def status_view(role: str):
+    """Register how one role of the lab's status reads for people (the lab or probe layer that
+    knows that role does it; the CLI only renders what it gets)."""
+    def deco(fn):
+        STATUS_VIEWS[role] = fn
+        return fn
+    return deco
 
 
 def _now() -> float:
