@@ -301,4 +301,5 @@ class IncidentChain(Story):
                  [[n, what[n], *[_cell(per[v["name"]][n]) for v in variants]] for n in watched]),
                 ("p", "The incident and its chain are told in docs/incident.md. "
                       + ("Links this experiment does not watch are left out." if self.links is None
-                         else f"This experiment shows links {', '.join(map(str, numbers))} of {len(LINKS)}."))]
+                         else f"Shown: the links this experiment names ({', '.join(map(str, numbers))}) of the chain's "
+                              f"{len(LINKS)}."))]
