@@ -1,5 +1,5 @@
 """The incident chain's links 1-6 per run and variant, as the report computes them
-(chaoslab.report.chain), with each rolled broker's (shallow ok, health check ok) when its roll
+(chaoslab.stories.incident_chain), with each rolled broker's (shallow ok, health check ok) when its roll
 ended: the counts behind README's "which links the lab reproduces".
 
     python bench/chain_counts.py runs/rates-ts3 runs/rates-ts4
@@ -14,13 +14,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders  # noqa: E402
 from chaoslab.record import read  # noqa: E402
-from chaoslab.report.chain import links  # noqa: E402
+from chaoslab.spec.base import RunView  # noqa: E402
+from chaoslab.stories.incident_chain import links, pending_limit  # noqa: E402
 
 
 def main(folders: list[str]) -> None:
     for rd, res in run_folders(folders):
-        limit = float(((res.get("lab") or {}).get("broker_config") or {}).get("maxConcurrentLookupRequest") or 50)
         records = read(rd / "journal.jsonl")
+        limit = pending_limit(RunView(rd, res, records)) or 50
         for v in res["variants"]:
             samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
             rows = links(v, samples, limit)[:6]

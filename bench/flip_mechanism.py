@@ -1,5 +1,5 @@
 """How the flip failed, per release: every run folder given (single runs or `--repeat` series),
-each variant classified as hang / split / both / none (chaoslab/report/flip.py), tallied per
+each variant classified as hang / split / both / none (chaoslab/stories/flip.py), tallied per
 (variant, release) with the failure rate's 95 % Wilson interval, the metadata conflict, and the runs
 in which the load-data store restarted its table view because its clock started at time 0 (the
 likely trigger of the hang: a restart under the store's monitor; counted from the store's own
@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaoslab.rates import wilson  # noqa: E402
-from chaoslab.report.flip import classify  # noqa: E402
+from chaoslab.spec.base import as_reason  # noqa: E402
+from chaoslab.stories.flip import classify  # noqa: E402
 from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.record import read  # noqa: E402
 
@@ -67,7 +68,7 @@ def main(paths: list[str], markdown: bool = False) -> None:
             t["names"] = sorted(set(t["names"] or []) | {v["name"]})
             if v["verdict"] not in ("PASS", "FAIL"):      # the lab could not tell: counted apart, never as a pass
                 t["not_judged"] += 1
-                print(f"{rd}  {v['name']:10} {release:6} {v['verdict']}: {'; '.join(v.get('reasons') or [])[:160]}")
+                print(f"{rd}  {v['name']:10} {release:6} {v['verdict']}: {'; '.join(as_reason(x)['short'] for x in v.get('reasons') or [])[:160]}")
                 continue
             t["runs"] += 1
             t["fail"] += v["verdict"] == "FAIL"

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders  # noqa: E402
-from chaoslab.report.flip import longest, peak_pending as pending  # noqa: E402
+from chaoslab.stories.flip import longest, peak_pending as pending  # noqa: E402
 
 
 def figures(samples: list[dict]) -> dict:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaoslab.rates import run_folders, wilson  # noqa: E402
 from chaoslab.record import read as read_journal  # noqa: E402
-from chaoslab.report.flip import longest, peak_pending  # noqa: E402
+from chaoslab.stories.flip import longest, peak_pending  # noqa: E402
 
 
 def _rate(ok, failed):

@@ -1,7 +1,7 @@
 """Which upgrade procedure held the hypothesis: run folders of experiments/upgrade-procedures.yaml
 (single runs or `--repeat` series), tallied per procedure (variant) and release pair: verdicts, with
 the failure rate's 95 % Wilson interval, how the failing runs failed (hang / split / both / none,
-chaoslab/report/flip.py), and for the full restart the service it cost (the restart-brokers step's
+chaoslab/stories/flip.py), and for the full restart the service it cost (the restart-brokers step's
 seconds until every broker served and until the hypothesis held again). A run the lab could not
 judge (INCONCLUSIVE, ERROR) is counted apart, never as a pass.
 
@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaoslab.rates import wilson  # noqa: E402
-from chaoslab.report.flip import classify  # noqa: E402
+from chaoslab.spec.base import as_reason  # noqa: E402
+from chaoslab.stories.flip import classify  # noqa: E402
+from chaoslab.stories.incident_chain import FLIP, is_flip  # noqa: E402
 from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.record import read  # noqa: E402
 
@@ -59,14 +61,14 @@ def tally(paths: list[str], log=print) -> list[dict]:
             # the switch is the first step whose settings name the extensible load manager: how a run
             # failed is read from there on; two-owner answers before it (the plain release pass) apart
             switch_t = next((r["t"] for r in records if r.get("name") == "step-start" and r.get("variant") == v["name"]
-                             and "ExtensibleLoadManagerImpl" in json.dumps(r.get("spec") or {})), None)
+                             and is_flip((r.get("spec") or {}).get("broker_config"), FLIP)), None)
             before = [s for s in samples if switch_t is not None and s["t"] < switch_t]
             row["split_before_switch"].append(sum(1 for s in before if (s.get("cluster") or {}).get("split")))
             after = [s for s in samples if switch_t is None or s["t"] >= switch_t]
             c = classify(after, rd / "logs" / v["name"], since=switch_t or (v.get("kpis") or {}).get("injection_t"))
             if v["verdict"] == "FAIL":
                 row["mechanisms"][c["mechanism"]] += 1
-                row["reasons"].append((v.get("reasons") or ["?"])[0][:160])
+                row["reasons"].append(as_reason((v.get("reasons") or ["?"])[0])["text"][:160])
             for s in v.get("steps") or []:
                 if s.get("type") == "restart-brokers":
                     if s.get("service_back_after_secs") is not None:
@@ -75,7 +77,7 @@ def tally(paths: list[str], log=print) -> list[dict]:
                     if served and len(served) == len(s.get("serving_after_secs") or {}):
                         row["serving"].append(max(served))
             log(f"{rd}  {v['name']:13} {pair:16} {v['verdict']:12} {c['mechanism'] if v['verdict'] == 'FAIL' else '':5} "
-                f"{'; '.join(v.get('reasons') or [])[:120]}")
+                f"{'; '.join(as_reason(x)['short'] for x in v.get('reasons') or [])[:120]}")
     out = []
     for (name, pair), r in sorted(rows.items()):
         judged = [x for x in r["verdicts"] if x in ("PASS", "FAIL")]

@@ -21,6 +21,7 @@ from chaoslab.errors import LabError
 from chaoslab.record import read
 from chaoslab.report import describe
 from chaoslab.report.blocks import RunFolderError, read_results
+from chaoslab.spec.base import as_reason
 
 # the runner's own event kinds: every step's start and end, every undo, the decisions
 EXCERPT_EVENTS = {"step-start", "step-end", "undo-start", "undo-end", "abort", "interrupted", "lab-error",
@@ -156,7 +157,7 @@ def summary(run_dir: Path) -> dict:
                           "decision_s": k.get("decision_after_injection_secs"),
                           "resolution_s": k.get("resolution_after_injection_secs"),
                           "lost": _obj(w.get("loss")).get("lost", _obj(w.get("totals")).get("lost")),
-                          "first_reason": str(reasons[0] if isinstance(reasons, list) and reasons else "")[:70]}
+                          "first_reason": (as_reason(reasons[0])["short"] if isinstance(reasons, list) and reasons else "")[:70]}
     return out
 
 

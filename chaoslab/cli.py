@@ -58,43 +58,46 @@ def cmd_status(args) -> int:
     from chaoslab.lab.cluster import Lab
     from chaoslab.lab.status import collect
     status = collect(Lab(log=_log))
+    views = status_views(status)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
-        print_status(status)
-    healthy = status["up"] and all(b["healthy"] for b in status["brokers"])
+        print_status(status, views)
+    healthy = status["up"] and all(v.healthy is not False for v in views.values())
     return 0 if healthy else 1
 
 
-def print_status(status: dict) -> None:
+def status_views(status: dict) -> dict:
+    """Each role of the lab's status as its registered StatusView (spec.base.status_view; the
+    probe layer registers them); a role nobody registered reads as one line of words."""
+    from chaoslab.report import words
+    from chaoslab.spec.base import STATUS_VIEWS, StatusView, load_package
+    load_package("chaoslab.probes")
+    out = {}
+    for role, part in status.items():
+        if role in ("project", "up"):
+            continue
+        if role in STATUS_VIEWS:
+            out[role] = STATUS_VIEWS[role](part)
+        elif part not in (None, [], {}):
+            out[role] = StatusView(lines=[f"{role:9} {words(part)}"])
+    return out
+
+
+def print_status(status: dict, views: dict | None = None) -> None:
     if not status["up"]:
         out.print("lab is not running ('make up' starts it)")
         return
-    table = Table(title="Pulsar brokers")
-    for col in ("broker", "container", "version", "loadManagerClassName", "healthy", "shallow", "bundles"):
-        table.add_column(col)
-    for b in status["brokers"]:
-        lm = (b["loadManagerClassName"] or "-").rsplit(".", 1)[-1]
-        table.add_row(b["name"], b["container"] or "-", b["version"] or "-", lm,
-                      "yes" if b["healthy"] else f"NO {b.get('health_detail') or b['state']}"[:60],
-                      "yes" if b["shallow_healthy"] else "no", str(b["owned_bundles"] if b["owned_bundles"] is not None else "-"))
-    out.print(table)
-    p = status["proxy"]
-    out.print(f"proxy     {p['state']:10} {p['service_url']}  admin {p['admin_url']}")
-    for n in status["rabbitmq"]["nodes"]:
-        member = {True: "member", False: "NOT a member", None: "membership unknown"}[n.get("member")]
-        running = "" if n.get("running_in_cluster", True) else ", not running in the cluster"
-        out.print(f"rabbitmq  {n['state']:10} {n['node']} ({member}{running})  {n['amqp_url']}")
-    out.print(f"zookeeper {status['zookeeper']['state']:10} bookies " +
-              ", ".join(f"{b['name']} {b['state']}" for b in status["bookies"]))
-    if status["vms"]:
-        vms = Table(title="VM containers")
-        for col in ("container", "flavour", "state", "memory cap", "cpus", "image"):
-            vms.add_column(col)
-        for v in status["vms"]:
-            vms.add_row(v["container"], v["flavour"], v["state"], f"{v['memory_limit_mib']} MiB",
-                        str(v["cpus"]), v["image"])
-        out.print(vms)
+    for view in (status_views(status) if views is None else views).values():
+        if view.columns and view.rows:
+            table = Table(title=view.title or None)
+            for col in view.columns:
+                table.add_column(col)
+            for row in view.rows:
+                table.add_row(*[str(c) for c in row])
+            out.print(table)
+        for line in view.lines:
+            out.print(line, highlight=False)
 
 
 def cmd_validate(args) -> int:
@@ -311,16 +314,17 @@ def _junit_path(args, runner, attempt: int):
 
 
 def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
-    from chaoslab.gate import green_but_broken
+    from chaoslab.gate import observations
     from chaoslab.run.runner import violation_text
+    from chaoslab.spec.base import as_reason
     change = runner.results[0] if runner.results else None
     verdict = change.verdict if change else None
     if code == 0:
         say.print("GATE: SAFE - the steady state held through the change, every condition judged")
     elif code == 1 and change:
         say.print("GATE: UNSAFE")
-        for reason in (as_reason(x)["text"] for x in change.reasons):
-            say.print(f"  - {reason}", highlight=False)
+        for reason in change.reasons:
+            say.print(f"  - {as_reason(reason)['text']}", highlight=False)
         if change.first_violations:
             say.print(f"  evidence (first violated conditions): {'; '.join(violation_text(v) for v in change.first_violations[:4])}",
                       highlight=False)
@@ -328,16 +332,15 @@ def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
         say.print("GATE: INTERRUPTED - no verdict")
     elif verdict == "INCONCLUSIVE":
         say.print("GATE: INCONCLUSIVE - the lab could not tell: no violation was seen, but the evidence is incomplete")
-        for reason in (as_reason(x)["text"] for x in change.reasons):
-            say.print(f"  - {reason}", highlight=False)
+        for reason in change.reasons:
+            say.print(f"  - {as_reason(reason)['text']}", highlight=False)
     else:
         why = (as_reason(change.reasons[0])["text"] if change and change.reasons else None) or runner.error or "see the run folder"
         say.print(f"GATE: LAB ERROR - the lab itself failed; this is not a verdict on the change: {why}", highlight=False)
     for note in (change.notes if change else []):
         say.print(f"  note: {note}", highlight=False)
-    if change and green_but_broken(change):
-        say.print("  green-but-broken (both health checks passed while its topics failed): "
-                  + ", ".join(f"{b} {s} s" for b, s in green_but_broken(change).items()))
+    for line in (observations(change) if change else []):
+        say.print(f"  {line}", highlight=False)
     say.print(f"report: {runner.run_dir / 'report.md'}  junit: {junit_path}  bundle: {bundle}")
 
 
@@ -384,6 +387,7 @@ def print_verdict(runner, code: int) -> None:
     for col in ("variant", "role", "parameters", "verdict", "reason"):
         table.add_column(col)
     from chaoslab.report import words
+    from chaoslab.spec.base import as_reason
     for r in runner.results:
         table.add_row(r.name, r.role, words(r.params, 60), r.verdict, (as_reason(r.reasons[0])["short"] if r.reasons else "")[:90])
     out.print(table)

@@ -19,7 +19,7 @@ from pathlib import Path
 from chaoslab import procedures
 from chaoslab.lab.broker_settings import control_character
 from chaoslab.settings import REPO_ROOT, check_version
-from chaoslab.spec.base import as_reason
+from chaoslab.spec.base import as_reason, probe_why
 from chaoslab.spec.experiment import Experiment, SpecError, Variant, load
 
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "transfer-shedder.yaml"
@@ -135,13 +135,13 @@ def junit(path: Path, runner, code: int, message: str | None = None) -> None:
         cases += 1
         if r.verdict == "FAIL":
             failures += 1
-            f = ET.SubElement(case, "failure", message=(as_reason(r.reasons[0])["text"] if r.reasons else "hypothesis violated"))
-            f.text = "\n".join([as_reason(x)["text"] for x in r.reasons] + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
+            f = ET.SubElement(case, "failure", message=(as_reason(r.reasons[0])["short"] if r.reasons else "hypothesis violated"))
+            f.text = "\n".join(_texts(r.reasons) + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
         elif r.verdict in ("ERROR", "INCONCLUSIVE", "INTERRUPTED"):
             errors += 1
             e = ET.SubElement(case, "error", type=r.verdict,
-                              message=f"{r.verdict}: " + (as_reason(r.reasons[0])["text"] if r.reasons else r.verdict.lower()))
-            e.text = "\n".join([as_reason(x)["text"] for x in r.reasons] + r.notes)
+                              message=f"{r.verdict}: " + (as_reason(r.reasons[0])["short"] if r.reasons else r.verdict.lower()))
+            e.text = "\n".join(_texts(r.reasons) + list(r.notes))
         for step in (s for s in r.steps if s["type"] == "roll-broker" and "functional_ok" in s):
             sc = ET.SubElement(suite, "testcase", classname=f"chaoslab.{name}.{r.name}",
                                name=f"{step['broker']} healthy after roll", time=f"{step['wait_secs']}")
@@ -173,10 +173,14 @@ def junit(path: Path, runner, code: int, message: str | None = None) -> None:
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def green_but_broken(result) -> dict[str, int]:
-    """Brokers the broker-views probe found green-but-broken, with the seconds they were."""
-    seconds = ((result.probes or {}).get("views") or {}).get("seconds") or {}
-    return {b: c["green-but-broken"] for b, c in sorted(seconds.items()) if c.get("green-but-broken")}
+def _texts(reasons: list) -> list[str]:
+    return [as_reason(x)["text"] for x in reasons]
+
+
+def observations(result) -> list[str]:
+    """What the variant's probes say beside the verdict (their why(): e.g. a broker found
+    green-but-broken, with its seconds), from its probe summaries."""
+    return probe_why(result.probes or {})
 
 
 def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, str] | None = None) -> dict:
@@ -187,14 +191,14 @@ def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, 
     failed = judged.count(1)
     lo, hi = wilson(failed, len(judged))
     first = None
-    gbb: dict[str, int] = {}
+    seen: list[dict] = []
     inconclusive, notes, coverage = [], [], []
     for runner in runners:
         if getattr(runner, "error", None):
             inconclusive.append({"run": str(runner.run_dir), "reason": runner.error})
         for r in runner.results:
             if r.verdict in ("INCONCLUSIVE", "ERROR"):
-                inconclusive.append({"run": str(runner.run_dir), "verdict": r.verdict, "reasons": r.reasons})
+                inconclusive.append({"run": str(runner.run_dir), "verdict": r.verdict, "reasons": _texts(r.reasons)})
             notes += r.notes
             coverage.append({"run": str(runner.run_dir), "variant": r.name, "coverage": r.coverage})
             if first is None and r.verdict == "FAIL":
@@ -202,8 +206,9 @@ def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, 
                 first = {"run": str(runner.run_dir), "reason": as_reason(r.reasons[0])["text"] if r.reasons else None,
                          "violation": v, "text": violation_text(v) if v else None,
                          "failed_checks": [c for c in r.checks if c["outcome"] == "fail"]}
-            for b, secs in green_but_broken(r).items():
-                gbb[b] = gbb.get(b, 0) + secs
+            said = observations(r)
+            if said:
+                seen.append({"run": str(runner.run_dir), "variant": r.name, "says": said})
     verdict = VERDICT_WORDS.get(final, "LAB ERROR")
     if final == 2:
         verdicts = {r.verdict for runner in runners for r in runner.results}
@@ -215,7 +220,7 @@ def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, 
             "not_judged": inconclusive, "notes": notes, "coverage": coverage,
             "judged_runs": len(judged), "failed_runs": failed, "failure_rate_interval_95": [round(lo, 3), round(hi, 3)],
             "failure_rate_upper_95": round(hi, 3) if failed == 0 and judged else None,
-            "first_violation": first, "green_but_broken": gbb,
+            "first_violation": first, "observations": seen,
             "run_folders": [str(r.run_dir) for r in runners],
             # UNSAFE: the procedure measured SAFE for this change, or that none was (chaoslab/procedures.py)
             "advice": procedures.advice(broker_conf or {}) if final == 1 else None}

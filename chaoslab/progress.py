@@ -1,7 +1,7 @@
 """The console run handler, above the report whose words it prints. `ConsoleProgress` shows a
 run as it happens: on a terminal a live panel (variant, phase, running steps, elapsed, hypothesis
-state, per-broker or per-VM health) with each event printed above it; elsewhere (CI, a pipe) one
-line per event and a status line every 30 s."""
+state, each probe's own status fragment) with each event printed above it; elsewhere (CI, a pipe)
+one line per event and a status line every 30 s."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from chaoslab.report import describe
+from chaoslab.spec.base import probe_status
 
 SHOWN = {"variant-start", "lab-up", "steady-state-held", "no-steady-state", "step-start", "step-end", "abort",
          "rollback-start", "undo-end", "rollback-done", "variant-end", "interrupted", "lab-error", "steps-skipped",
@@ -62,21 +63,11 @@ class ConsoleProgress:
         return f"VIOLATED ({len(v)}): {first['name']}{subject}={value} vs {first['bound']}"
 
     def _health(self) -> str:
-        brokers = self.last.get("brokers") or {}
-        views = (self.last.get("views") or {}).get("brokers") or {}
-        if views:
-            return "  ".join(f"{n}:{v.get('state')}" for n, v in sorted(views.items()))
-        if brokers:
-            def view(v):
-                return "?" if v is None else "ok" if v else "FAIL"
-            return "  ".join(f"{n}:{view(b.get('shallow_ok'))}/{view(b.get('functional_ok'))}" for n, b in sorted(brokers.items()))
-        vms = self.last.get("vms") or {}
-        if vms:
-            alive = sum(1 for x in vms.values() if x.get("alive"))
-            buf = max(((x.get("agent") or {}).get("vector_buffer_size_events") or 0) for x in vms.values())
-            mem = max(((x.get("cgroup") or {}).get("memory.usage_in_bytes") or 0) for x in vms.values()) / 2**20
-            return f"VMs alive {alive}/{len(vms)}, max buffer {buf:.0f} events, max memory {mem:.0f} MiB"
-        return "-"
+        """Each probe's own console fragment of the last sample (Probe.status)."""
+        try:
+            return probe_status(self.last)
+        except Exception:   # a fragment that cannot be read must not stop the panel
+            return "-"
 
     def _status_line(self) -> str:
         return (f"  {self.variant} | {self.last.get('phase', '-')} | steps {','.join(self.last.get('steps') or []) or '-'} | "
@@ -91,5 +82,5 @@ class ConsoleProgress:
         t.add_row("steps", ", ".join(self.last.get("steps") or []) or "-")
         t.add_row("elapsed", f"{time.time() - self.started:.0f} s")
         t.add_row("hypothesis", self._hypothesis())
-        t.add_row("health", self._health() + "  (shallow/functional)" if self.last.get("brokers") else self._health())
+        t.add_row("health", self._health())
         return t

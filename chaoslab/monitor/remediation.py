@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr
 
 from chaoslab.spec.base import Monitor, register
+from chaoslab.text import fmt, words
 
 
 @register("monitor")
@@ -89,6 +90,18 @@ class WouldBeRemediator(Monitor):
 
     def stop(self, ctx) -> dict:
         return self.summary()
+
+    @classmethod
+    def report_blocks(cls, summaries: dict[str, dict]) -> list[tuple]:
+        found = {n: m for n, m in summaries.items() if isinstance(m, dict) and "rates" in m}
+        if not found:
+            return []
+        return [("h3", "What the monitoring would have ordered (would-be remediations)"),
+                ("table", ["monitor", "rules", "actions", "per minute before", "during", "after", "amplification"],
+                 [[n, words(m.get("rules")), words(m.get("by_action")) or "0",
+                   *[fmt(((m["rates"].get(p) or {}).get("per_minute")), 2) for p in ("before", "during", "after")],
+                   fmt(m.get("amplification"), 2) if m.get("amplification") is not None else (m.get("amplification_note") or "-")]
+                  for n, m in sorted(found.items())])]
 
     def summary(self) -> dict:
         start, end = self._fault.get("start"), self._fault.get("end")

@@ -21,7 +21,8 @@ from chaoslab.lab import health
 from chaoslab.observe.metrics import scrape
 from chaoslab.probes.figures import ClusterFigures, BrokersFigures
 from chaoslab.pulsar_lookup import base_topic, lookup, lookup_outcome, owner_host, owner_of
-from chaoslab.spec.base import Panel, Probe, register
+from chaoslab.spec.base import Panel, Probe, StatusView, register, status_view
+from chaoslab.text import fmt, words
 
 BROKER_METRICS = (
     "pulsar_broker_lookup_pending_requests",
@@ -172,6 +173,50 @@ class PulsarBrokers(Probe):
         with self._lock:
             return {"log_counts": {b: dict(c) for b, c in self._log_totals.items()}}
 
+    @classmethod
+    def notes(cls, summary: dict) -> list[str]:
+        """Lookups the brokers rejected for too many pending ones: said beside the verdict even
+        when the hypothesis held."""
+        counts = (summary or {}).get("log_counts") or {}
+        hit = {b: (c or {}).get("too_many_pending_lookups", 0) for b, c in sorted(counts.items())}
+        hit = {b: n for b, n in hit.items() if n}
+        if not hit:
+            return []
+        return [f"limit reached: the brokers rejected {sum(hit.values())} lookups for too many pending requests "
+                f"({', '.join(f'{b} {n}' for b, n in hit.items())}); the clients retried them"]
+
+    @classmethod
+    def status(cls, figures: dict) -> str:
+        def view(v):
+            return "?" if v is None else "ok" if v else "FAIL"
+        brokers = BrokersFigures.model_validate(figures or {}).brokers
+        if not brokers:
+            return ""
+        return "  ".join(f"{n}:{view(b.shallow_ok)}/{view(b.functional_ok)}" for n, b in sorted(brokers.items())) \
+            + "  (shallow/functional)"
+
+    @classmethod
+    def report_blocks(cls, summary, samples, events, variant, run_dir) -> list[tuple]:
+        """The brokers at the end of the variant, with the peak pending lookups over it."""
+        last = next((s for s in reversed(samples) if s.get(cls.key)), None)
+        if not last:
+            return []
+        peak: dict[str, float] = {}
+        for s in samples:
+            for name, br in BrokersFigures.model_validate(s.get(cls.key) or {}).brokers.items():
+                p = br.metric("pulsar_broker_lookup_pending_requests")
+                if p is not None:
+                    peak[name] = max(peak.get(name, 0), p)
+        rows = []
+        for name, br in sorted(BrokersFigures.model_validate(last[cls.key]).brokers.items()):
+            rows.append([name, br.version or "-", words(br.loadManagerClassName or "-"),
+                         words(br.shallow_ok), words(br.functional_ok), fmt(br.owned_bundles),
+                         fmt(peak.get(name), 0), fmt(br.metric("pulsar_broker_lookup_failures_total"), 0),
+                         words({k: c for k, c in br.log_counts.items() if c}) or "-"])
+        return [("h3", "Brokers at the end (peak pending lookups over the variant)"),
+                ("table", ["broker", "version", "load manager", "shallow", "functional", "owned bundles",
+                           "peak pending lookups", "lookup failures", "notable log lines"], rows)]
+
 
 @register("probe")
 class PulsarCluster(Probe):
@@ -195,7 +240,11 @@ class PulsarCluster(Probe):
             return out
 
         def unowned(samples):
-            return {"unowned of sampled": [((s.get("cluster") or {}).get("ownership") or {}).get("unowned") for s in samples]}
+            def count(s):
+                raw = s.get(cls.key)
+                own = ClusterFigures.model_validate(raw).ownership if isinstance(raw, dict) else None
+                return own.unowned if own else None
+            return {"unowned of sampled": [count(s) for s in samples]}
         return [Panel("extensible load manager system topics (1 = exists)", "exists", system_topics, (-0.2, 1.3)),
                 Panel("sampled workload topics without an owner", "topics", unowned)]
 
@@ -268,3 +317,47 @@ class PulsarCluster(Probe):
         """Last known owner (broker host) of each workload topic looked up so far."""
         with self._lock:
             return dict(self._owners)
+
+    @classmethod
+    def report_blocks(cls, summary, samples, events, variant, run_dir) -> list[tuple]:
+        """The load manager's system topics at the end of the variant: there or not, and their owner."""
+        last = next((s for s in reversed(samples) if s.get(cls.key)), None)
+        if not last:
+            return []
+        st = ClusterFigures.model_validate(last[cls.key]).system_topics or {}
+        if not st.get("exists"):
+            return []
+        owners = st.get("owner") or {}
+        return [("p", "System topics at the end: " + "; ".join(
+            f"{k.split('/')[-1]} {'exists' if x else 'absent' if x is False else 'unknown'}"
+            + (f" (owner {owners.get(k)})" if owners.get(k) else "")
+            for k, x in st["exists"].items()))]
+
+
+# -- `chaoslab status`: the Pulsar cluster's roles -------------------------------------------------
+@status_view("brokers")
+def broker_table(brokers: list) -> StatusView:
+    rows = []
+    for b in brokers or []:
+        lm = (b["loadManagerClassName"] or "-").rsplit(".", 1)[-1]
+        rows.append([b["name"], b["container"] or "-", b["version"] or "-", lm,
+                     "yes" if b["healthy"] else f"NO {b.get('health_detail') or b['state']}"[:60],
+                     "yes" if b["shallow_healthy"] else "no", str(b["owned_bundles"] if b["owned_bundles"] is not None else "-")])
+    return StatusView(title="Pulsar brokers",
+                      columns=["broker", "container", "version", "loadManagerClassName", "healthy", "shallow", "bundles"],
+                      rows=rows, healthy=all(b["healthy"] for b in brokers or []))
+
+
+@status_view("proxy")
+def proxy_line(p: dict) -> StatusView:
+    return StatusView(lines=[f"proxy     {p['state']:10} {p['service_url']}  admin {p['admin_url']}"])
+
+
+@status_view("zookeeper")
+def zookeeper_line(z: dict) -> StatusView:
+    return StatusView(lines=[f"zookeeper {z['state']:10}"])
+
+
+@status_view("bookies")
+def bookies_line(bookies: list) -> StatusView:
+    return StatusView(lines=["bookies   " + ", ".join(f"{b['name']} {b['state']}" for b in bookies or [])])

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from chaoslab import http
 from chaoslab.probes.figures import RabbitmqWindow
-from chaoslab.spec.base import Panel, Probe, register
+from chaoslab.spec.base import Panel, Probe, StatusView, register, status_view
 
 
 def _field(key: str, *names: str):
@@ -107,3 +107,14 @@ class RabbitmqCluster(Probe):
                 # a node counts as running when every node that answered sees it running
                 "running": {node: all(flags) for node, flags in sorted(running.items())},
                 "partitions": sorted({p for view in views.values() for v in view.values() for p in v["partitions"]})}
+
+
+@status_view("rabbitmq")
+def rabbitmq_nodes(rabbitmq: dict) -> StatusView:
+    """`chaoslab status`: each RabbitMQ node, and whether the cluster counts it as a member."""
+    lines = []
+    for n in (rabbitmq or {}).get("nodes") or []:
+        member = {True: "member", False: "NOT a member", None: "membership unknown"}[n.get("member")]
+        running = "" if n.get("running_in_cluster", True) else ", not running in the cluster"
+        lines.append(f"rabbitmq  {n['state']:10} {n['node']} ({member}{running})  {n['amqp_url']}")
+    return StatusView(lines=lines)

@@ -90,6 +90,46 @@ class BrokerViews(Probe):
         return {"seconds": {b: dict(c) for b, c in self._seconds.items()},
                 "first": {f"{b}:{s}": t for (b, s), t in self._first.items()}}
 
+    status_replaces: ClassVar[tuple[str, ...]] = ("brokers",)   # its states say more than shallow/functional
+
+    @classmethod
+    def status(cls, figures: dict) -> str:
+        views = ViewsFigures.model_validate(figures or {}).brokers
+        return "  ".join(f"{n}:{v.state}" for n, v in sorted(views.items()))
+
+    @staticmethod
+    def green_but_broken(summary: dict) -> dict[str, int]:
+        """Brokers found green-but-broken over the variant, with the seconds they were."""
+        seconds = (summary or {}).get("seconds") or {}
+        return {b: c["green-but-broken"] for b, c in sorted(seconds.items()) if (c or {}).get("green-but-broken")}
+
+    @classmethod
+    def why(cls, summary: dict) -> list[str]:
+        gbb = cls.green_but_broken(summary)
+        if not gbb:
+            return []
+        return ["Green-but-broken (both health checks passed while its topics failed): "
+                + ", ".join(f"{b} for {s} s" for b, s in gbb.items())]
+
+    @classmethod
+    def report_blocks(cls, summary, samples, events, variant, run_dir) -> list[tuple]:
+        """Per broker: how long each of the three views' verdicts lasted."""
+        seconds = (summary or {}).get("seconds") or {}
+        if not seconds:
+            return []
+        first = summary.get("first") or {}
+        states = ["healthy", "green-but-broken", "shallow-only", "down", "unknown"]
+        started = variant.get("started") or 0
+        return [("h3", "Brokers seen three ways (seconds in each state)"),
+                ("p", "healthy: shallow check, Pulsar's health check and the workload's operations on its topics all "
+                      "fine; green-but-broken: both checks pass while its topics' lookups or publishes fail (the "
+                      "incident's broker); shallow-only: the operator's check passes, Pulsar's fails; down: the "
+                      "shallow check fails."),
+                ("table", ["broker", *states, "first green-but-broken (+s)"],
+                 [[b, *[c.get(s, 0) for s in states],
+                   f"{first[f'{b}:green-but-broken'] - started:.0f}" if f"{b}:green-but-broken" in first else "-"]
+                  for b, c in sorted(seconds.items())])]
+
     @classmethod
     def panels(cls) -> list[Panel]:
         def states(samples):

@@ -14,7 +14,7 @@ from pydantic import PrivateAttr
 
 from chaoslab.observe import cgroups, host
 from chaoslab.probes.figures import VmsFigures
-from chaoslab.spec.base import Panel, Probe, rate, register
+from chaoslab.spec.base import Panel, Probe, StatusView, rate, register, status_view
 from chaoslab.workload.vm_agents import scrape_agent
 
 
@@ -31,6 +31,16 @@ class VmAgentsProbe(Probe):
     figures: ClassVar = VmsFigures
     needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
     _peak: dict = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def status(cls, figures: dict) -> str:
+        vms = VmsFigures.model_validate(figures or {}).vms
+        if not vms:
+            return ""
+        alive = sum(1 for x in vms.values() if x.alive)
+        buf = max((x.buffer_events or 0) for x in vms.values())
+        mem = max(((x.cgroup or {}).get("memory.usage_in_bytes") or 0) for x in vms.values()) / 2**20
+        return f"VMs alive {alive}/{len(vms)}, max buffer {buf:.0f} events, max memory {mem:.0f} MiB"
 
     @classmethod
     def panels(cls) -> list[Panel]:
@@ -116,3 +126,11 @@ class HostProbe(Probe):
 
     def summary(self) -> dict:
         return {"host_peak": dict(self._peak)}
+
+
+@status_view("vms")
+def vm_containers(vms: list) -> StatusView:
+    """`chaoslab status`: the VM containers the lab runs."""
+    return StatusView(title="VM containers", columns=["container", "flavour", "state", "memory cap", "cpus", "image"],
+                      rows=[[v["container"], v["flavour"], v["state"], f"{v['memory_limit_mib']} MiB", str(v["cpus"]),
+                             v["image"]] for v in vms or []])

@@ -1,7 +1,10 @@
-"""One report for every experiment, built from a run folder alone (journal.jsonl, results.json):
-verdicts side by side, then per variant its reasons, final checks, steps (from step-end), what
-the rollback undid, the workload's accounting, the plots its probes declare with every step
-shaded, and a timeline in words."""
+"""One report for every experiment, built from a run folder alone (journal.jsonl, results.json,
+experiment.yaml): verdicts side by side, then per variant its reasons, final checks, steps (from
+step-end), what the rollback undid, and what its own vocabulary says (the workload's accounting,
+each probe's and monitor's blocks, the plots its probes declare with every step shaded), and a
+timeline in words. The sections an experiment declares (`report:`, stories) come after the key
+times. This module knows no system under test: everything specific is said by the classes that
+produced the data (spec.base: report_blocks, why, notes, changed)."""
 
 from __future__ import annotations
 
@@ -9,42 +12,17 @@ import datetime as dt
 from pathlib import Path
 
 from chaoslab.report import blocks as B
-from chaoslab.report.chain import links as chain_links
-from chaoslab.report.flip import classify as classify_flip
-from chaoslab.report.flip import describe as describe_flip
+from chaoslab.text import fmt as _fmt
+from chaoslab.text import words
 from chaoslab.report.plots import variant_figure
-from chaoslab.spec.base import REGISTRY, as_reason, load_package
+from chaoslab.spec.base import REGISTRY, RunView, as_reason, load_package, probe_class, probe_why
 
-MIB = 2 ** 20
 QUIET_EVENTS = {"handler-error"}
+VOCABULARY = ("chaoslab.steps", "chaoslab.probes", "chaoslab.workload", "chaoslab.monitor", "chaoslab.stories")
 
 
 def _clock(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%H:%M:%S") if t else "-"
-
-
-def words(value, limit: int = 220) -> str:
-    """A value as words for a table cell: k=v pairs, lists joined; never a Python repr."""
-    def w(v):
-        if v is None:
-            return ""
-        if isinstance(v, dict):
-            return ", ".join(f"{k}={w(x)}" for k, x in v.items() if x not in (None, "", [], {}))
-        if isinstance(v, (list, tuple)):
-            return "; ".join(w(x) for x in v)
-        if isinstance(v, float):
-            return f"{v:.1f}" if abs(v) < 1e6 else f"{v:.3g}"
-        if isinstance(v, bool):
-            return "yes" if v else "no"
-        return str(v).rsplit(".", 1)[-1] if isinstance(v, str) and v.startswith("org.apache.") else str(v)
-    text = w(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _fmt(v, digits=1):
-    if v is None:
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
 # how the runner's own events read in a timeline; any other event reads as "name: k=v, ..."
@@ -54,9 +32,10 @@ EVENT_WORDS = {
                            f"{words(e.get('result'))}"),
     "undo-start": lambda e: f"undo {e['step']} starts",
     "undo-end": lambda e: f"undo {e['step']} after {_fmt(e.get('secs'))} s: {words(e.get('result')) or 'nothing to undo'}",
-    "abort": lambda e: f"ABORT: {e.get('reason')}",
+    "abort": lambda e: f"ABORT: {as_reason(e['reason'])['text'] if isinstance(e.get('reason'), dict) else e.get('reason')}",
     "lab-up": lambda e: f"fresh lab healthy in {_fmt(e.get('secs'))} s",
-    "variant-end": lambda e: f"variant ends: {e.get('verdict')}" + (f" ({words([as_reason(r)['short'] for r in e['reasons']], 160)})" if e.get("reasons") else ""),
+    "variant-end": lambda e: f"variant ends: {e.get('verdict')}" + (
+        f" ({words([as_reason(r)['short'] for r in e['reasons']], 160)})" if isinstance(e.get("reasons"), list) and e["reasons"] else ""),
 }
 
 
@@ -73,104 +52,89 @@ def _panels(samples: list[dict]) -> list:
     return [p for cls in REGISTRY["probe"].values() if cls.key in keys for p in cls.panels()]
 
 
-def _natural(name: str) -> list:
-    """vm-x-2 before vm-x-10."""
-    import re
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+def _experiment_doc(run_dir: Path) -> dict:
+    """The experiment as run (experiment.yaml in the run folder), as plain data; {} when there
+    is none or it cannot be read (a report is still built)."""
+    import yaml
+    try:
+        doc = yaml.safe_load((Path(run_dir) / "experiment.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
-def _workload_blocks(v: dict) -> list[tuple]:
-    w = v.get("workload") or {}
+def _section(doc: dict, name: str, v: dict):
+    """One section of the experiment document with the variant's parameters put in (None when
+    it cannot be read)."""
+    from chaoslab.spec.experiment import substitute
+    try:
+        return substitute(doc.get(name), v.get("params") or {}, name, set())
+    except Exception:
+        return None
+
+
+def vocabulary(v: dict, doc: dict) -> dict:
+    """Which workload, probes and monitors a variant ran: {"workload": type, "probes": {key: type},
+    "monitors": {name: type}}. From results.json's `vocabulary` when the runner wrote it; else
+    the probes from the keys of their summaries and samples, the workload and monitors from the
+    experiment as run."""
+    given = v.get("vocabulary")
+    if isinstance(given, dict):
+        return {"workload": given.get("workload"), "probes": dict(given.get("probes") or {}),
+                "monitors": dict(given.get("monitors") or {})}
+    probes = {k: cls.model_fields["type"].default for k in (v.get("probes") or {}) if (cls := probe_class(k))}
+    workload = _section(doc, "workload", v)
+    monitors = {}
+    for m in _section(doc, "monitors", v) or []:
+        if isinstance(m, dict) and isinstance(m.get("type"), str):
+            monitors[str(m.get("name") or m["type"])] = m["type"]
+    return {"workload": workload.get("type") if isinstance(workload, dict) else None, "probes": probes,
+            "monitors": monitors}
+
+
+def _vocabulary_blocks(v: dict, samples: list[dict], events: list[dict], run_dir: Path, doc: dict) -> list[tuple]:
+    """What the variant's own vocabulary says about it: its workload's accounting, each probe's
+    blocks, each monitor type's blocks (their classes' report_blocks)."""
+    used = vocabulary(v, doc)
     out = []
-    if w.get("loss"):
-        l = w["loss"]
-        out.append(("p", f"Workload: {l['sent']} sent, {l['acked']} acknowledged, {l['received']} received, "
-                         f"{l['lost']} acknowledged but never delivered, {l.get('unknown', 0)} neither delivered nor "
-                         f"provably lost (books {'closed' if l.get('books_closed', True) else 'not closed'}: "
-                         f"{l.get('closed_by') or 'n/a'}), {l['duplicated']} duplicated."))
-    if w.get("per_vm"):
-        t = w["totals"]
-        out.append(("p", f"VM group {w.get('group')}: {w.get('count')} {w.get('flavour')} VMs, buffer {words(w.get('buffer'))}. "
-                         f"Per event: generated {t['generated']} = delivered {t['delivered']} + dropped by policy "
-                         f"{t['dropped_by_policy']} + failed sends {t['failed_sends']} + held at stop {t.get('held_at_stop', 0)} "
-                         f"+ lost {t['lost']} + unknown {t.get('unknown', 0)} (books that could not close: "
-                         f"{', '.join(w.get('books_open') or []) or 'none'}). Duplicates {t.get('duplicates', 0)}; the sink gave up on "
-                         f"{t.get('failed_but_delivered', 0)} events the broker had stored; OOM-killed {len(w.get('oom_killed') or [])}."))
-        out.append(("table", ["VM", "generated", "delivered", "dropped", "failed", "held", "lost", "unknown", "dup", "exit",
-                              "OOM", "peak MiB", "pgmajfault"],
-                    [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x.get("held_at_stop", 0),
-                      x["lost"], x.get("unknown", 0), x.get("duplicates", 0), (x.get("agent_end") or {}).get("exit_code"),
-                      "yes" if x["oom_killed"] else "no",
-                      round((x.get("peak_memory_bytes") or 0) / MIB, 1), x.get("pgmajfault")]
-                     for n, x in sorted(w["per_vm"].items(), key=lambda kv: _natural(kv[0]))]))
+    wcls = REGISTRY["workload"].get(used["workload"] or "")
+    if wcls is not None and isinstance(v.get("workload"), dict):
+        out += wcls.report_blocks(v["workload"])
+    summaries = v.get("probes") or {}
+    keys = list(dict.fromkeys([*used["probes"], *summaries, *(k for s in samples[:5] for k in s)]))
+    for key in keys:
+        cls = REGISTRY["probe"].get(used["probes"].get(key, "")) or probe_class(key)
+        if cls is not None:
+            summary = summaries.get(key)
+            out += cls.report_blocks(summary if isinstance(summary, dict) else {}, samples, events, v, run_dir)
+    by_type: dict[str, dict] = {}
+    for name, m in (v.get("monitors") or {}).items():
+        mtype = used["monitors"].get(name)
+        if mtype in REGISTRY["monitor"] and isinstance(m, dict):
+            by_type.setdefault(mtype, {})[name] = m
+    for mtype, found in by_type.items():
+        out += REGISTRY["monitor"][mtype].report_blocks(found)
     return out
 
 
-def _brokers_table(samples: list[dict]) -> list[tuple]:
-    last = next((s for s in reversed(samples) if s.get("brokers")), None)
-    if not last:
-        return []
-    peak = {}
-    for s in samples:
-        for name, br in (s.get("brokers") or {}).items():
-            p = (br.get("metrics") or {}).get("pulsar_broker_lookup_pending_requests")
-            if p is not None:
-                peak[name] = max(peak.get(name, 0), p)
-    rows = []
-    for name, br in sorted(last["brokers"].items()):
-        m = br.get("metrics") or {}
-        rows.append([name, br.get("version") or "-", words(br.get("loadManagerClassName") or "-"),
-                     words(br.get("shallow_ok")), words(br.get("functional_ok")), _fmt(br.get("owned_bundles")),
-                     _fmt(peak.get(name), 0), _fmt(m.get("pulsar_broker_lookup_failures_total"), 0),
-                     words({k: c for k, c in (br.get("log_counts") or {}).items() if c}) or "-"])
-    out = [("h3", "Brokers at the end (peak pending lookups over the variant)"),
-           ("table", ["broker", "version", "load manager", "shallow", "functional", "owned bundles",
-                      "peak pending lookups", "lookup failures", "notable log lines"], rows)]
-    st = ((last.get("cluster") or {}).get("system_topics") or {})
-    if st.get("exists"):
-        out.append(("p", "System topics at the end: " + "; ".join(
-            f"{k.split('/')[-1]} {'exists' if x else 'absent' if x is False else 'unknown'}"
-            + (f" (owner {st.get('owner', {}).get(k)})" if (st.get("owner") or {}).get(k) else "")
-            for k, x in st["exists"].items())))
-    return out
-
-
-def _views_blocks(v: dict, events: list[dict], run_dir: Path) -> list[tuple]:
-    """Per broker: how long each of the three views' verdicts lasted; the evidence kept."""
-    out = []
-    views = (v.get("probes") or {}).get("views") or {}
-    if views.get("seconds"):
-        states = ["healthy", "green-but-broken", "shallow-only", "down", "unknown"]
-        out.append(("h3", "Brokers seen three ways (seconds in each state)"))
-        out.append(("p", "healthy: shallow check, Pulsar's health check and the workload's operations on its topics all "
-                         "fine; green-but-broken: both checks pass while its topics' lookups or publishes fail (the "
-                         "incident's broker); shallow-only: the operator's check passes, Pulsar's fails; down: the "
-                         "shallow check fails."))
-        out.append(("table", ["broker", *states, "first green-but-broken (+s)"],
-                    [[b, *[c.get(s, 0) for s in states],
-                      _fmt(views["first"][f"{b}:green-but-broken"] - v["started"], 0) if f"{b}:green-but-broken" in views.get("first", {}) else "-"]
-                     for b, c in sorted(views["seconds"].items())]))
+def _observer_blocks(v: dict) -> list[tuple]:
     load = v.get("observer") or {}
-    if load:
-        out.append(("h3", "What the lab itself asked of the brokers (observer load)"))
-        out.append(("table", ["target", "HTTP requests", "per second", "by path"],
-                    [[t, x["requests"], _fmt(x.get("per_sec"), 2), words(dict(sorted(x["by_path"].items(), key=lambda kv: -kv[1])[:5]))]
-                     for t, x in sorted(load.items())]))
-    remediators = {n: m for n, m in (v.get("monitors") or {}).items() if isinstance(m, dict) and "rates" in m}
-    if remediators:
-        out.append(("h3", "What the monitoring would have ordered (would-be remediations)"))
-        out.append(("table", ["monitor", "rules", "actions", "per minute before", "during", "after", "amplification"],
-                    [[n, words(m.get("rules")), words(m.get("by_action")) or "0",
-                      *[_fmt(((m["rates"].get(p) or {}).get("per_minute")), 2) for p in ("before", "during", "after")],
-                      _fmt(m.get("amplification"), 2) if m.get("amplification") is not None else (m.get("amplification_note") or "-")]
-                     for n, m in sorted(remediators.items())]))
+    if not load:
+        return []
+    return [("h3", "What the lab itself asked of each target (observer load)"),
+            ("table", ["target", "HTTP requests", "per second", "by path"],
+             [[t, x["requests"], _fmt(x.get("per_sec"), 2), words(dict(sorted(x["by_path"].items(), key=lambda kv: -kv[1])[:5]))]
+              for t, x in sorted(load.items())])]
+
+
+def _evidence_blocks(v: dict, events: list[dict], run_dir: Path) -> list[tuple]:
     kept = [e for e in events if e.get("name") in ("thread-dump", "logs-kept")]
-    if kept:
-        t0 = v.get("started") or 0
-        out.append(("h3", "Evidence kept"))
-        out.append(("links", [(f"+{e['t'] - t0:.0f} s {'thread dump' if e['name'] == 'thread-dump' else 'log'} of "
-                               f"{e.get('container')} ({e.get('reason')})", _rel(e.get("file"), run_dir)) for e in kept]))
-    return out
+    if not kept:
+        return []
+    t0 = v.get("started") or 0
+    return [("h3", "Evidence kept"),
+            ("links", [(f"+{e['t'] - t0:.0f} s {'thread dump' if e['name'] == 'thread-dump' else 'log'} of "
+                        f"{e.get('container')} ({e.get('reason')})", _rel(e.get("file"), run_dir)) for e in kept])]
 
 
 def _rel(path: str | None, run_dir: Path) -> str:
@@ -180,32 +144,36 @@ def _rel(path: str | None, run_dir: Path) -> str:
         return str(path)
 
 
-def _flip_mechanisms(variants: list[dict], records: list[dict], run_dir: Path) -> dict[str, dict]:
-    """For variants that rolled brokers: how the flip failed (report/flip.py), from the run folder."""
-    out = {}
-    for v in variants:
-        if not any(st.get("type") == "roll-broker" for st in v.get("steps") or []):
+def stories(doc: dict) -> tuple[list, list[str]]:
+    """The stories the experiment declares (`report:`), built from the registry, and a line for
+    each one that cannot be read (an unknown type, a bad field): those are said, not fatal."""
+    out, problems = [], []
+    declared = doc.get("report") or []
+    for i, item in enumerate(declared if isinstance(declared, list) else []):
+        kind = item.get("type") if isinstance(item, dict) else None
+        cls = REGISTRY["story"].get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            problems.append(f"report[{i}]: no story of type {kind!r} is known here")
             continue
-        samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
         try:
-            out[v["name"]] = classify_flip(samples, run_dir / "logs" / v["name"],
-                                           since=(v.get("kpis") or {}).get("injection_t"), pending_bound=_pending_bound(records))
-        except Exception:   # evidence that cannot be read says nothing; the report goes on
-            continue
-    return out
+            out.append(cls.model_validate(item))
+        except Exception as exc:
+            problems.append(f"report[{i}] ({kind}): {' '.join(str(exc).split())[:160]}")
+    return out, problems
 
 
-def _pending_bound(records: list[dict]) -> float | None:
-    """Pending lookups that count as piled up: 80 % of the brokers' limit."""
-    limit = _pending_limit(records)
-    return 0.8 * limit if limit else None
+def _story_part(story, part: str, run: RunView) -> list:
+    try:
+        return getattr(story, part)(run)
+    except Exception as exc:   # a story that cannot read this run folder says so; the report goes on
+        return [f"{story.type}: could not be read from this run folder ({type(exc).__name__}: {exc})"[:200]] \
+            if part == "why" else [("p", f"{story.type}: could not be read from this run folder ({type(exc).__name__})")]
 
 
-def _first_screen(variants: list[dict], records: list[dict], results: dict, run_dir: Path) -> list[tuple]:
-    """What an on-call engineer needs first: why the verdict, the incident's chain link by link,
-    the KPIs; then the plots and the timeline further down."""
+def _first_screen(variants: list[dict], run: RunView, told: list) -> list[tuple]:
+    """What an on-call engineer needs first: why the verdict, the KPIs, the sections the
+    experiment declares (stories); then the plots and the timeline further down."""
     out = []
-    flips = _flip_mechanisms(variants, records, run_dir)
     decisive = next((v for v in variants if v["role"] == "primary"), None) or \
         next((v for v in variants if v["verdict"] != "PASS"), variants[0] if variants else None)
     if decisive:
@@ -228,20 +196,14 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
             why.append(f"Aborted at {_clock(k['decision_t'])} (+{_fmt(k.get('decision_after_injection_secs'), 0)} s): "
                        f"violated longer than the tolerance, then every step was undone")
         why += [f"Final check {c['name']} failed: {c['evidence']}" for c in decisive.get("checks", []) if c["outcome"] == "fail"]
-        gbb = {b: c["green-but-broken"] for b, c in (((decisive.get("probes") or {}).get("views") or {}).get("seconds") or {}).items()
-               if c.get("green-but-broken")}
-        if gbb:
-            why.append("Green-but-broken (both health checks passed while its topics failed): "
-                       + ", ".join(f"{b} for {s} s" for b, s in gbb.items()))
+        why += probe_why(decisive.get("probes") or {})
         for v in variants:
             if v is not decisive:
                 why.append(f"{v['name']} ({v['role']}): {v['verdict']}"
                            + (f" - {as_reason(v['reasons'][0])['short']}" if v.get("reasons") else ""))
         why += [f"Note: {n}" for n in decisive.get("notes") or []]
-        for v in variants:
-            c = flips.get(v["name"])
-            if c and (v["verdict"] != "PASS" or c["mechanism"] != "none"):
-                why.append(f"How the flip failed in {v['name']}: {describe_flip(c)}")
+        for story in told:
+            why += _story_part(story, "why", run)
         out += [("h2", "Why"), ("p", head + "."), ("list", why)]
         cov = decisive.get("coverage") or {}
         if cov:
@@ -258,41 +220,12 @@ def _first_screen(variants: list[dict], records: list[dict], results: dict, run_
                          *[f"{_clock(k.get(f'{x}_t'))} (+{_fmt(k.get(f'{x}_after_injection_secs'), 0)})" if k.get(f"{x}_t") else "-"
                            for x in ("detection", "decision", "resolution")]])
         out.append(("table", ["variant", "verdict", "event (method began)", "detection", "decision (abort)", "resolution"], rows))
-        limit = ((results.get("lab") or {}).get("broker_config") or {}).get("maxConcurrentLookupRequest")
-        per = {v["name"]: chain_links(v, [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]],
-                                      float(limit) if limit else _pending_limit(records),
-                                      conflicts=(flips.get(v["name"]) or {}).get("conflicts")) for v in variants}
-        watched = [row["link"] for row in next(iter(per.values())) if any(
-            next(x for x in rows_ if x["link"] == row["link"])["observed"] is not None for rows_ in per.values())]
-        out.append(("h2", "The incident's chain, link by link"))
-        out.append(("table", ["link", "what", *[v["name"] for v in variants]],
-                    [[n, next(r["what"] for r in next(iter(per.values())) if r["link"] == n),
-                      *[_cell(next(r for r in per[v["name"]] if r["link"] == n)) for v in variants]] for n in watched]))
-        out.append(("p", "Links of the incident's chain this experiment does not watch are left out. "
-                         "Raw data: journal.jsonl (every sample and event), results.json, log-excerpts.md, logs/."))
+        for story in told:
+            out += _story_part(story, "blocks", run)
+        out.append(("p", "Raw data: journal.jsonl (every sample and event), results.json, log-excerpts.md, logs/."))
         out.append(("links", [("journal.jsonl", "journal.jsonl"), ("results.json", "results.json"),
                               ("log-excerpts.md", "log-excerpts.md"), ("experiment.yaml", "experiment.yaml")]))
     return out
-
-
-def _cell(row: dict) -> str:
-    if row["observed"] is None:
-        return f"not watched ({row['number']})"
-    number = str(row["number"])
-    if number.lower() in ("no", "yes", ""):
-        return "OBSERVED" if row["observed"] else "no"
-    return ("OBSERVED: " if row["observed"] else "no: ") + number
-
-
-def _pending_limit(records: list[dict]) -> float | None:
-    lab = next((r for r in records if r.get("name") == "lab-up"), {})
-    value = (lab.get("broker_config") or {}).get("maxConcurrentLookupRequest")
-    return float(value) if value else None
-
-
-def describe_violation(v: dict) -> str:
-    from chaoslab.spec.base import Violation
-    return Violation(**v).text()
 
 
 def plain_violation(v: dict) -> str:
@@ -300,15 +233,29 @@ def plain_violation(v: dict) -> str:
     return Violation(**v).plain()
 
 
+def _step_cell(s: dict, skip: tuple) -> str:
+    """What a step did and saw: its class's words for what it changed, then the rest of its result."""
+    cls = REGISTRY["step"].get(s.get("type") or "")
+    changed = cls.changed(s) if cls is not None else ""
+    rest = words({k: x for k, x in s.items() if k not in skip})
+    return f"{changed}. {rest}" if changed and rest else changed or rest
+
+
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
+    for package in VOCABULARY:
+        load_package(package)
     records, results, title, b = B.open_run(run_dir)
     variants = results.get("variants", [])
-    b.extend(_first_screen(variants, records, results, run_dir))
+    doc = _experiment_doc(run_dir)
+    told, problems = stories(doc)
+    b.extend(_first_screen(variants, RunView(run_dir, results, records), told))
+    if problems:
+        b.append(("list", problems))
     sm = results.get("scale_model") or {}
     if sm.get("factor", 1) != 1:
         b.append(("p", f"Scale model: factor {_fmt(sm.get('factor'), 0)} - {sm.get('note')}. Limits and workload are scaled down "
-                       "together; read pending-lookup figures against the scaled limit."))
+                       "together; read the figures against the scaled limits."))
     if variants:
         b.append(("h2", "Variants side by side"))
         rows = []
@@ -352,7 +299,7 @@ def build_report(run_dir: Path) -> Path:
             b.append(("h3", "Steps"))
             b.append(("table", ["step", "type", "ok", "secs", "what it did and saw"],
                       [[s["id"], s["type"], words(s.get("ok")), _fmt(s.get("secs")),
-                        words({k: x for k, x in s.items() if k not in ("id", "type", "ok", "secs", "started")})]
+                        _step_cell(s, ("id", "type", "ok", "secs", "started"))]
                        for s in v["steps"]]))
         if v.get("undone") or v.get("rollbacks"):
             b.append(("h3", "Rollback"))
@@ -362,11 +309,11 @@ def build_report(run_dir: Path) -> Path:
                       + [["rollback step", r["id"], words(r.get("ok")), _fmt(r.get("secs")),
                           words({k: x for k, x in r.items() if k not in ("id", "type", "ok", "secs", "started")})]
                          for r in v.get("rollbacks", [])]))
-        b.extend(_workload_blocks(v))
         samples = [r for r in records if r["type"] == "sample" and r.get("variant") == v["name"]]
         events = [r for r in records if r["type"] == "event" and r.get("variant") == v["name"]]
-        b.extend(_brokers_table(samples))
-        b.extend(_views_blocks(v, events, run_dir))
+        b.extend(_vocabulary_blocks(v, samples, events, run_dir, doc))
+        b.extend(_observer_blocks(v))
+        b.extend(_evidence_blocks(v, events, run_dir))
         b.append(("h3", "Timeline"))
         t0 = v.get("started") or (events[0]["t"] if events else 0)
         b.append(("table", ["time (UTC)", "+s", "what happened"],

@@ -124,15 +124,15 @@ def open_run(run_dir: Path) -> tuple[list[dict], dict, str, list[tuple]]:
     title = f"chaoslab: {results.get('title') or start.get('experiment', run_dir.name)}"
     opening = [("h1", title), ("verdict", verdict.split()[0], f"Verdict: {verdict}" + (f" (exit {end.get('exit_code')})" if end else "")),
                ("p", f"Run {start.get('run_id', run_dir.name)}, seed {start.get('seed')}, "
-                     + ("Pulsar " + ", ".join(f"{k} {v}" for k, v in start["versions"].items())
-                        if start.get("versions") else "no Pulsar")
-                     + "; host: " + host_words(start.get("host") or {}) + ".")]
+                     + ("releases " + ", ".join(f"{k} {v}" for k, v in start["versions"].items()) + "; "
+                        if start.get("versions") else "")
+                     + "host: " + host_words(start.get("host") or {}) + ".")]
     builds = next((r.get("builds") for r in records if r["type"] == "supplied-builds"), None) or {}
     for release, b in builds.items():
-        opening.append(("p", f"Pulsar {release} is a build supplied with {b.get('env')}, not an Apache release from "
-                             f"Maven: {b.get('kind', 'path')} {b.get('path')}"
+        opening.append(("p", f"Release {release} is a build supplied with {b.get('env')}, not a published release: "
+                             f"{b.get('kind', 'path')} {b.get('path')}"
                              + (f", sha256 {b['sha256'][:16]}" if b.get("sha256") else "")
-                             + (f", its jars say Pulsar {b['pulsar_version']}" if b.get("pulsar_version") else "") + "."))
+                             + (f", its jars say version {b['pulsar_version']}" if b.get("pulsar_version") else "") + "."))
     return records, results, title, opening
 
 

@@ -142,6 +142,7 @@ class VariantResult:
     first_violations: list[dict] = field(default_factory=list)
     coverage: dict = field(default_factory=dict)           # per condition: method seconds judged
     notes: list[str] = field(default_factory=list)         # said beside the verdict (e.g. a limit reached)
+    vocabulary: dict = field(default_factory=dict)         # the types behind it: workload, probes {key: type}, monitors {name: type}
     started: float = 0.0
     ended: float = 0.0
 

@@ -33,7 +33,7 @@ from chaoslab.run.context import Interrupted, RunContext, Tracker, VariantResult
 from chaoslab.run.journal import Journal
 from chaoslab.wait import sleep_unless, wait_until
 from chaoslab.settings import RUNS_DIR, LabSettings
-from chaoslab.spec.base import CheckResult, Reason, Violation
+from chaoslab.spec.base import CheckResult, Reason, Violation, probe_notes
 from chaoslab.spec.experiment import Experiment, Variant, source
 
 
@@ -55,18 +55,6 @@ def inconclusive_reasons(coverage: dict, min_coverage: float, checks: list[dict]
             out.append(Reason("check-unknown", f"final check {c['name']} could not judge: {c['evidence']}",
                               short=f"final check {c['name']} could not judge", subject=c["name"]))
     return [r.as_dict() for r in out]
-
-
-def limits_reached(probes: dict) -> list[str]:
-    """Limits the brokers hit during the variant (lookups rejected for too many pending ones):
-    said beside the verdict even when the hypothesis held."""
-    counts = ((probes or {}).get("brokers") or {}).get("log_counts") or {}
-    hit = {b: c.get("too_many_pending_lookups", 0) for b, c in sorted(counts.items())}
-    hit = {b: n for b, n in hit.items() if n}
-    if not hit:
-        return []
-    return [f"limit reached: the brokers rejected {sum(hit.values())} lookups for too many pending requests "
-            f"({', '.join(f'{b} {n}' for b, n in hit.items())}); the clients retried them"]
 
 
 @contextmanager
@@ -363,7 +351,10 @@ class Runner:
         j = self.journal
         j.context = {"variant": variant.name}
         ctx = RunContext(self.lab, j, self.run_dir, self.exp, variant, plan, self.interrupted, self.log)
-        result = VariantResult(variant.name, variant.role, variant.description, dict(variant.params), started=time.time())
+        result = VariantResult(variant.name, variant.role, variant.description, dict(variant.params), started=time.time(),
+                               vocabulary={"workload": plan.workload.type,
+                                           "probes": {p.key: p.type for p in plan.probes},
+                                           "monitors": {(getattr(m, "name", None) or m.type): m.type for m in plan.monitors}})
         j.event("variant-start", role=variant.role, description=variant.description, params=variant.params)
         if plan.lab.fresh == "per-variant" or first:
             self.lab_touched = True
@@ -609,7 +600,7 @@ class Runner:
             if inj and f"{key}_t" in result.kpis:
                 result.kpis[f"{key}_after_injection_secs"] = round(result.kpis[f"{key}_t"] - inj, 1)
         result.coverage = tr.coverage_report([c.type for c in plan.steady_state.conditions])
-        result.notes = limits_reached(result.probes)
+        result.notes = probe_notes(result.probes)   # each probe's own notes (e.g. a limit the system hit)
         if verdict is None:
             for check in plan.checks:
                 try:

@@ -13,6 +13,7 @@ import pkgutil
 import re
 import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from chaoslab.run.context import RunContext
 
 REGISTRY: dict[str, dict[str, type]] = {"step": {}, "probe": {}, "condition": {}, "check": {}, "workload": {},
-                                        "monitor": {}}
+                                        "monitor": {}, "story": {}}
 
 
 def register(family: str):
@@ -132,6 +133,8 @@ class Reason:
 def as_reason(value) -> dict:
     """A reason from results.json as a dict; run folders written before reasons were structured
     hold plain sentences, which read as kind `note` with the sentence as both text and short."""
+    if isinstance(value, Reason):
+        return value.as_dict()
     if isinstance(value, dict) and "kind" in value and "text" in value:
         return {"short": value["text"], "subject": None, "violations": [], **value}
     return {"kind": "note", "text": str(value), "short": str(value), "subject": None, "violations": []}
@@ -179,6 +182,13 @@ class Step(Model):
     def band(self) -> str | None:
         """Label of the shaded band plots draw over this step's run (None: no band)."""
         return self.id
+
+    # -- presentation (the report reads a run folder: class methods, no instance) --
+    @classmethod
+    def changed(cls, result: dict) -> str:
+        """What this step changed, in words, from its step-end result (the report's Steps
+        table); "" (the default): the table shows the result's fields as they are."""
+        return ""
 
 
 class Probe(Model):
@@ -259,6 +269,35 @@ class Probe(Model):
     def summary(self) -> dict:
         """Figures over the whole variant (peaks, totals) for the result; default none."""
         return {}
+
+    # -- presentation: what the report, the console, the gate and `status` say about this
+    # probe's figures. Class methods: a report is rebuilt from a run folder, with no instance. --
+    @classmethod
+    def report_blocks(cls, summary: dict, samples: list[dict], events: list[dict], variant: dict,
+                      run_dir: Path) -> list[tuple]:
+        """Report blocks (chaoslab/report/blocks.py) in the variant's detail: `summary` is what
+        summary() returned (results.json), `samples` the variant's journal samples (this
+        probe's figures under `cls.key`), `variant` its results.json entry."""
+        return []
+
+    @classmethod
+    def why(cls, summary: dict) -> list[str]:
+        """Lines for the report's first screen ("Why") and the gate's printout, from summary()."""
+        return []
+
+    @classmethod
+    def notes(cls, summary: dict) -> list[str]:
+        """Notes said beside the verdict even when the hypothesis held (a limit reached)."""
+        return []
+
+    @classmethod
+    def status(cls, figures: dict) -> str:
+        """A short console fragment from this probe's latest figures (one sample's value under
+        `key`); "" says nothing."""
+        return ""
+
+    # keys of probes whose console fragment this probe's replaces (it says the same, better)
+    status_replaces: ClassVar[tuple[str, ...]] = ()
 
 
 class Unknown(Exception):
@@ -362,6 +401,11 @@ class Monitor(Model):
         """What it saw, for the result."""
         return {}
 
+    @classmethod
+    def report_blocks(cls, summaries: dict[str, dict]) -> list[tuple]:
+        """Report blocks for every monitor of this type in a variant: {name: what stop() returned}."""
+        return []
+
 
 class Workload(Model):
     """What the clients do during a variant: started before the steady state, stopped after the
@@ -379,6 +423,106 @@ class Workload(Model):
 
     def pulsar_releases(self) -> list[str]:
         return []
+
+    @classmethod
+    def report_blocks(cls, summary: dict) -> list[tuple]:
+        """Report blocks for the variant's detail from what stop() returned (its accounting)."""
+        return []
+
+
+class Story(Model):
+    """A report section an experiment declares (`report: [{type: ...}]`): it reads the run folder
+    (RunView) and says what it found. It renders only when the experiment names it."""
+    type: str
+
+    def why(self, run: "RunView") -> list[str]:
+        """Lines for the report's first screen ("Why")."""
+        return []
+
+    def blocks(self, run: "RunView") -> list[tuple]:
+        """Its section: report blocks after the key times."""
+        return []
+
+
+@dataclass
+class RunView:
+    """A run folder as a story reads it: results.json's variants, the journal's records."""
+    run_dir: Path
+    results: dict
+    records: list[dict]
+
+    @property
+    def variants(self) -> list[dict]:
+        return self.results.get("variants") or []
+
+    def samples(self, variant: str) -> list[dict]:
+        return [r for r in self.records if r.get("type") == "sample" and r.get("variant") == variant]
+
+    def events(self, variant: str) -> list[dict]:
+        return [r for r in self.records if r.get("type") == "event" and r.get("variant") == variant]
+
+    def event(self, name: str) -> dict:
+        """The run's first event of this name ({} when none)."""
+        return next((r for r in self.records if r.get("name") == name), {})
+
+
+def probe_class(key: str) -> type | None:
+    """The registered probe class that writes under `key` (a sample's or a summary's key)."""
+    return next((cls for cls in REGISTRY["probe"].values() if getattr(cls, "key", None) == key), None)
+
+
+def probe_notes(probes_summary: dict) -> list[str]:
+    """The notes beside a verdict, from a variant's probe summaries ({key: summary()}, as in
+    results.json): each probe class's notes()."""
+    out = []
+    for key, summary in (probes_summary or {}).items():
+        cls = probe_class(key)
+        if cls is not None and isinstance(summary, dict):
+            out += cls.notes(summary)
+    return out
+
+
+def probe_why(probes_summary: dict) -> list[str]:
+    """The first-screen lines of a variant's probes (each probe class's why())."""
+    out = []
+    for key, summary in (probes_summary or {}).items():
+        cls = probe_class(key)
+        if cls is not None and isinstance(summary, dict):
+            out += cls.why(summary)
+    return out
+
+
+def probe_status(sample: dict) -> str:
+    """The console's health fragment of one sample: each probe's status(), those another
+    probe's fragment replaces left out; "-" when none says anything."""
+    present = [(key, cls) for key in sample if (cls := probe_class(key)) is not None and sample.get(key)]
+    replaced = {k for _, cls in present for k in cls.status_replaces if k in sample}
+    parts = [cls.status(sample[key]) for key, cls in present if key not in replaced]
+    return "  ".join(p for p in parts if p) or "-"
+
+
+@dataclass
+class StatusView:
+    """One role's part of `chaoslab status` (brokers, a RabbitMQ cluster, VMs...): a table
+    (title, columns, rows) and/or lines; `healthy` False makes the command exit 1 (None: this
+    part says nothing about health)."""
+    title: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    healthy: bool | None = None
+
+
+STATUS_VIEWS: dict[str, Any] = {}   # role (a key of the lab's status) -> fn(part) -> StatusView
+
+
+def status_view(role: str):
+    """Register how one role of the lab's status reads for people (the lab or probe layer that
+    knows that role does it; the CLI only renders what it gets)."""
+    def deco(fn):
+        STATUS_VIEWS[role] = fn
+        return fn
+    return deco
 
 
 def _now() -> float:

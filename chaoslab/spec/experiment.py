@@ -15,6 +15,7 @@ An experiment is data:
     rollbacks:  [{type: ...}]             declared steps run after an abort (after every undo)
     after:      {secs, until_held_secs}
     checks:     [{type: ...}]             final checks
+    report:     [{type: ...}]             report sections (stories) the experiment adds: incident-chain, ...
 
 A string `$name` anywhere in lab/workload/probes/steady_state/method/rollbacks/after/checks is
 the variant's parameter `name`; each variant's document is substituted and validated on its own
@@ -38,7 +39,8 @@ from chaoslab.errors import LabError
 from chaoslab.settings import DEFAULT_PULSAR_FIXED, DEFAULT_PULSAR_FROM, DEFAULT_PULSAR_TO, RELEASE_PATTERN
 from chaoslab.spec.base import NAME_RE, REGISTRY, Model, Secs, Settings, load_package
 
-for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload", "chaoslab.monitor"):
+for _package in ("chaoslab.steps", "chaoslab.probes", "chaoslab.checks", "chaoslab.workload", "chaoslab.monitor",
+                 "chaoslab.stories"):
     load_package(_package)
 
 
@@ -78,6 +80,7 @@ ConditionU = _union("condition")
 CheckU = _union("check")
 WorkloadU = _union("workload")
 MonitorU = _union("monitor")
+StoryU = _union("story")
 
 
 class ScaleModel(Model):
@@ -310,6 +313,8 @@ class Experiment(Model):
     rollbacks: list | str = []
     after: dict | str = {}
     checks: list | str = []
+    report: list[StoryU] = Field([], description="report sections this experiment adds (stories), e.g. "
+                                                 "{type: incident-chain}; none by default")
     _source: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
@@ -612,6 +617,7 @@ def json_schema() -> dict:
         seed: Annotated[int, Field(ge=0)] = 0
         versions: Versions = Versions()
         variants: Annotated[list[Variant], Field(min_length=1)]
+        report: list[StoryU] = Field([], description="report sections this experiment adds (stories)")
 
         @model_validator(mode="after")
         def _wire(self):
@@ -621,7 +627,7 @@ def json_schema() -> dict:
     param = {"type": "string", "pattern": _PARAM.pattern, "description": "a variant parameter"}
     schema.setdefault("$defs", {})["ParamRef"] = param
     ref = {"$ref": "#/$defs/ParamRef"}
-    keep = {"Variant", "Versions"}
+    keep = {"Variant", "Versions", *(cls.__name__ for cls in REGISTRY["story"].values())}
     for name, d in schema["$defs"].items():
         if name in keep or name == "ParamRef":
             continue

@@ -81,3 +81,11 @@ def check(history: History) -> LossReport:
                       lost=missing if closed else [], unknown=[] if closed else missing, duplicated=dups,
                       unacked_delivered=len(set(received) - acked), deliveries=deliveries,
                       unidentified=unidentified, books_closed=closed, closed_by=books.get("by"))
+
+
+def loss_words(l: dict) -> str:
+    """A workload's books (LossReport.summary()) as one paragraph of the report."""
+    return (f"Workload: {l['sent']} sent, {l['acked']} acknowledged, {l['received']} received, "
+            f"{l['lost']} acknowledged but never delivered, {l.get('unknown', 0)} neither delivered nor "
+            f"provably lost (books {'closed' if l.get('books_closed', True) else 'not closed'}: "
+            f"{l.get('closed_by') or 'n/a'}), {l['duplicated']} duplicated.")

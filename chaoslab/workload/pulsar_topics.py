@@ -32,6 +32,10 @@ def subscription_backlog(admin_url: str, topic: Topic, subscription: str) -> int
 @register("workload")
 class PulsarTopics(Workload):
     type: Literal["pulsar-topics"] = "pulsar-topics"
+
+    @classmethod
+    def report_blocks(cls, summary: dict) -> list[tuple]:
+        return [("p", loss.loss_words(summary["loss"]))] if (summary or {}).get("loss") else []
     tenants: Annotated[int, Field(ge=1, le=1000)] = 10
     topics_per_tenant: Annotated[int, Field(ge=1, le=1000)] = 10
     partitioned_every: Annotated[int, Field(ge=0, le=1000)] = 5

@@ -224,6 +224,10 @@ class _Consumer(_Worker):
 @register("workload")
 class RabbitmqEvents(Workload):
     type: Literal["rabbitmq-events"] = "rabbitmq-events"
+
+    @classmethod
+    def report_blocks(cls, summary: dict) -> list[tuple]:
+        return [("p", loss.loss_words(summary["loss"]))] if (summary or {}).get("loss") else []
     queue: str = Field("deployment-events", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     queues: Annotated[int, Field(ge=1, le=100, description="queues <queue>-1..N, queue i declared through node "
                                  "i mod nodes (a quorum queue's leader sits on the declaring node), so leaders "

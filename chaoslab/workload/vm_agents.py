@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from chaoslab.settings import FLAVOURS
 from chaoslab.workload import clientlog
 from chaoslab.spec.base import Model, Secs, Workload, register
 from chaoslab.wait import wait_until
+from chaoslab.text import words
 from chaoslab.workload.accounting import (BUCKETS, AgentEnd, close_books, read_agent_files, read_topic,
                                           unaccounted_are)
 
@@ -166,6 +168,30 @@ class VmAgents(Workload):
     _containers: list = PrivateAttr(default_factory=list)
     _ips: dict = PrivateAttr(default_factory=dict)
     _name: str = PrivateAttr("")
+
+    @classmethod
+    def report_blocks(cls, summary: dict) -> list[tuple]:
+        """The group's books per event and per VM."""
+        w = summary or {}
+        if not w.get("per_vm"):
+            return []
+        t = w["totals"]
+
+        def natural(name: str) -> list:   # vm-x-2 before vm-x-10
+            return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+        return [("p", f"VM group {w.get('group')}: {w.get('count')} {w.get('flavour')} VMs, buffer {words(w.get('buffer'))}. "
+                      f"Per event: generated {t['generated']} = delivered {t['delivered']} + dropped by policy "
+                      f"{t['dropped_by_policy']} + failed sends {t['failed_sends']} + held at stop {t.get('held_at_stop', 0)} "
+                      f"+ lost {t['lost']} + unknown {t.get('unknown', 0)} (books that could not close: "
+                      f"{', '.join(w.get('books_open') or []) or 'none'}). Duplicates {t.get('duplicates', 0)}; the sink gave up on "
+                      f"{t.get('failed_but_delivered', 0)} events the broker had stored; OOM-killed {len(w.get('oom_killed') or [])}."),
+                ("table", ["VM", "generated", "delivered", "dropped", "failed", "held", "lost", "unknown", "dup", "exit",
+                           "OOM", "peak MiB", "pgmajfault"],
+                 [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x.get("held_at_stop", 0),
+                   x["lost"], x.get("unknown", 0), x.get("duplicates", 0), (x.get("agent_end") or {}).get("exit_code"),
+                   "yes" if x["oom_killed"] else "no",
+                   round((x.get("peak_memory_bytes") or 0) / 2**20, 1), x.get("pgmajfault")]
+                  for n, x in sorted(w["per_vm"].items(), key=lambda kv: natural(kv[0]))])]
     _topic: str = PrivateAttr("")
 
     @model_validator(mode="after")

@@ -135,7 +135,7 @@ def test_wilson_interval_and_detection_power():
 
 
 def test_the_incident_chain_is_read_link_by_link():
-    from chaoslab.report.chain import links
+    from chaoslab.stories.incident_chain import links
     elm = {"loadManagerClassName": "org.apache.pulsar.broker.loadbalance.extensions.ExtensibleLoadManagerImpl"}
     v = {"params": {}, "steps": [
             {"type": "roll-broker", "broker": "broker-1", "config": elm, "shallow_ok": True, "functional_ok": False},
@@ -158,7 +158,7 @@ def test_the_incident_chain_is_read_link_by_link():
 
 
 def test_chain_ignores_a_restarts_transient_states_and_reads_link_11():
-    from chaoslab.report.chain import links
+    from chaoslab.stories.incident_chain import links
     elm = {"loadManagerClassName": "org.apache.pulsar.broker.loadbalance.extensions.ExtensibleLoadManagerImpl"}
     v = {"steps": [{"type": "roll-broker", "broker": f"broker-{n}", "config": elm, "shallow_ok": True,
                     "functional_ok": True} for n in (1, 2)],
@@ -177,7 +177,7 @@ def test_chain_ignores_a_restarts_transient_states_and_reads_link_11():
 
 
 def test_chain_links_7_and_8_tell_a_memory_buffer_from_a_disk_buffer_and_thrash_from_noise():
-    from chaoslab.report.chain import links
+    from chaoslab.stories.incident_chain import links
 
     def group(buffer, pgmaj, mem_psi, io_psi):
         per_vm = {f"vm-{i}": {"memory_limit_bytes": 256 * 2**20, "pgmajfault": pgmaj} for i in range(2)}

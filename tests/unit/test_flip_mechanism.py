@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from chaoslab.report.chain import links
-from chaoslab.report.flip import classify, describe, metadata_conflicts, store_waiters
+from chaoslab.stories.incident_chain import links
+from chaoslab.stories.flip import classify, describe, metadata_conflicts, store_waiters
 
 DUMP = """
 "pulsar-load-manager-1" #80 prio=5
@@ -119,7 +119,7 @@ def test_chain_link_6_carries_the_number_of_topics():
 
 
 def test_view_restarts_are_counted_and_those_since_time_zero_named(tmp_path):
-    from chaoslab.report.flip import view_restarts
+    from chaoslab.stories.flip import view_restarts
     line = ("2026-12-01T17:02:04.269Z 2026-12-01T17:02:04,269+0000 [Thread-18] INFO  org.apache.pulsar.broker."
             "loadbalance.extensions.store.TableViewLoadDataStoreImpl - Restarted tableview on "
             "non-persistent://pulsar/system/loadbalancer-broker-load-data, inactiveDuration={} secs > threshold = 1800 secs")
@@ -139,7 +139,7 @@ def test_view_restarts_are_counted_and_those_since_time_zero_named(tmp_path):
 
 
 def test_view_restarts_count_only_the_stores_own_lines_and_since_keeps_the_fraction(tmp_path):
-    from chaoslab.report.flip import view_restarts
+    from chaoslab.stories.flip import view_restarts
     own = ("2026-12-01T18:45:47.900000000Z 2026-12-01T18:45:47,900+0000 [Thread-26] ERROR org.apache.pulsar.broker."
            "loadbalance.extensions.store.TableViewLoadDataStoreImpl - Failed to tableview on non-persistent://pulsar/"
            "system/loadbalancer-broker-load-data, restart reason: object is null")
@@ -158,7 +158,7 @@ def test_view_restarts_count_only_the_stores_own_lines_and_since_keeps_the_fract
 
 
 def test_the_load_managers_start_and_role_lines_are_counted_per_broker(tmp_path):
-    from chaoslab.report.flip import load_manager_lines
+    from chaoslab.stories.flip import load_manager_lines
     (tmp_path / "chaoslab-broker-1-1-abc.log").write_text(
         "2026-12-01T21:47:13,046+0000 [pulsar-load-manager-1-1] WARN  org.apache.pulsar.broker.loadbalance.extensions."
         "ExtensibleLoadManagerImpl - The broker:broker-1:8080 failed to set the role. Retrying 1 th ...\n"

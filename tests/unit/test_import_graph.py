@@ -69,13 +69,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("chaoslab",),                             # the package itself
     ("chaoslab.errors",),
     ("chaoslab.settings",),
-    ("chaoslab.http", "chaoslab.wait", "chaoslab.record", "chaoslab.rates", "chaoslab.procedures"),
+    ("chaoslab.http", "chaoslab.wait", "chaoslab.record", "chaoslab.rates", "chaoslab.procedures", "chaoslab.text"),
     ("chaoslab.lab",),                         # the engine and compose driver
     ("chaoslab.observe", "chaoslab.pulsar_lookup"),
     ("chaoslab.spec",),                        # the vocabulary's base and the experiment schema
     ("chaoslab.workload",),                    # the vocabulary, in three tiers
     ("chaoslab.probes", "chaoslab.steps"),
-    ("chaoslab.checks", "chaoslab.monitor"),
+    ("chaoslab.checks", "chaoslab.monitor", "chaoslab.stories"),
     ("chaoslab.run",),
     ("chaoslab.report",),
     ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress"),

@@ -162,5 +162,5 @@ def test_the_report_says_a_release_ran_from_a_supplied_build(tmp_path):
     (tmp_path / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     _, _, _, opening = open_run(tmp_path)
     text = " ".join(str(b[-1]) for b in opening)
-    assert "Pulsar 3.3.1 is a build supplied with PULSAR_DIST_3_3_1, not an Apache release" in text
+    assert "Release 3.3.1 is a build supplied with PULSAR_DIST_3_3_1, not a published release" in text
     assert "sha256 abababab" in text

@@ -287,7 +287,8 @@ def test_too_many_requests_is_read_where_it_is_visible():
 
 
 def test_limits_reached_are_said_even_when_the_hypothesis_held():
-    notes = runner_mod.limits_reached({"brokers": {"log_counts": {"broker-1": {"too_many_pending_lookups": 122}}}})
+    from chaoslab.spec.base import probe_notes
+    notes = probe_notes({"brokers": {"log_counts": {"broker-1": {"too_many_pending_lookups": 122}}}})
     assert notes and "122 lookups" in notes[0]
 
 
