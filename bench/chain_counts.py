@@ -1,6 +1,6 @@
 """The incident chain's links 1-6 per run and variant, as the report computes them
 (chaoslab.stories.incident_chain), with each rolled broker's (shallow ok, health check ok) when its roll
-ended: the counts behind README's "which links the lab reproduces".
+ended: the counts behind docs/findings/2026-11-25-flip-rates-cause-triggers.md ("which links the lab reproduces").
 
     python bench/chain_counts.py runs/rates-ts3 runs/rates-ts4
 """

@@ -8,7 +8,7 @@ fails, so a restart that hung shows in a thread dump, not here).
 
     python bench/flip_mechanism.py runs/                 # every run under runs/
     python bench/flip_mechanism.py runs/A runs/B-x10     # chosen runs or series
-    python bench/flip_mechanism.py --markdown runs/...   # the table as Markdown (README)
+    python bench/flip_mechanism.py --markdown runs/...   # the table as Markdown (docs/findings/)
 
 Rows: the change (flip or not), the release, and how the bundles reached the flipped broker (by
 chance, through the workload's lookups; or every bundle, by a `lookup-every-bundle` step in the

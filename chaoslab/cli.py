@@ -465,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild a run folder's report from its journal (nothing runs)")
     p.add_argument("run", type=Path, help="a run folder")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("reference", help="print the vocabulary reference (docs/vocabulary.md)")
+    p.add_argument("--check", action="store_true", help="exit 1 when docs/vocabulary.md is not what it prints")
+    p.set_defaults(func=lambda args: __import__("chaoslab.reference", fromlist=["cli"]).cli(args))
     return parser
 
 

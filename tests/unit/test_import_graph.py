@@ -77,7 +77,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("chaoslab.probes", "chaoslab.steps"),
     ("chaoslab.checks", "chaoslab.monitor", "chaoslab.stories"),
     ("chaoslab.run",),
-    ("chaoslab.report",),
+    ("chaoslab.report", "chaoslab.reference"),
     ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress"),
     ("chaoslab.cli",),
 ]

