@@ -221,7 +221,9 @@ class ComposeLab(LabDriver):
         labels = [f"com.docker.compose.project={self.project}"]
         if service:
             labels.append(f"com.docker.compose.service={service}")
-        return sorted(self.client.containers.list(all=all, filters={"label": labels}), key=lambda c: c.name)
+        # ignore_removed: a container compose removes between the list and its inspect is not an error
+        return sorted(self.client.containers.list(all=all, filters={"label": labels}, ignore_removed=True),
+                      key=lambda c: c.name)
 
     def is_up(self) -> bool:
         return any(c.status == "running" for c in self.containers())

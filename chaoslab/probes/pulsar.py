@@ -82,10 +82,12 @@ class PulsarBrokers(Probe):
     def panels(cls) -> list[Panel]:
         def per_broker(field, metric=None):
             def series(samples):
-                names = sorted({b for s in samples for b in (s.get("brokers") or {})})
-                return {b: [((s.get("brokers") or {}).get(b) or {}).get(field) if metric is None else
-                            ((((s.get("brokers") or {}).get(b) or {}).get("metrics") or {}).get(metric))
-                            for s in samples] for b in names}
+                # through the figures model: a probe error the loop wrote beside the brokers is not a broker
+                per = [{b: f.model_dump() for b, f in BrokersFigures.model_validate(s.get(cls.key) or {}).brokers.items()}
+                       for s in samples]
+                names = sorted({b for x in per for b in x})
+                return {b: [(x.get(b) or {}).get(field) if metric is None else ((x.get(b) or {}).get("metrics") or {}).get(metric)
+                            for x in per] for b in names}
             return series
         return [Panel("pulsar_broker_lookup_pending_requests per broker", "pending lookups",
                       per_broker(None, "pulsar_broker_lookup_pending_requests")),

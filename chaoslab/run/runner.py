@@ -618,7 +618,7 @@ class Runner:
                 checks={c["name"]: c["outcome"] for c in result.checks}, coverage=result.coverage, notes=result.notes,
                 logs=str(self.lab.evidence_dir.relative_to(self.run_dir)))
         j.context = {}
-        self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]}" if result.reasons else ""))
+        self.log(f"[{result.name}] {verdict}" + (f": {result.reasons[0]['short']}" if result.reasons else ""))
         return result
 
     def _stop_observers(self, ctx: RunContext, sampler: "Sampler") -> dict:

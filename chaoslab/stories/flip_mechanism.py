@@ -12,7 +12,7 @@ from typing import Literal
 
 from chaoslab.spec.base import RunView, Story, register
 from chaoslab.stories.flip import classify, describe
-from chaoslab.stories.incident_chain import pending_limit
+from chaoslab.stories.incident_chain import Facts, pending_limit
 
 
 def mechanisms(run: RunView) -> dict[str, dict]:
@@ -37,5 +37,10 @@ class FlipMechanism(Story):
 
     def why(self, run: RunView) -> list[str]:
         found = mechanisms(run)
-        return [f"How the flip failed in {v['name']}: {describe(found[v['name']])}" for v in run.variants
-                if v["name"] in found and (v["verdict"] != "PASS" or found[v["name"]]["mechanism"] != "none")]
+        out = []
+        for v in run.variants:
+            if v["name"] in found and (v["verdict"] != "PASS" or found[v["name"]]["mechanism"] != "none"):
+                flipped = bool(Facts(v, []).flipped)   # a roll whose settings switch the load manager
+                out.append((f"How the flip failed in {v['name']}: " if flipped else
+                            f"What the brokers did in {v['name']} (no flip in this variant): ") + describe(found[v["name"]]))
+        return out

@@ -44,6 +44,9 @@ class Facts:
     flip: dict = field(default_factory=lambda: dict(FLIP))
 
     def __post_init__(self):
+        # per-broker figures only: a probe error written beside the brokers is not a broker
+        self.samples = [{**s, "brokers": {b: x for b, x in s["brokers"].items() if isinstance(x, dict)}}
+                        if isinstance(s.get("brokers"), dict) else s for s in self.samples]
         steps = self.v.get("steps") or []
         self.rolls = [s for s in steps if s.get("type") == "roll-broker"]
         flipped_params = any(is_flip(p, self.flip) for p in (self.v.get("params") or {}).values())
