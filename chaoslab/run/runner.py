@@ -325,6 +325,11 @@ class Runner:
         for v in self.selected:
             plan = self.exp.plan(v)
             plan.lab.preflight(self.exp)
+            for item in [*plan.steps(), plan.workload]:
+                missing = item.needs() - set(self.lab.capabilities)
+                if missing:
+                    raise LabError(f"{getattr(item, 'id', None) or item.type} needs what this lab driver cannot do: "
+                                   f"{', '.join(sorted(missing))} (it can: {', '.join(sorted(self.lab.capabilities)) or 'the core only'})")
             for step in plan.steps():
                 step.preflight(self.exp)
 

@@ -171,6 +171,12 @@ class Step(Model):
     def undo(self, ctx: "RunContext") -> dict | None:
         return None
 
+    def needs(self) -> set[str]:
+        """Lab driver capabilities this item needs beyond the interface's core (see
+        chaoslab/lab/driver.py: e.g. "pause", "cpu-quota", "vm-groups"); refused before the lab is
+        touched when the driver lacks one."""
+        return set()
+
     def pulsar_releases(self) -> list[str]:
         """Releases (or from/to/fixed) this step needs images for."""
         return []
@@ -420,6 +426,12 @@ class Workload(Model):
 
     def close(self, ctx: "RunContext") -> None:
         """Release everything quickly (the run was interrupted or the lab failed)."""
+
+    def needs(self) -> set[str]:
+        """Lab driver capabilities this item needs beyond the interface's core (see
+        chaoslab/lab/driver.py: e.g. "pause", "cpu-quota", "vm-groups"); refused before the lab is
+        touched when the driver lacks one."""
+        return set()
 
     def pulsar_releases(self) -> list[str]:
         return []

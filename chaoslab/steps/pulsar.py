@@ -153,6 +153,18 @@ class RollBroker(Step):
                 "restored_version": version, "serves": waited.ok, "secs": round(waited.secs, 1), "ok": waited.ok}
 
 
+    @classmethod
+    def changed(cls, result: dict) -> str:
+        """e.g. "broker-1 to 3.3.1; loadManagerClassName: ModularLoadManagerImpl -> ExtensibleLoadManagerImpl"."""
+        if not result.get("broker"):
+            return ""
+        previous = result.get("previous") or {}
+
+        def short(v):
+            return str(v).rsplit(".", 1)[-1] if v is not None else "default"
+        keys = [f"{k}: {short(previous.get(k))} -> {short(v)}" for k, v in (result.get("config") or {}).items()]
+        return f"{result['broker']} to {result.get('version')}" + (f"; {'; '.join(keys)}" if keys else "")
+
 # what a full restart is expected to cost: the service itself (the conditions a planned outage
 # excuses by default); split ownership and every other condition are judged as ever
 OUTAGE_CONDITIONS = ["publish-success-rate", "publish-p99-ms", "backlog", "unowned-topics", "lookup-rejections",

@@ -176,6 +176,9 @@ class SlowService(Step):
     def services_named(self) -> list[tuple[str, str]]:
         return [("service", self.service)]
 
+    def needs(self) -> set[str]:
+        return ({"pause"} if self.pause_secs is not None else set()) | ({"cpu-quota"} if self.cpus is not None else set())
+
 
 @register("step")
 class Wait(Step):

@@ -212,6 +212,9 @@ class VmAgents(Workload):
                 self._ips[container.name] = ip
         return self._ips.get(container.name)
 
+    def needs(self) -> set[str]:
+        return {"vm-groups"}
+
     def start(self, ctx) -> None:
         clientlog.to_file(ctx.run_dir / "pulsar-client.log")   # the client library's own lines
         self._name = self.group or ctx.variant.name
