@@ -137,9 +137,10 @@ def cmd_report(args) -> int:
 
 def make_runner(exp, args, run_dir=None, variants=None, keep=None):
     from chaoslab.progress import ConsoleProgress
+    from chaoslab.report import build_report
     from chaoslab.run.runner import Runner
     return Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
-                  handlers=[ConsoleProgress(err)])
+                  handlers=[ConsoleProgress(err)], finishers=[build_report])
 
 
 def cmd_experiment(args) -> int:

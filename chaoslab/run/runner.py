@@ -197,9 +197,11 @@ class Sampler:
 class Runner:
     def __init__(self, experiment: Experiment, run_dir: Path | None = None, keep: bool = False,
                  variants: list[str] | None = None, log=print, settings: LabSettings | None = None,
-                 handlers: list | None = None, lab: LabDriver | None = None):
+                 handlers: list | None = None, lab: LabDriver | None = None, finishers: list | None = None):
         """`lab`: the driver the run drives (chaoslab.lab.driver); by default the compose lab on
-        this host, with `settings` (or the environment's) and the experiment's releases."""
+        this host, with `settings` (or the environment's) and the experiment's releases.
+        `finishers`: called with the run folder once the journal is closed, whatever the verdict
+        (the CLI passes the report builder: the runner itself knows no report)."""
         self.exp = experiment
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{experiment.name}"
         self.run_dir = Path(run_dir or RUNS_DIR / self.run_id)
@@ -211,6 +213,7 @@ class Runner:
         self.lab = lab
         self.settings = lab.settings
         self.handlers = list(handlers or [])
+        self.finishers = list(finishers or [])
         self.journal: Journal | None = None
         self.results: list[VariantResult] = []
         self.interrupted = threading.Event()
@@ -311,11 +314,11 @@ class Runner:
                     word = "INCONCLUSIVE"
                 self.journal.write("run-end", exit_code=code, verdict=word, error=self.error)
                 self.journal.close()
-                try:
-                    from chaoslab.report import build_report
-                    build_report(self.run_dir)
-                except Exception as exc:  # the journal is the record; a report bug must not hide it
-                    self.log(f"report could not be built: {exc}")
+                for finish in self.finishers:   # e.g. the report: built from the run folder alone
+                    try:
+                        finish(self.run_dir)
+                    except Exception as exc:  # the journal is the record; a report bug must not hide it
+                        self.log(f"{getattr(finish, '__name__', 'finisher')} failed: {exc}")
         return code
 
     def before_lab(self) -> None:

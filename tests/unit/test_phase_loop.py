@@ -41,7 +41,8 @@ def runner(tmp_path, lab: FakeLab, values=(5,), steps=None, rollbacks=(), checks
         "probes": [FakeProbe(values=list(values))], "checks": list(checks),
         "after": plan.after.model_copy(update={"secs": 0.5})})
     object.__setattr__(exp, "plan", lambda v: plan)
-    return Runner(exp, run_dir=tmp_path / "run", keep=keep, log=lambda m: None, lab=lab)
+    from chaoslab.report import build_report
+    return Runner(exp, run_dir=tmp_path / "run", keep=keep, log=lambda m: None, lab=lab, finishers=[build_report])
 
 
 def names(run: Runner) -> list[str]:

@@ -56,7 +56,8 @@ def make_runner(tmp_path, steps=None, values=(5,), checks=(), min_coverage=0.95,
         "probes": [FakeProbe(values=list(values), die_after=die_after)],
         "after": plan.after.model_copy(update={"secs": 0.5}), "checks": list(checks)})
     object.__setattr__(exp, "plan", lambda v: plan)
-    return Runner(exp, run_dir=tmp_path / "run", settings=LabSettings(), log=lambda m: None)
+    from chaoslab.report import build_report
+    return Runner(exp, run_dir=tmp_path / "run", settings=LabSettings(), log=lambda m: None, finishers=[build_report])
 
 
 def events(run: Runner) -> list[str]:
