@@ -483,25 +483,25 @@ def probe_class(key: str) -> type | None:
     return next((cls for cls in REGISTRY["probe"].values() if getattr(cls, "key", None) == key), None)
 
 
-def probe_notes(probes_summary: dict) -> list[str]:
-    """The notes beside a verdict, from a variant's probe summaries ({key: summary()}, as in
-    results.json): each probe class's notes()."""
+def _each_probe(probes_summary: dict, hook: str) -> list[str]:
+    """One presentation hook (notes, why) of every probe class behind a variant's summaries
+    ({key: summary()}, as in results.json), in order."""
     out = []
     for key, summary in (probes_summary or {}).items():
         cls = probe_class(key)
         if cls is not None and isinstance(summary, dict):
-            out += cls.notes(summary)
+            out += getattr(cls, hook)(summary)
     return out
+
+
+def probe_notes(probes_summary: dict) -> list[str]:
+    """The notes beside a verdict: each probe class's notes()."""
+    return _each_probe(probes_summary, "notes")
 
 
 def probe_why(probes_summary: dict) -> list[str]:
-    """The first-screen lines of a variant's probes (each probe class's why())."""
-    out = []
-    for key, summary in (probes_summary or {}).items():
-        cls = probe_class(key)
-        if cls is not None and isinstance(summary, dict):
-            out += cls.why(summary)
-    return out
+    """The first-screen lines of a variant's probes: each probe class's why()."""
+    return _each_probe(probes_summary, "why")
 
 
 def probe_status(sample: dict) -> str:
