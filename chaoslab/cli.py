@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--tar", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout: verdict, runs, failed runs, "
-                   "failure-rate bound, first violation with its evidence, green-but-broken brokers")
+                   "failure-rate bound, first violation with its evidence, what each probe observed (observations)")
     p.set_defaults(func=cmd_gate)
     p = sub.add_parser("replay", help="re-run the experiment of a bundle and compare the two runs")
     p.add_argument("bundle", type=Path, help="a run folder or its .tar.gz")
