@@ -586,7 +586,12 @@ class ComposeLab(LabDriver):
         vms.remove_groups(self)
 
     def services(self, role: str | None = None) -> list[str]:
-        names = sorted({c.labels.get("com.docker.compose.service", "") for c in self.containers()} - {""})
+        """Compose's services, less one-shot jobs that finished (pulsar-init: exited 0, no health
+        check). A scaled service (vm-pico) is one name here."""
+        def done(c) -> bool:
+            state = c.attrs.get("State") or {}
+            return c.status == "exited" and state.get("ExitCode") == 0 and not state.get("Health")
+        names = sorted({c.labels.get("com.docker.compose.service", "") for c in self.containers() if not done(c)} - {""})
         return [n for n in names if role is None or re.sub(r"-\d+$", "", n) == role]
 
     def service_state(self, service: str) -> ServiceState:
@@ -624,6 +629,12 @@ class ComposeLab(LabDriver):
                                   wait=False, timeout=timeout)
         else:
             self._recreate_brokers(numbers, timeout=timeout)
+            if wait:   # all recreated at once; then each must come up healthy
+                from chaoslab.wait import wait_until
+                for n in numbers:
+                    name = f"broker-{n}"
+                    if not wait_until(lambda: self.service_state(name).health == "healthy", timeout, interval=1).ok:
+                        raise LabError(f"{name} did not become healthy within {timeout:.0f} s")
 
     def set_broker(self, n: int, version: str | None = None, config: dict | None = None,
                    replace_config: bool = False, wait: bool = True, timeout: float = 300) -> None:
@@ -641,9 +652,14 @@ class ComposeLab(LabDriver):
 
     def unpause(self, service: str) -> None:
         for c in self.containers(service):
-            c.reload()
-            if c.status == "paused":
-                c.unpause()
+            try:
+                c.reload()
+                if c.status == "paused":
+                    c.unpause()
+            except docker.errors.NotFound:   # removed meanwhile (a remedy): nothing left to thaw
+                continue
+            except docker.errors.APIError as exc:
+                raise LabError(f"{service} could not be unpaused: {str(exc)[-160:]}") from None
 
     def read_log(self, service: str, since: float | None = None) -> LogRead | None:
         found = self.containers(service)
@@ -655,7 +671,7 @@ class ComposeLab(LabDriver):
             raw = c.logs(since=int(since), until=until) if since else c.logs(until=until)
         except Exception:
             return None
-        return LogRead(c.id, raw.decode(errors="replace"), until)
+        return LogRead(c.id[:12], raw.decode(errors="replace"), until)
 
     def exec(self, service: str, argv: list[str], timeout: float = 60) -> tuple[int, str]:
         c = self.container(service)

@@ -123,9 +123,10 @@ class LabDriver(ABC):
 
     @abstractmethod
     def roll(self, changes: dict[str, dict], wait: bool = True, timeout: float = 300) -> None:
-        """Replace services by new incarnations: `changes` maps a service to {release, config,
-        replace_config}; all of them at once (a full restart) or one (a rolling step). With
-        wait=True, returns when each is healthy, else LabError."""
+        """Replace services by new incarnations: `changes` maps a service to {version, config,
+        replace_config} (version: the release; config: settings merged into what it runs, or
+        replacing them with replace_config); all of them at once (a full restart) or one (a
+        rolling step). With wait=True, returns when each is healthy, else LabError."""
 
     @abstractmethod
     def stop(self, service: str, timeout: int = 20) -> None:

@@ -51,6 +51,7 @@ class ThreadDumps(Monitor):
                 self._threads.append(t)
 
     def stop(self, ctx) -> dict:
+        wait = 2 if ctx is not None and ctx.interrupted.is_set() else 20   # Ctrl-C: the clean-up comes first
         for t in self._threads:
-            t.join(20)
+            t.join(wait)
         return {"thread_dumps": dict(self._taken)}

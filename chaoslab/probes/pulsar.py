@@ -156,10 +156,10 @@ class PulsarBrokers(Probe):
         totals = self._log_totals.setdefault(service, {k: 0 for k in LOG_PATTERNS})
         state = ctx.lab.service_state(service)
         read = ctx.lab.read_log(service, since=self._log_since.get(state.incarnation)) if state.incarnation else None
-        if read is None:
+        # replaced between the two calls: this read is another incarnation's, counted from its start next time
+        if read is None or read.incarnation != state.incarnation:
             return {"log_counts": dict(totals), "log_new": None, "log_new_t": None}
-        until = read.until
-        self._log_since[state.incarnation] = until
+        self._log_since[state.incarnation] = read.until
         new = {k: 0 for k in LOG_PATTERNS}
         for line in read.text.splitlines():
             for pattern_name, pattern in LOG_PATTERNS.items():

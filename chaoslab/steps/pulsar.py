@@ -289,7 +289,7 @@ class RecoverSystemTopics(Step):
                                             for n in range(1, n_brokers + 1)):
             return {"ok": True, "skipped": "every broker serves"}
         started = time.monotonic()
-        names = ctx.lab.broker_names()
+        names = ctx.settings.broker_names
         for name in names:
             ctx.lab.stop_service(name)
         ctx.event("recovery-all-brokers-stopped")
