@@ -26,4 +26,4 @@ def test_a_broker_rolled_to_a_supplied_build_runs_it_and_the_report_says_so(tmp_
     assert manifest["supplied_releases"]["3.2.3-supplied"]["sha256"] == source["sha256"]
     assert "chaoslab/pulsar:3.2.3-supplied" in manifest["images"]
     report = (out / "report.md").read_text()
-    assert "Pulsar 3.2.3-supplied is a build supplied with PULSAR_DIST_3_2_3_SUPPLIED" in report
+    assert "Release 3.2.3-supplied is a build supplied with PULSAR_DIST_3_2_3_SUPPLIED" in report
