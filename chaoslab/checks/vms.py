@@ -92,6 +92,8 @@ class EventsLost(FinalCheck):
     type: Literal["events-lost"] = "events-lost"
     needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
     max: Annotated[int, Field(ge=0)] = 0
+    include_crashes: bool = Field(False, description="count the events of VMs that died with their hypervisor "
+                                                     "(lost_in_crash) as lost too; by default they are said apart")
 
     def check(self, ctx) -> CheckResult:
         w = ctx.record.get("workload") or {}
@@ -99,11 +101,13 @@ class EventsLost(FinalCheck):
         if not totals:
             return CheckResult("events-lost", "unknown", evidence="no VM accounting was recorded")
         per_vm = w.get("per_vm") or {}
-        lost, unknown, generated = totals["lost"], totals.get("unknown", 0), totals["generated"]
+        in_crash = totals.get("lost_in_crash", 0)
+        lost, unknown, generated = totals["lost"] + (in_crash if self.include_crashes else 0), totals.get("unknown", 0), totals["generated"]
         open_books = sorted(n for n, vm in per_vm.items() if not vm.get("books_closed", True))
         figures = (f"generated {generated}, delivered {totals['delivered']}, dropped by policy {totals['dropped_by_policy']}, "
                    f"failed sends {totals.get('failed_sends', 0)}, held at stop {totals.get('held_at_stop', 0)}, "
-                   f"lost {lost}, unknown {unknown}; duplicates {totals.get('duplicates', 0)} apart")
+                   f"lost {totals['lost']}, lost in a hypervisor crash {in_crash}, unknown {unknown}; "
+                   f"duplicates {totals.get('duplicates', 0)} apart")
         if lost > self.max:
             return CheckResult("events-lost", "fail", lost, self.max, data=totals,
                                evidence=f"{lost} events provably lost without being accounted for ({figures})")

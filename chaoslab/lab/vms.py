@@ -13,6 +13,7 @@ from pathlib import Path
 import docker.errors
 
 from chaoslab.errors import LabError
+from chaoslab.lab import hypervisors
 from chaoslab.lab.cluster import Lab
 from chaoslab.settings import FLAVOURS
 
@@ -25,6 +26,7 @@ class VmGroupSpec:
     config_path: Path          # the agent's TOML for this group
     environment: dict
     memory_mib: int | None = None  # a declared scale-down of the flavour's memory cap
+    cgroup_parents: tuple[str, ...] = ()   # VM i runs in cgroup_parents[i % len]: its hypervisor (lab/hypervisors.py)
 
 
 def start_group(lab: Lab, group: VmGroupSpec) -> list:
@@ -41,6 +43,7 @@ def start_group(lab: Lab, group: VmGroupSpec) -> list:
             lab.client.containers.get(name).remove(force=True)
         except docker.errors.NotFound:
             pass
+        placed = {"cgroup_parent": group.cgroup_parents[(i - 1) % len(group.cgroup_parents)]} if group.cgroup_parents else {}
         try:
             c = lab.client.containers.run(
                 lab.settings.agent_image, name=name, hostname=f"vm-{group.name}-{i}", detach=True, init=True,
@@ -50,7 +53,9 @@ def start_group(lab: Lab, group: VmGroupSpec) -> list:
                              "VM_GROUP": group.name, **{k: str(v) for k, v in group.environment.items()}},
                 volumes={str(group.config_path.resolve()): {"bind": "/etc/vector/vector.toml", "mode": "ro"}},
                 labels={"org.chaoslab.lab": "true", "org.chaoslab.vm": "true", "org.chaoslab.project": lab.project,
-                        "org.chaoslab.vm-group": group.name, "org.chaoslab.flavour": group.flavour},
+                        "org.chaoslab.vm-group": group.name, "org.chaoslab.flavour": group.flavour,
+                        **({"org.chaoslab.hypervisor": placed["cgroup_parent"].rsplit("/", 1)[-1]} if placed else {})},
+                **placed,
             )
         except docker.errors.APIError as exc:
             raise LabError(f"could not start VM container {name}: {exc.explanation or exc}") from exc
@@ -71,3 +76,4 @@ def remove_groups(lab: Lab) -> None:
             c.remove(force=True)
         except docker.errors.APIError:
             pass
+    hypervisors.remove_all(lab.project)   # their VMs are gone: the hypervisors' cgroups go too

@@ -204,10 +204,11 @@ def ranges(seqs) -> list[list[int]]:
 
 
 def close_books(ledger: AgentLedger, delivered: set[int], duplicates: int = 0,
-                unknown_because: str | None = None) -> dict:
+                unknown_because: str | None = None, crashed: bool = False) -> dict:
     """One VM's books. `unknown_because`: why the events nobody accounted for cannot be called
-    lost (None: they are lost). Raises AssertionError if the buckets do not add up (they do by
-    construction)."""
+    lost (None: they are lost). `crashed`: the VM died with its hypervisor (a simulated panic):
+    what it had not handed over is `lost_in_crash`, apart from `lost`. Raises AssertionError if
+    the buckets do not add up (they do by construction)."""
     generated = ledger.generated
     basis = "agent"
     if generated is None:  # no counter file: the topic shows a lower bound, and nothing about the tail
@@ -221,15 +222,17 @@ def close_books(ledger: AgentLedger, delivered: set[int], duplicates: int = 0,
     held = (missing & ledger.seqs["held"]) - dropped - failed
     unaccounted = missing - dropped - failed - held
     lost, unknown = (set(), unaccounted) if unknown_because else (unaccounted, set())
+    in_crash, lost = (lost, set()) if crashed else (set(), lost)
     books = {"generated": generated, "delivered": len(got), "dropped_by_policy": len(dropped),
-             "failed_sends": len(failed), "held_at_stop": len(held), "lost": len(lost), "unknown": len(unknown),
+             "failed_sends": len(failed), "held_at_stop": len(held), "lost": len(lost),
+             "lost_in_crash": len(in_crash), "unknown": len(unknown),
              "duplicates": duplicates, "failed_but_delivered": len(ledger.seqs["failed"] & got),
              "unexpected": len(delivered) - len(got), "generated_from": basis,
              "books_closed": unknown_because is None, "unknown_because": unknown_because,
              "lost_ranges": ranges(lost)[:20], "unknown_ranges": ranges(unknown)[:20]}
-    assert books["delivered"] + len(dropped) + len(failed) + len(held) + len(lost) + len(unknown) == generated
+    assert books["delivered"] + len(dropped) + len(failed) + len(held) + len(lost) + len(in_crash) + len(unknown) == generated
     return books
 
 
-BUCKETS = ("generated", "delivered", "dropped_by_policy", "failed_sends", "held_at_stop", "lost", "unknown",
+BUCKETS = ("generated", "delivered", "dropped_by_policy", "failed_sends", "held_at_stop", "lost", "lost_in_crash", "unknown",
            "duplicates", "failed_but_delivered", "unexpected")

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from chaoslab.errors import LabError
+from chaoslab.lab import hypervisors as hv
 from chaoslab.lab import vms
 from chaoslab.observe.metrics import scrape
 from chaoslab.settings import FLAVOURS
@@ -126,6 +127,13 @@ class Buffer(Model):
         return {"type": self.type, "max_events": max_events, "max_size": self.max_size, "when_full": self.when_full}
 
 
+def _kill_quietly(container) -> None:
+    try:
+        container.kill(signal="SIGKILL")
+    except Exception:   # already dead: the crash took it anyway
+        pass
+
+
 def agent_toml(group: "VmAgents", name: str, topic: str) -> str:
     """A config valid for real Vector and for the agent (chaoslab-agent check-config)."""
     b = group.buffer.effective()
@@ -148,6 +156,29 @@ def agent_toml(group: "VmAgents", name: str, topic: str) -> str:
     ])
 
 
+class Hypervisors(Model):
+    """Where the group's VMs run: `count` hypervisors, each a parent cgroup (lab/hypervisors.py)
+    holding every count-th VM, with a memory budget smaller than the sum of its VMs' caps (by
+    `overcommit`), a disk-read budget and a CPU share of its own. The bus, the lab and its probes
+    stay outside every hypervisor."""
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    overcommit: Annotated[float, Field(ge=1.0, le=8.0, description="the sum of a hypervisor's VMs' memory caps over "
+                                                                   "its own memory budget")] = 1.5
+    read_mib_per_sec: Annotated[float, Field(ge=1, le=100_000)] | None = Field(
+        None, description="the hypervisor's disk reads per second, all its VMs together (none: the disk's own)")
+    cpu_shares: Annotated[int, Field(ge=2, le=262_144)] = 1024
+
+    def plan(self, group: str, vms_count: int, vm_mib: int) -> list[dict]:
+        """Per hypervisor: its name, how many VMs, its memory budget (MiB) and read budget."""
+        out = []
+        for i in range(1, self.count + 1):
+            n = len(range(i, vms_count + 1, self.count))
+            out.append({"name": f"hv-{group}-{i}", "vms": n, "memory_mib": math.ceil(n * vm_mib / self.overcommit),
+                        "read_bps": int(self.read_mib_per_sec * 2**20) if self.read_mib_per_sec else None,
+                        "cpu_shares": self.cpu_shares})
+        return out
+
+
 @register("workload")
 class VmAgents(Workload):
     type: Literal["vm-agents"] = "vm-agents"
@@ -160,12 +191,17 @@ class VmAgents(Workload):
     memory_mib: Annotated[int, Field(ge=32, le=65536)] | None = Field(
         None, description="scale the flavour's memory cap (declared scaling, shown in the report); default: the flavour's")
     buffer: Buffer = Buffer()
+    hypervisors: Hypervisors | None = Field(None, description="run the VMs inside hypervisors (parent cgroups with "
+                                                              "budgets of their own); none: straight on the host")
     shipping_timeout_secs: Secs = 120.0
     drain_secs: Secs = Field(10.0, description="after SIGTERM the agent drains its buffer this long (AGENT_DRAIN_SECS); "
                                                "the stop waits for it plus the agent's in-flight send timeout")
     read_timeout_secs: Secs = Field(300.0, description="reading the group's topic to its end may take this long; "
                                                        "what is not read by then is unknown, not lost")
     _containers: list = PrivateAttr(default_factory=list)
+    _hypervisors: list = PrivateAttr(default_factory=list)   # hypervisors.plan(), as created
+    _crashed: dict = PrivateAttr(default_factory=dict)       # hypervisor -> {t, vms, reason}
+    _project: str = PrivateAttr("chaoslab")
     _ips: dict = PrivateAttr(default_factory=dict)
     _name: str = PrivateAttr("")
 
@@ -182,13 +218,13 @@ class VmAgents(Workload):
         return [("p", f"VM group {w.get('group')}: {w.get('count')} {w.get('flavour')} VMs, buffer {words(w.get('buffer'))}. "
                       f"Per event: generated {t['generated']} = delivered {t['delivered']} + dropped by policy "
                       f"{t['dropped_by_policy']} + failed sends {t['failed_sends']} + held at stop {t.get('held_at_stop', 0)} "
-                      f"+ lost {t['lost']} + unknown {t.get('unknown', 0)} (books that could not close: "
+                      f"+ lost {t['lost']} + lost in a hypervisor crash {t.get('lost_in_crash', 0)} + unknown {t.get('unknown', 0)} (books that could not close: "
                       f"{', '.join(w.get('books_open') or []) or 'none'}). Duplicates {t.get('duplicates', 0)}; the sink gave up on "
                       f"{t.get('failed_but_delivered', 0)} events the broker had stored; OOM-killed {len(w.get('oom_killed') or [])}."),
-                ("table", ["VM", "generated", "delivered", "dropped", "failed", "held", "lost", "unknown", "dup", "exit",
-                           "OOM", "peak MiB", "pgmajfault"],
-                 [[n, x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"], x.get("held_at_stop", 0),
-                   x["lost"], x.get("unknown", 0), x.get("duplicates", 0), (x.get("agent_end") or {}).get("exit_code"),
+                ("table", ["VM", "hypervisor", "generated", "delivered", "dropped", "failed", "held", "lost", "lost in crash",
+                           "unknown", "dup", "exit", "OOM", "peak MiB", "pgmajfault"],
+                 [[n, x.get("hypervisor") or "-", x["generated"], x["delivered"], x["dropped_by_policy"], x["failed_sends"],
+                   x.get("held_at_stop", 0), x["lost"], x.get("lost_in_crash", 0), x.get("unknown", 0), x.get("duplicates", 0), (x.get("agent_end") or {}).get("exit_code"),
                    "yes" if x["oom_killed"] else "no",
                    round((x.get("peak_memory_bytes") or 0) / 2**20, 1), x.get("pgmajfault")]
                   for n, x in sorted(w["per_vm"].items(), key=lambda kv: natural(kv[0]))])]
@@ -199,7 +235,28 @@ class VmAgents(Workload):
         mib = self.memory_mib or FLAVOURS[self.flavour]["memory_mib"]
         if self.resident_mb >= mib:
             raise ValueError(f"resident_mb: {self.resident_mb} does not fit in a {self.flavour} VM ({mib} MiB)")
+        if self.hypervisors and self.hypervisors.count > self.count:
+            raise ValueError(f"hypervisors.count: {self.hypervisors.count} hypervisors for {self.count} VMs leaves some empty")
         return self
+
+    def hypervisor_names(self) -> list[str]:
+        return [h["name"] for h in self._hypervisors]
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    def crash_hypervisor(self, ctx, name: str, reason: str) -> list[str]:
+        """What a panicking hypervisor does: every VM in it dies at once (SIGKILL, all together).
+        The run goes on; their books count what they had not handed over as lost in the crash."""
+        if name in self._crashed:
+            return []
+        victims = [c for c in self._containers if c.labels.get("org.chaoslab.hypervisor") == name]
+        self._crashed[name] = {"t": time.time(), "vms": [c.name for c in victims], "reason": reason}
+        with ThreadPoolExecutor(max_workers=max(1, len(victims))) as pool:
+            list(pool.map(lambda c: _kill_quietly(c), victims))
+        ctx.event("hypervisor-crash", hypervisor=name, vms=[c.name for c in victims], reason=reason)
+        return [c.name for c in victims]
 
     @property
     def containers(self) -> list:
@@ -228,9 +285,17 @@ class VmAgents(Workload):
                   buffer=self.buffer.model_dump(), rate=self.rate, line_bytes=self.line_bytes)
         ctx.log(f"[{ctx.variant.name}] {self.count} {self.flavour} VMs, {self.buffer.type} buffer, "
                 f"when_full={self.buffer.when_full} ...")
+        parents: tuple[str, ...] = ()
+        self._crashed, self._project = {}, ctx.lab.project
+        if self.hypervisors:
+            self._hypervisors = self.hypervisors.plan(self._name, self.count, memory)
+            parents = tuple(hv.create(hv.HypervisorSpec(h["name"], h["memory_mib"] * 2**20, h["read_bps"], h["cpu_shares"]),
+                                      ctx.lab.project) for h in self._hypervisors)
+            ctx.event("hypervisors", group=self._name, overcommit=self.hypervisors.overcommit,
+                      hypervisors=self._hypervisors, vm_memory_mib=memory)
         self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(
             self._name, self.flavour, self.count, config, {"RESIDENT_MB": self.resident_mb, "AGENT_DRAIN_SECS": self.drain_secs},
-            self.memory_mib))
+            self.memory_mib, parents))
 
         def shipping():
             return all(((scrape_agent(self.ip(c)) or {}) if self.ip(c) else {}).get(
@@ -265,14 +330,17 @@ class VmAgents(Workload):
             if oom:
                 oom_killed.append(c.name)
             host = c.attrs["Config"]["Hostname"]
+            where = c.labels.get("org.chaoslab.hypervisor")
+            crashed = where in self._crashed
             why = unaccounted_are(end, self.buffer.type)
             if why is None and not reading.complete:
                 why = f"the topic was not read to its end within {self.read_timeout_secs:.0f} s"
             books = close_books(ledgers[c.name], reading.seqs.get(host, set()), reading.duplicates.get(host, 0),
-                                unknown_because=why)
+                                unknown_because=why, crashed=crashed)
             if not books["books_closed"]:
                 books_open.append(c.name)
-            per_vm[c.name] = {**books, "oom_killed": oom, "agent_end": end.summary(),
+            per_vm[c.name] = {**books, "hypervisor": where, "died_with_hypervisor": crashed,
+                              "oom_killed": oom, "agent_end": end.summary(),
                               "peak_memory_bytes": peaks.get(c.name, {}).get("memory.usage_in_bytes"),
                               "memory_limit_bytes": cg.get("memory.limit_in_bytes"),
                               "pgmajfault": cg.get("total_pgmajfault"), "blkio_read_bytes": cg.get("blkio_read_bytes")}
@@ -292,6 +360,7 @@ class VmAgents(Workload):
                 "rate": self.rate, "line_bytes": self.line_bytes,
                 "topic": self._topic, "totals": totals, "per_vm": per_vm, "oom_killed": oom_killed,
                 "books_open": books_open, "drain_secs": self.drain_secs, "stop_grace_secs": grace,
+                "hypervisors": self._hypervisors, "hypervisor_crashes": self._crashed,
                 "topic_messages": reading.messages, "topic_unparsed": reading.unparsed,
                 "topic_read_complete": reading.complete, "topic_read_secs": reading.secs, "topic_read_error": reading.error}
 

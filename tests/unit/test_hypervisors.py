@@ -1,0 +1,103 @@
+"""Hypervisors as parent cgroups (lab/hypervisors.py), their probe and panic monitor, and the books
+of VMs that die with their hypervisor: against a cgroup tree in a temporary folder."""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from chaoslab.checks.vms import EventsLost
+from chaoslab.lab import hypervisors as hv
+from chaoslab.monitor.hypervisors import HypervisorPanic
+from chaoslab.workload.accounting import AgentLedger, close_books
+from chaoslab.workload.vm_agents import Hypervisors, VmAgents
+
+
+@pytest.fixture
+def v1(tmp_path):
+    for ctrl in ("memory", "blkio", "cpu"):
+        (tmp_path / ctrl).mkdir()
+    return tmp_path
+
+
+def test_a_hypervisor_is_a_parent_cgroup_with_its_own_budgets(v1):
+    parent = hv.create(hv.HypervisorSpec("hv-a-1", 300 * 2**20, read_bps=8 * 2**20, cpu_shares=512), "lab", v1,
+                       device="254:0")
+    assert parent == "/chaoslab-lab/hv-a-1"
+    assert (v1 / "memory/chaoslab-lab/hv-a-1/memory.limit_in_bytes").read_text() == str(300 * 2**20)
+    assert (v1 / "blkio/chaoslab-lab/hv-a-1/blkio.throttle.read_bps_device").read_text() == f"254:0 {8 * 2**20}"
+    assert (v1 / "cpu/chaoslab-lab/hv-a-1/cpu.shares").read_text() == "512"
+    # the engine puts each VM's container below it; figures are hierarchical over them
+    vm = v1 / "memory/chaoslab-lab/hv-a-1/abc123"
+    vm.mkdir()
+    (vm / "cgroup.procs").write_text("41\n42\n")
+    mem = v1 / "memory/chaoslab-lab/hv-a-1"
+    (mem / "memory.usage_in_bytes").write_text("1000\n")
+    (mem / "memory.stat").write_text("total_pgmajfault 77\ntotal_cache 10\n")
+    (v1 / "blkio/chaoslab-lab/hv-a-1/blkio.throttle.io_service_bytes_recursive").write_text(
+        "254:0 Read 4096\n254:0 Write 1\nTotal 4097\n")
+    f = hv.figures("lab", "hv-a-1", v1)
+    assert f["memory_bytes"] == 1000 and f["pgmajfault"] == 77 and f["read_bytes"] == 4096
+    assert hv.tasks("lab", "hv-a-1", v1) == [41, 42]
+    for file in [f for f in v1.rglob("*") if f.is_file()]:   # cgroupfs control files go with their directory
+        file.unlink()
+    hv.remove_all("lab", v1)
+    assert not (v1 / "memory/chaoslab-lab").exists() and not (v1 / "cpu/chaoslab-lab").exists()
+
+
+def test_v2_hosts_get_one_directory_with_memory_io_and_cpu(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("memory io cpu\n")
+    hv.create(hv.HypervisorSpec("hv-b-1", 2**30, read_bps=2**20, cpu_shares=2048), "lab", tmp_path, device="8:0")
+    d = tmp_path / "chaoslab-lab/hv-b-1"
+    assert (d / "memory.max").read_text() == str(2**30) and (d / "io.max").read_text() == f"8:0 rbps={2**20}"
+    assert (d / "cpu.weight").read_text() == "200"
+
+
+def test_d_state_is_timed_per_task_and_the_longest_kept():
+    d = hv.DState()
+    states = {1: "D", 2: "S"}
+    assert d.look([1, 2], state=states.get, now=100)["d_state_tasks"] == 1
+    assert d.look([1, 2], state=states.get, now=130)["d_state_longest_secs"] == 30
+    states[1] = "S"
+    out = d.look([1, 2], state=states.get, now=131)
+    assert out["d_state_longest_secs"] == 0 and out["d_state_longest_ever_secs"] == 30
+    assert hv.proc_state(999_999_999) is None
+
+
+def test_the_plan_overcommits_each_hypervisor_and_spreads_the_vms():
+    plan = Hypervisors(count=4, overcommit=2.0, read_mib_per_sec=16).plan("g", 10, 256)
+    assert [h["vms"] for h in plan] == [3, 3, 2, 2]
+    assert [h["memory_mib"] for h in plan] == [384, 384, 256, 256] and plan[0]["read_bps"] == 16 * 2**20
+    with pytest.raises(ValueError, match="leaves some empty"):
+        VmAgents(count=2, hypervisors={"count": 3})
+
+
+def test_past_the_hung_task_limit_the_hypervisor_crashes_and_its_vms_die_together():
+    crashed = []
+    done = threading.Event()
+
+    def crash(ctx, name, reason):
+        crashed.append((name, reason))
+        done.set()
+    ctx = SimpleNamespace(workload=SimpleNamespace(crash_hypervisor=crash))
+    m = HypervisorPanic(hung_task_secs=30)
+    m.start(ctx)
+    m.on_sample({"t": 1, "hypervisors": {"hv-1": {"d_state_longest_secs": 12}, "hv-2": {"d_state_longest_secs": 31}}})
+    m.on_sample({"t": 2, "hypervisors": {"hv-2": {"d_state_longest_secs": 32}}})   # once
+    assert done.wait(5)
+    out = m.stop(ctx)
+    assert [c[0] for c in crashed] == ["hv-2"] and "hung-task limit 30 s" in crashed[0][1]
+    assert out["declared"] and list(out["crashed"]) == ["hv-2"]
+
+
+def test_a_vm_that_died_with_its_hypervisor_books_its_events_as_lost_in_crash():
+    ledger = AgentLedger(generated=10, seqs={"dropped": set(), "failed": set(), "held": set()})
+    books = close_books(ledger, {0, 1, 2, 3}, crashed=True)
+    assert books["lost"] == 0 and books["lost_in_crash"] == 6 and books["books_closed"]
+    plain = close_books(ledger, {0, 1, 2, 3})
+    assert plain["lost"] == 6 and plain["lost_in_crash"] == 0
+    totals = {"generated": 10, "delivered": 4, "dropped_by_policy": 0, "lost": 0, "lost_in_crash": 6, "unknown": 0}
+    record = SimpleNamespace(record={"workload": {"totals": totals, "per_vm": {}}})
+    said_apart = EventsLost().check(record)
+    assert said_apart.outcome == "pass" and "lost in a hypervisor crash 6" in said_apart.evidence
+    assert EventsLost(include_crashes=True).check(record).outcome == "fail"
