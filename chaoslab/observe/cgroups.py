@@ -33,19 +33,22 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def container_figures(container_id: str, root: Path = ROOT) -> dict | None:
-    mem = root / "memory" / "docker" / container_id
+def container_figures(container_id: str, root: Path = ROOT, parent: str | None = None) -> dict | None:
+    """`parent`: the container's cgroup parent when it has one (a VM inside a hypervisor,
+    lab/hypervisors.py); by default the engine's own ("docker")."""
+    under = (parent or "/docker").strip("/")
+    mem = root / "memory" / under / container_id
     if not mem.exists():
-        v2 = root / "system.slice" / f"docker-{container_id}.scope"
+        v2 = root / under / container_id if parent else root / "system.slice" / f"docker-{container_id}.scope"
         return _v2(v2) if v2.exists() else None
     stat = _kv(_read(mem / "memory.stat"))
     oom = _kv(_read(mem / "memory.oom_control"))
     blk = {"Read": 0, "Write": 0}
-    for line in (_read(root / "blkio" / "docker" / container_id / "blkio.throttle.io_service_bytes") or "").splitlines():
+    for line in (_read(root / "blkio" / under / container_id / "blkio.throttle.io_service_bytes") or "").splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[1] in blk:
             blk[parts[1]] += int(parts[2])
-    cpu = _kv(_read(root / "cpu" / "docker" / container_id / "cpu.stat"))
+    cpu = _kv(_read(root / "cpu" / under / container_id / "cpu.stat"))
     return {
         "memory.usage_in_bytes": _int(_read(mem / "memory.usage_in_bytes")),
         "memory.limit_in_bytes": _int(_read(mem / "memory.limit_in_bytes")),
@@ -62,7 +65,7 @@ def container_figures(container_id: str, root: Path = ROOT) -> dict | None:
         "blkio_write_bytes": blk["Write"],
         "nr_throttled": cpu.get("nr_throttled"),
         "throttled_time": cpu.get("throttled_time"),
-        "cpu_usage_ns": _int(_read(root / "cpuacct" / "docker" / container_id / "cpuacct.usage")),
+        "cpu_usage_ns": _int(_read(root / "cpuacct" / under / container_id / "cpuacct.usage")),
     }
 
 

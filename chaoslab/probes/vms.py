@@ -70,7 +70,7 @@ class VmAgentsProbe(Probe):
         prev = self.latest()
         out = {}
         for c in ctx.workload.containers:
-            cg = cgroups.container_figures(c.id)
+            cg = cgroups.container_figures(c.id, parent=(c.attrs.get("HostConfig") or {}).get("CgroupParent") or None)
             ip = ctx.workload.ip(c)
             agent = scrape_agent(ip) if ip else None
             out[c.name] = {"cgroup": cg or (prev.get(c.name) or {}).get("cgroup"),

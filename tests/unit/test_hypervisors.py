@@ -101,3 +101,12 @@ def test_a_vm_that_died_with_its_hypervisor_books_its_events_as_lost_in_crash():
     said_apart = EventsLost().check(record)
     assert said_apart.outcome == "pass" and "lost in a hypervisor crash 6" in said_apart.evidence
     assert EventsLost(include_crashes=True).check(record).outcome == "fail"
+
+
+def test_a_vm_inside_a_hypervisor_is_read_from_its_cgroup_below_it(v1):
+    from chaoslab.observe import cgroups
+    d = v1 / "memory/chaoslab-lab/hv-a-1/cid"
+    d.mkdir(parents=True)
+    (d / "memory.usage_in_bytes").write_text("123\n")
+    assert cgroups.container_figures("cid", v1) is None                       # not under the engine's own
+    assert cgroups.container_figures("cid", v1, parent="/chaoslab-lab/hv-a-1")["memory.usage_in_bytes"] == 123
