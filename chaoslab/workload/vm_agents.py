@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal
 
+import psutil
 from pydantic import Field, PrivateAttr, model_validator
 
 from chaoslab.errors import LabError
@@ -30,6 +31,10 @@ from chaoslab.wait import wait_until
 from chaoslab.text import words
 from chaoslab.workload.accounting import (BUCKETS, AgentEnd, close_books, read_agent_files, read_topic,
                                           unaccounted_are)
+
+# what the hypervisors together may never take: the bus (ZooKeeper, bookies, brokers, proxy), the
+# lab's probes and the engine live outside every hypervisor, in this much of the host's memory
+RESERVED_FOR_LAB_BYTES = 6 * 2**30
 
 AGENT_METRICS = ("vector_buffer_size_events", "vector_buffer_size_bytes", "vector_buffer_events",
                  "vector_buffer_received_events_total", "vector_buffer_sent_events_total",
@@ -289,6 +294,12 @@ class VmAgents(Workload):
         self._crashed, self._project = {}, ctx.lab.project
         if self.hypervisors:
             self._hypervisors = self.hypervisors.plan(self._name, self.count, memory)
+            budget = sum(h["memory_mib"] for h in self._hypervisors) * 2**20
+            spare = psutil.virtual_memory().available - RESERVED_FOR_LAB_BYTES
+            if budget > spare:   # the bus and the lab keep their memory: hypervisors never take it
+                raise LabError(f"the group's hypervisors would need {budget / 2**30:.1f} GiB; the host has "
+                               f"{max(0, spare) / 2**30:.1f} GiB beyond the {RESERVED_FOR_LAB_BYTES / 2**30:.0f} GiB "
+                               "kept for the bus and the lab: fewer VMs, or a higher overcommit")
             parents = tuple(hv.create(hv.HypervisorSpec(h["name"], h["memory_mib"] * 2**20, h["read_bps"], h["cpu_shares"]),
                                       ctx.lab.project) for h in self._hypervisors)
             ctx.event("hypervisors", group=self._name, overcommit=self.hypervisors.overcommit,
