@@ -25,6 +25,8 @@ class HypervisorsProbe(Probe):
     _first: dict = PrivateAttr(default_factory=dict)
     _last: dict = PrivateAttr(default_factory=dict)
     _peak_memory: dict = PrivateAttr(default_factory=dict)
+    _peak_reads: dict = PrivateAttr(default_factory=dict)
+    _peak_faults: dict = PrivateAttr(default_factory=dict)
 
     def collect(self, ctx) -> dict:
         out = {}
@@ -38,6 +40,9 @@ class HypervisorsProbe(Probe):
             self._first.setdefault(name, f)
             self._last[name] = out[name]
             self._peak_memory[name] = max(self._peak_memory.get(name, 0), f.get("memory_bytes") or 0)
+            # the subtree's counters fall when a VM's cgroup goes (the group's stop): the peak is the total
+            self._peak_reads[name] = max(self._peak_reads.get(name, 0), f.get("read_bytes") or 0)
+            self._peak_faults[name] = max(self._peak_faults.get(name, 0), f.get("pgmajfault") or 0)
         return out
 
     def summary(self) -> dict:
@@ -46,10 +51,10 @@ class HypervisorsProbe(Probe):
             first = self._first.get(name, {})
             per[name] = {"memory_peak_mib": round(self._peak_memory.get(name, 0) / MIB, 1),
                          "memory_limit_mib": round((last.get("memory_limit_bytes") or 0) / MIB, 1),
-                         "pgmajfault": (last.get("pgmajfault") or 0) - (first.get("pgmajfault") or 0),
-                         "read_mib": round(((last.get("read_bytes") or 0) - (first.get("read_bytes") or 0)) / MIB, 1),
+                         "pgmajfault": max(0, self._peak_faults.get(name, 0) - (first.get("pgmajfault") or 0)),
+                         "read_mib": round(max(0, self._peak_reads.get(name, 0) - (first.get("read_bytes") or 0)) / MIB, 1),
                          "oom_kill": last.get("oom_kill"),
-                         "d_state_longest_secs": self._d[name].longest_ever if name in self._d else None}
+                         "d_state_longest_secs": round(self._d[name].longest_ever, 1) if name in self._d else None}
         return {"hypervisors": per}
 
     @classmethod

@@ -174,6 +174,17 @@ def link_9(f: Facts):
     _, vms, host = _vm_facts(f)
     if not vms:
         return None, "no VMs in this experiment"
+    per_hv = (((f.v.get("probes") or {}).get("hypervisors") or {}).get("hypervisors") or {})
+    panic = next((m for m in (f.v.get("monitors") or {}).values() if isinstance(m, dict) and "hung_task_secs" in m), {})
+    limit = panic.get("hung_task_secs") or 120
+    if per_hv:   # per hypervisor: its own tasks, against the hung-task limit (declared when scaled)
+        longest = {h: x.get("d_state_longest_secs") or 0 for h, x in per_hv.items()}
+        crashed = sorted(panic.get("crashed") or {})
+        worst = max(longest, key=longest.get)
+        return (bool(crashed) or longest[worst] >= limit,
+                f"longest D state {longest[worst]:.1f} s in {worst} (hung-task limit {limit:.0f} s"
+                + (", declared" if panic.get("declared") else "") + ")"
+                + (f"; crashed: {', '.join(crashed)}" if crashed else ""))
     return ((host.get("d_state_longest_secs") or 0) >= 120,
             f"longest D state {host.get('d_state_longest_secs')} s (the kernel's hung-task limit is 120 s)")
 

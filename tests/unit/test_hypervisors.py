@@ -110,3 +110,24 @@ def test_a_vm_inside_a_hypervisor_is_read_from_its_cgroup_below_it(v1):
     (d / "memory.usage_in_bytes").write_text("123\n")
     assert cgroups.container_figures("cid", v1) is None                       # not under the engine's own
     assert cgroups.container_figures("cid", v1, parent="/chaoslab-lab/hv-a-1")["memory.usage_in_bytes"] == 123
+
+
+def test_the_probe_keeps_peaks_when_the_vms_cgroups_go_and_link_9_reads_it_per_hypervisor(monkeypatch):
+    from chaoslab.probes.hypervisors import HypervisorsProbe
+    from chaoslab.stories.incident_chain import Facts, link_9
+    seen = iter([{"memory_bytes": 10, "pgmajfault": 5, "read_bytes": 100},
+                 {"memory_bytes": 30, "pgmajfault": 50, "read_bytes": 100 + 2**20},
+                 {"memory_bytes": 1, "pgmajfault": 2, "read_bytes": 50}])        # the VMs' cgroups removed
+    monkeypatch.setattr(hv, "figures", lambda project, name: next(seen))
+    monkeypatch.setattr(hv, "tasks", lambda project, name: [])
+    probe = HypervisorsProbe()
+    ctx = SimpleNamespace(workload=SimpleNamespace(hypervisor_names=lambda: ["hv-1"], project="lab"))
+    for _ in range(3):
+        probe.collect(ctx)
+    s = probe.summary()["hypervisors"]["hv-1"]
+    assert s["pgmajfault"] == 45 and s["read_mib"] == 1.0 and s["memory_peak_mib"] == 0.0
+    v = {"probes": {"vms": {"x": 1}, "hypervisors": {"hypervisors": {"hv-1": {"d_state_longest_secs": 3.0},
+                                                                    "hv-2": {"d_state_longest_secs": 0.5}}}},
+         "monitors": {"hypervisor-panic": {"hung_task_secs": 2, "declared": True, "crashed": {"hv-1": {}}}}}
+    seen_9, text = link_9(Facts(v, []))
+    assert seen_9 and "3.0 s in hv-1" in text and "declared" in text and "crashed: hv-1" in text
