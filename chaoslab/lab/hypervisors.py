@@ -47,6 +47,14 @@ def block_device(path: str = "/var/lib/docker") -> str:
     return f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
 
 
+def device_path(path: str = "/var/lib/docker") -> str:
+    """/dev/<name> of the disk block_device() names (what the engine's device_read_bps takes)."""
+    for line in _read(Path("/sys/dev/block") / block_device(path) / "uevent").splitlines():
+        if line.startswith("DEVNAME="):
+            return "/dev/" + line.split("=", 1)[1]
+    raise LabError(f"no block device found for {path}: a read budget cannot be set")
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)
@@ -66,7 +74,7 @@ def create(spec: HypervisorSpec, project: str, root: Path = ROOT, device: str | 
             _write(mem / "memory.limit_in_bytes", str(spec.memory_bytes))
             if (mem / "memory.memsw.limit_in_bytes").exists():   # no swap beyond the budget
                 _write(mem / "memory.memsw.limit_in_bytes", str(spec.memory_bytes))
-            if spec.read_bps:
+            if spec.read_bps:   # v1 throttling is flat: this limits the hypervisor's own tasks; its VMs get their share
                 _write(root / "blkio" / rel / "blkio.throttle.read_bps_device", f"{device} {spec.read_bps}")
             _write(root / "cpu" / rel / "cpu.shares", str(spec.cpu_shares))
         else:

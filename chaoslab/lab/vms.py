@@ -27,6 +27,7 @@ class VmGroupSpec:
     environment: dict
     memory_mib: int | None = None  # a declared scale-down of the flavour's memory cap
     cgroup_parents: tuple[str, ...] = ()   # VM i runs in cgroup_parents[i % len]: its hypervisor (lab/hypervisors.py)
+    read_bps: tuple[int | None, ...] = ()  # VM i's own disk-read cap (its hypervisor's budget split over its VMs)
 
 
 def start_group(lab: Lab, group: VmGroupSpec) -> list:
@@ -44,6 +45,9 @@ def start_group(lab: Lab, group: VmGroupSpec) -> list:
         except docker.errors.NotFound:
             pass
         placed = {"cgroup_parent": group.cgroup_parents[(i - 1) % len(group.cgroup_parents)]} if group.cgroup_parents else {}
+        rate = group.read_bps[(i - 1) % len(group.read_bps)] if group.read_bps else None
+        if rate:   # cgroup v1 throttling is flat (not hierarchical): each VM gets its share of its hypervisor's budget
+            placed["device_read_bps"] = [{"Path": hypervisors.device_path(), "Rate": int(rate)}]
         try:
             c = lab.client.containers.run(
                 lab.settings.agent_image, name=name, hostname=f"vm-{group.name}-{i}", detach=True, init=True,
@@ -54,7 +58,7 @@ def start_group(lab: Lab, group: VmGroupSpec) -> list:
                 volumes={str(group.config_path.resolve()): {"bind": "/etc/vector/vector.toml", "mode": "ro"}},
                 labels={"org.chaoslab.lab": "true", "org.chaoslab.vm": "true", "org.chaoslab.project": lab.project,
                         "org.chaoslab.vm-group": group.name, "org.chaoslab.flavour": group.flavour,
-                        **({"org.chaoslab.hypervisor": placed["cgroup_parent"].rsplit("/", 1)[-1]} if placed else {})},
+                        **({"org.chaoslab.hypervisor": placed["cgroup_parent"].rsplit("/", 1)[-1]} if "cgroup_parent" in placed else {})},
                 **placed,
             )
         except docker.errors.APIError as exc:

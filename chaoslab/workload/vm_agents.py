@@ -304,9 +304,13 @@ class VmAgents(Workload):
                                       ctx.lab.project) for h in self._hypervisors)
             ctx.event("hypervisors", group=self._name, overcommit=self.hypervisors.overcommit,
                       hypervisors=self._hypervisors, vm_memory_mib=memory)
+        # cgroup v1 does not throttle a parent's children (flat throttling): each VM gets an equal
+        # share of its hypervisor's read budget as its own cap; v2's io.max on the parent is hierarchical
+        shares = tuple(h["read_bps"] // h["vms"] if h["read_bps"] and hv.version() == 1 else None
+                       for h in self._hypervisors) if self._hypervisors else ()
         self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(
             self._name, self.flavour, self.count, config, {"RESIDENT_MB": self.resident_mb, "AGENT_DRAIN_SECS": self.drain_secs},
-            self.memory_mib, parents))
+            self.memory_mib, parents, shares))
 
         def shipping():
             return all(((scrape_agent(self.ip(c)) or {}) if self.ip(c) else {}).get(
