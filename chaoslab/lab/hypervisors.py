@@ -14,7 +14,6 @@ kernel's hung-task detector judges (/proc/sys/kernel/hung_task_timeout_secs, 120
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,35 +194,7 @@ def figures(project: str, name: str, root: Path = ROOT) -> dict | None:
             "cache_bytes": stat.get("file"), "rss_bytes": stat.get("anon"), "read_bytes": reads}
 
 
-def proc_state(pid: int, proc: Path = Path("/proc")) -> str | None:
-    """The one-letter state of a task from /proc/<pid>/stat (R, S, D, ...); None when it is gone."""
-    text = _read(proc / str(pid) / "stat")
-    if ")" not in text:
-        return None
-    rest = text.rsplit(")", 1)[1].split()
-    return rest[0] if rest else None
-
-
 def hung_task_secs(proc: Path = Path("/proc")) -> float:
     """The host's hung-task threshold (the kernel reports a task in D state this long)."""
     value = _int(_read(proc / "sys" / "kernel" / "hung_task_timeout_secs"))
     return float(value) if value else 120.0
-
-
-class DState:
-    """How long each task of one hypervisor has been in D state, from successive looks."""
-
-    def __init__(self) -> None:
-        self._since: dict[int, float] = {}
-        self.longest_ever = 0.0
-
-    def look(self, pids: list[int], state=proc_state, now: float | None = None) -> dict:
-        now = time.time() if now is None else now
-        current = {p for p in pids if state(p) == "D"}
-        self._since = {p: t for p, t in self._since.items() if p in current}
-        for p in current:
-            self._since.setdefault(p, now)
-        longest = max((now - t for t in self._since.values()), default=0.0)
-        self.longest_ever = max(self.longest_ever, longest)
-        return {"d_state_tasks": len(current), "d_state_longest_secs": round(longest, 1),
-                "d_state_longest_ever_secs": round(self.longest_ever, 1)}

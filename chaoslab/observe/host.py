@@ -41,31 +41,49 @@ def vmstat() -> dict:
     return out
 
 
-class DStateTracker:
-    """Counts tasks in D state and how long each has been there (khungtaskd fires at 120 s)."""
+def proc_state(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The one-letter state of a task from /proc/<pid>/stat (R, S, D, ...); None when it is gone."""
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    if ")" not in text:
+        return None
+    rest = text.rsplit(")", 1)[1].split()
+    return rest[0] if rest else None
+
+
+class DState:
+    """How long each task of a set (the host's, a hypervisor's) has been in D state, from successive looks."""
 
     def __init__(self) -> None:
         self._since: dict[int, float] = {}
-        self.longest_secs = 0.0
+        self.longest_ever = 0.0
+
+    def look(self, pids: list[int], state=proc_state, now: float | None = None) -> dict:
+        now = time.time() if now is None else now
+        current = {p for p in pids if state(p) == "D"}
+        self._since = {p: t for p, t in self._since.items() if p in current}
+        for p in current:
+            self._since.setdefault(p, now)
+        longest = max((now - t for t in self._since.values()), default=0.0)
+        self.longest_ever = max(self.longest_ever, longest)
+        return {"d_state_tasks": len(current), "d_state_longest_secs": round(longest, 1),
+                "d_state_longest_ever_secs": round(self.longest_ever, 1)}
+
+
+class DStateTracker(DState):
+    """Every task of the host in D state, and how long each has been there (khungtaskd fires at 120 s)."""
 
     def sample(self) -> dict:
-        now = time.time()
-        current = set()
+        current = []
         for p in psutil.process_iter(["status"]):
             try:
                 if p.info["status"] == psutil.STATUS_DISK_SLEEP:
-                    current.add(p.pid)
+                    current.append(p.pid)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        for pid in list(self._since):
-            if pid not in current:
-                del self._since[pid]
-        for pid in current:
-            self._since.setdefault(pid, now)
-        longest_now = max((now - t for t in self._since.values()), default=0.0)
-        self.longest_secs = max(self.longest_secs, longest_now)
-        return {"d_state_tasks": len(current), "d_state_longest_secs": round(longest_now, 1),
-                "d_state_longest_ever_secs": round(self.longest_secs, 1)}
+        return self.look(current, state=lambda pid: "D")
 
 
 def host_sample(d_state: DStateTracker) -> dict:

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import PrivateAttr
 
 from chaoslab.lab import hypervisors as hv
+from chaoslab.observe.host import DState
 from chaoslab.spec.base import Panel, Probe, register
 
 MIB = 2 ** 20
@@ -35,7 +36,7 @@ class HypervisorsProbe(Probe):
             if f is None:       # gone (the group was stopped): its last figures stand
                 continue
             pids = hv.tasks(ctx.workload.project, name)
-            d = self._d.setdefault(name, hv.DState()).look(pids)
+            d = self._d.setdefault(name, DState()).look(pids)
             out[name] = {**f, **d, "tasks": len(pids)}
             self._first.setdefault(name, f)
             self._last[name] = out[name]

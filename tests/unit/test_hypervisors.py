@@ -54,14 +54,15 @@ def test_v2_hosts_get_one_directory_with_memory_io_and_cpu(tmp_path):
 
 
 def test_d_state_is_timed_per_task_and_the_longest_kept():
-    d = hv.DState()
+    from chaoslab.observe.host import DState, proc_state
+    d = DState()
     states = {1: "D", 2: "S"}
     assert d.look([1, 2], state=states.get, now=100)["d_state_tasks"] == 1
     assert d.look([1, 2], state=states.get, now=130)["d_state_longest_secs"] == 30
     states[1] = "S"
     out = d.look([1, 2], state=states.get, now=131)
     assert out["d_state_longest_secs"] == 0 and out["d_state_longest_ever_secs"] == 30
-    assert hv.proc_state(999_999_999) is None
+    assert proc_state(999_999_999) is None
 
 
 def test_the_plan_overcommits_each_hypervisor_and_spreads_the_vms():
