@@ -32,31 +32,33 @@ def ctx_with(conditions, phase="method"):
     return ctx
 
 
-def tick(ctx, n=1):
+def tick(ctx, n=1, clock=None):
+    """n sampler seconds; with `clock` (the fixture), the runner's clock moves one second each."""
     s = Sampler(ctx)
     s.sample = lambda: {}
     for _ in range(n):
         s.tick()
+        if clock is not None:
+            clock[0] += 1
 
 
-def test_without_an_outage_a_lost_service_aborts_after_the_tolerance(monkeypatch):
-    ctx = ctx_with([Cond("publish-success-rate", "violated"), Cond("split-ownership")])
+@pytest.fixture
+def clock(monkeypatch):
     t = [1000.0]
     monkeypatch.setattr("chaoslab.run.runner.time.time", lambda: t[0])
-    for _ in range(25):
-        tick(ctx)
-        t[0] += 1
+    return t
+
+
+def test_without_an_outage_a_lost_service_aborts_after_the_tolerance(clock):
+    ctx = ctx_with([Cond("publish-success-rate", "violated"), Cond("split-ownership")])
+    tick(ctx, 25, clock)
     assert ctx.aborted
 
 
-def test_the_declared_conditions_are_excused_counted_apart_and_never_held(monkeypatch):
+def test_the_declared_conditions_are_excused_counted_apart_and_never_held(clock):
     ctx = ctx_with([Cond("publish-success-rate", "violated"), Cond("split-ownership")])
-    t = [1000.0]
-    monkeypatch.setattr("chaoslab.run.runner.time.time", lambda: t[0])
     ctx.begin_outage("switch-all-brokers", ["publish-success-rate"])
-    for _ in range(60):
-        tick(ctx)
-        t[0] += 1
+    tick(ctx, 60, clock)
     assert not ctx.aborted and ctx.tracker.violated_seconds == 0
     cov = ctx.tracker.coverage_report(["publish-success-rate", "split-ownership"])
     assert cov["publish-success-rate"]["method_secs"] == 0      # not in the excused condition's coverage
@@ -67,28 +69,20 @@ def test_the_declared_conditions_are_excused_counted_apart_and_never_held(monkey
     assert ctx.outage is None
 
 
-def test_a_condition_not_declared_is_judged_during_the_outage(monkeypatch):
+def test_a_condition_not_declared_is_judged_during_the_outage(clock):
     ctx = ctx_with([Cond("publish-success-rate", "violated"), Cond("split-ownership", "violated")])
-    t = [1000.0]
-    monkeypatch.setattr("chaoslab.run.runner.time.time", lambda: t[0])
     ctx.begin_outage("switch-all-brokers", ["publish-success-rate"])
-    for _ in range(25):
-        tick(ctx)
-        t[0] += 1
+    tick(ctx, 25, clock)
     assert ctx.aborted and "split_ownership" in ctx.aborted[0]
     assert ctx.tracker.violated_seconds == 25
 
 
-def test_after_the_outage_the_ordinary_rules_apply_again(monkeypatch):
+def test_after_the_outage_the_ordinary_rules_apply_again(clock):
     ctx = ctx_with([Cond("publish-success-rate", "violated")])
-    t = [1000.0]
-    monkeypatch.setattr("chaoslab.run.runner.time.time", lambda: t[0])
     ctx.begin_outage("s", ["publish-success-rate"])
     tick(ctx, 5)
     ctx.end_outage()
-    for _ in range(25):
-        tick(ctx)
-        t[0] += 1
+    tick(ctx, 25, clock)
     assert ctx.aborted and ctx.tracker.coverage_report(["publish-success-rate"])["publish-success-rate"]["method_secs"] == 25
 
 
@@ -162,15 +156,11 @@ def test_restart_brokers_fails_when_a_broker_does_not_serve_within_the_budget(mo
     assert ctx.outage is None      # the window closes whatever happened
 
 
-def test_a_condition_that_cannot_look_during_the_outage_is_unknown_not_excused(monkeypatch):
+def test_a_condition_that_cannot_look_during_the_outage_is_unknown_not_excused(clock):
     from chaoslab.run.runner import inconclusive_reasons
     ctx = ctx_with([Cond("publish-success-rate", "violated"), Cond("split-ownership", "unknown")])
-    t = [1000.0]
-    monkeypatch.setattr("chaoslab.run.runner.time.time", lambda: t[0])
     ctx.begin_outage("switch-all-brokers", ["publish-success-rate"])
-    for _ in range(30):
-        tick(ctx)
-        t[0] += 1
+    tick(ctx, 30, clock)
     cov = ctx.tracker.coverage_report(["publish-success-rate", "split-ownership"])
     assert cov["split-ownership"]["unknown_secs"] == 30 and cov["split-ownership"]["share"] == 0.0
     reasons = inconclusive_reasons({"split-ownership": cov["split-ownership"]}, 0.95, [])
