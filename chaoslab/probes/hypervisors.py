@@ -28,6 +28,7 @@ class HypervisorsProbe(Probe):
     _peak_memory: dict = PrivateAttr(default_factory=dict)
     _peak_reads: dict = PrivateAttr(default_factory=dict)
     _peak_faults: dict = PrivateAttr(default_factory=dict)
+    _looked: dict = PrivateAttr(default_factory=dict)     # hypervisor -> looks that read its tasks
 
     def collect(self, ctx) -> dict:
         out = {}
@@ -36,7 +37,10 @@ class HypervisorsProbe(Probe):
             if f is None:       # gone (the group was stopped): its last figures stand
                 continue
             pids = hv.tasks(ctx.workload.project, name)
-            d = self._d.setdefault(name, DState()).look(pids)
+            # a hypervisor whose VMs run has tasks: none read means D state could not be looked at (unknown, not 0)
+            d = self._d.setdefault(name, DState()).look(pids) if pids else \
+                {"d_state_tasks": None, "d_state_longest_secs": None, "d_state_longest_ever_secs": None}
+            self._looked[name] = self._looked.get(name, 0) + bool(pids)
             out[name] = {**f, **d, "tasks": len(pids)}
             self._first.setdefault(name, f)
             self._last[name] = out[name]
@@ -55,7 +59,7 @@ class HypervisorsProbe(Probe):
                          "pgmajfault": max(0, self._peak_faults.get(name, 0) - (first.get("pgmajfault") or 0)),
                          "read_mib": round(max(0, self._peak_reads.get(name, 0) - (first.get("read_bytes") or 0)) / MIB, 1),
                          "oom_kill": last.get("oom_kill"),
-                         "d_state_longest_secs": round(self._d[name].longest_ever, 1) if name in self._d else None}
+                         "d_state_longest_secs": round(self._d[name].longest_ever, 1) if self._looked.get(name) else None}
         return {"hypervisors": per}
 
     @classmethod
@@ -81,7 +85,8 @@ class HypervisorsProbe(Probe):
                 ("table", ["hypervisor", "peak memory MiB", "budget MiB", "major faults", "disk reads MiB",
                            "longest D state s", "crashed"],
                  [[h, x["memory_peak_mib"], x["memory_limit_mib"], x["pgmajfault"], x["read_mib"],
-                   x["d_state_longest_secs"], "yes" if h in crashes else "no"] for h, x in sorted(per.items())])]
+                   "not read" if x["d_state_longest_secs"] is None else x["d_state_longest_secs"],
+                   "yes" if h in crashes else "no"] for h, x in sorted(per.items())])]
 
     @classmethod
     def why(cls, summary: dict) -> list[str]:

@@ -178,8 +178,11 @@ def link_9(f: Facts):
     panic = next((m for m in (f.v.get("monitors") or {}).values() if isinstance(m, dict) and "hung_task_secs" in m), {})
     limit = panic.get("hung_task_secs") or 120
     if per_hv:   # per hypervisor: its own tasks, against the hung-task limit (declared when scaled)
-        longest = {h: x.get("d_state_longest_secs") or 0 for h, x in per_hv.items()}
+        longest = {h: x["d_state_longest_secs"] for h, x in per_hv.items() if x.get("d_state_longest_secs") is not None}
         crashed = sorted(panic.get("crashed") or {})
+        if not longest:
+            return (True, f"crashed: {', '.join(crashed)}") if crashed else \
+                (None, "the hypervisors' tasks could not be read: D state not observed")
         worst = max(longest, key=longest.get)
         return (bool(crashed) or longest[worst] >= limit,
                 f"longest D state {longest[worst]:.1f} s in {worst} (hung-task limit {limit:.0f} s"

@@ -132,3 +132,18 @@ def test_the_probe_keeps_peaks_when_the_vms_cgroups_go_and_link_9_reads_it_per_h
          "monitors": {"hypervisor-panic": {"hung_task_secs": 2, "declared": True, "crashed": {"hv-1": {}}}}}
     seen_9, text = link_9(Facts(v, []))
     assert seen_9 and "3.0 s in hv-1" in text and "declared" in text and "crashed: hv-1" in text
+
+
+def test_a_hypervisor_whose_tasks_cannot_be_read_says_d_state_unknown_not_zero(monkeypatch):
+    from chaoslab.probes.hypervisors import HypervisorsProbe
+    from chaoslab.stories.incident_chain import Facts, link_9
+    monkeypatch.setattr(hv, "figures", lambda project, name: {"memory_bytes": 1})
+    monkeypatch.setattr(hv, "tasks", lambda project, name: [])          # the subtree's cgroup.procs not readable
+    probe = HypervisorsProbe()
+    ctx = SimpleNamespace(workload=SimpleNamespace(hypervisor_names=lambda: ["hv-1"], project="lab"))
+    assert probe.collect(ctx)["hv-1"]["d_state_longest_secs"] is None
+    summary = probe.summary()
+    assert summary["hypervisors"]["hv-1"]["d_state_longest_secs"] is None
+    assert HypervisorsProbe.report_blocks(summary, [], [], {}, None)[1][2][0][5] == "not read"
+    v = {"probes": {"vms": {"x": 1}, "hypervisors": summary}, "monitors": {}}
+    assert link_9(Facts(v, [])) == (None, "the hypervisors' tasks could not be read: D state not observed")
