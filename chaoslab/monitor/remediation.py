@@ -1,7 +1,11 @@
 """`would-be-remediator`: the platform's monitoring, modelled on the post-mortem's (incident link
 10). Every `every_secs` it judges each VM from what a real monitor sees — does its agent's
-metrics endpoint answer, how busy is its vCPU — and records the action the platform would have
-ordered: `unreachable -> redeploy`, `high load -> upscale`. It only counts; it never acts.
+metrics endpoint answer within the health check's timeout, the guest's one-minute load average
+(tasks running or in D state: a VM whose pages are being read back through a throttled hypervisor
+has a high load while its vCPU idles), how busy is its vCPU — and records the action the platform
+would have ordered: `unreachable -> redeploy`, `high load -> upscale`. Like a real orchestrator it
+leaves a VM alone for `cooldown_secs` after ordering something for it, and does not judge a VM in
+its first `startup_grace_secs`. It only counts; it never acts.
 
 The post-mortem's fixes are its parameters: `missing_data_is_unreachable: false` (a VM whose
 container runs but whose agent does not answer is "missing data", not unreachable) and
@@ -29,6 +33,10 @@ class WouldBeRemediator(Monitor):
     name: str = "monitoring"
     every_secs: Annotated[int, Field(ge=1, le=600)] = 10
     high_cpu: Annotated[float, Field(gt=0, le=1, description="share of one vCPU over the period: high load")] = 0.9
+    high_load_per_vcpu: Annotated[float | None, Field(gt=0, description="one-minute load average per vCPU at or above which a VM is 'high load' (None: not judged)")] = 1.0
+    health_timeout_secs: Annotated[float, Field(gt=0, le=60, description="an agent answering slower than this did not answer")] = 1.0
+    cooldown_secs: Annotated[int, Field(ge=0, le=3600, description="no new action for a VM this long after one")] = 60
+    startup_grace_secs: Annotated[int, Field(ge=0, le=600, description="a VM is not judged this long after it is first seen")] = 30
     missing_data_is_unreachable: bool = True
     maintenance_steps: list[str] = Field([], description="no action while these steps run")
     fault_steps: list[str] = Field([], description="the fault the rates before/during/after are about")
@@ -38,6 +46,8 @@ class WouldBeRemediator(Monitor):
     _fault: dict = PrivateAttr(default_factory=dict)     # start / end time of the fault
     _actions: list = PrivateAttr(default_factory=list)
     _first_t: float | None = PrivateAttr(None)
+    _seen: dict = PrivateAttr(default_factory=dict)      # vm -> first time seen
+    _acted: dict = PrivateAttr(default_factory=dict)     # vm -> time of its last action
     _last_t: float | None = PrivateAttr(None)
 
     def on_event(self, event: dict) -> None:
@@ -56,14 +66,21 @@ class WouldBeRemediator(Monitor):
         if not vms or sample.get("phase") == "finish":  # the run itself stops the VMs at the end
             return
         t = sample["t"]
-        self._first_t = self._first_t or t
+        for vm in vms:
+            self._seen.setdefault(vm, t)
+        if self._first_t is None:
+            self._first_t = t + self.startup_grace_secs   # the rates start when the first VMs are judged
         self._last_t = t
         if self._judged_at is not None and t - self._judged_at < self.every_secs:
             return
         self._judged_at = t
         for vm, v in sorted(vms.items()):
+            if t - self._seen[vm] < self.startup_grace_secs:
+                self.judge(vm, v, t)   # keeps its CPU reading; a booting VM is not judged
+                continue
             action = self.judge(vm, v, t)
-            if action:
+            if action and t - self._acted.get(vm, float("-inf")) >= self.cooldown_secs:
+                self._acted[vm] = t
                 self._actions.append({"t": t, "vm": vm, **action})
 
     def judge(self, vm: str, v: dict, t: float) -> dict | None:
@@ -78,10 +95,14 @@ class WouldBeRemediator(Monitor):
         held = bool(self.maintenance_steps and self._running & set(self.maintenance_steps))
         if not v.get("alive", True):
             what = {"action": "redeploy", "why": "unreachable: the VM is gone"}
-        elif not v.get("agent_answered", True):
+        elif not v.get("agent_answered", True) or (v.get("agent_answer_secs") or 0) > self.health_timeout_secs:
             if not self.missing_data_is_unreachable:
                 return None  # missing data is not unreachable
-            what = {"action": "redeploy", "why": "unreachable: its agent's metrics did not answer"}
+            what = {"action": "redeploy", "why": "unreachable: its agent's metrics did not answer within "
+                                                 f"{self.health_timeout_secs:g} s"}
+        elif self.high_load_per_vcpu is not None and v.get("load1") is not None and \
+                v["load1"] >= self.high_load_per_vcpu * (v.get("vcpus") or 1):
+            what = {"action": "upscale", "why": f"high load: load1 {v['load1']:.2f} on {v.get('vcpus') or 1:g} vCPU"}
         elif cpu is not None and cpu >= self.high_cpu:
             what = {"action": "upscale", "why": f"high load: {cpu:.2f} of its vCPU"}
         else:
@@ -97,8 +118,8 @@ class WouldBeRemediator(Monitor):
         if not found:
             return []
         return [("h3", "What the monitoring would have ordered (would-be remediations)"),
-                ("table", ["monitor", "rules", "actions", "per minute before", "during", "after", "amplification"],
-                 [[n, words(m.get("rules")), words(m.get("by_action")) or "0",
+                ("table", ["monitor", "rules", "actions", "why", "per minute before", "during", "after", "amplification"],
+                 [[n, words(m.get("rules")), words(m.get("by_action")) or "0", words(m.get("by_why")) or "-",
                    *[fmt(((m["rates"].get(p) or {}).get("per_minute")), 2) for p in ("before", "during", "after")],
                    fmt(m.get("amplification"), 2) if m.get("amplification") is not None else (m.get("amplification_note") or "-")]
                   for n, m in sorted(found.items())])]
@@ -123,6 +144,10 @@ class WouldBeRemediator(Monitor):
                 "by_action": dict(Counter(x["action"] for x in self._actions)),
                 "rates": rates, "amplification": amplification,
                 "amplification_note": None if amplification is not None else
-                ("no action before the fault: the baseline is 0" if before == 0 else "no fault step named"),
+                (f"0 before the fault ({fmt(during, 2)} per minute during): unbounded" if before == 0 and during
+                 else "0 before and during the fault" if before == 0 else "no fault step named"),
+                "by_why": dict(Counter(x["why"].split(":")[0] for x in self._actions)),
                 "rules": {"missing_data_is_unreachable": self.missing_data_is_unreachable,
-                          "maintenance_steps": self.maintenance_steps, "high_cpu": self.high_cpu}}
+                          "maintenance_steps": self.maintenance_steps, "high_cpu": self.high_cpu,
+                          "high_load_per_vcpu": self.high_load_per_vcpu, "health_timeout_secs": self.health_timeout_secs,
+                          "cooldown_secs": self.cooldown_secs}}

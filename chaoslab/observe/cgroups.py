@@ -69,6 +69,19 @@ def container_figures(container_id: str, root: Path = ROOT, parent: str | None =
     }
 
 
+def container_threads(container_id: str, root: Path = ROOT, parent: str | None = None) -> list[int] | None:
+    """Every thread of the container (what a guest's load average counts), from its cgroup's
+    `tasks` (v1) or `cgroup.threads` (v2); None when the cgroup is gone or cannot be read."""
+    under = (parent or "/docker").strip("/")
+    for path in (root / "memory" / under / container_id / "tasks",
+                 (root / under / container_id if parent else root / "system.slice" / f"docker-{container_id}.scope")
+                 / "cgroup.threads"):
+        text = _read(path)
+        if text is not None:
+            return [int(x) for x in text.split() if x.isdigit()]
+    return None
+
+
 def _v2(path: Path) -> dict:
     stat = _kv(_read(path / "memory.stat"))
     events = _kv(_read(path / "memory.events"))

@@ -3,6 +3,7 @@ and tasks in uninterruptible sleep (D state), with the kernel's own names."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -70,6 +71,33 @@ class DState:
         self.longest_ever = max(self.longest_ever, longest)
         return {"d_state_tasks": len(current), "d_state_longest_secs": round(longest, 1),
                 "d_state_longest_ever_secs": round(self.longest_ever, 1)}
+
+
+def runnable_or_blocked(tids: list[int], state=proc_state) -> tuple[int, int]:
+    """(R, D): the tasks a Linux load average counts - running or runnable, and uninterruptible."""
+    states = [state(t) for t in tids]
+    return sum(1 for x in states if x == "R"), sum(1 for x in states if x == "D")
+
+
+class LoadAverage:
+    """A one-minute load average the way the kernel computes it (loadavg.c: an exponentially
+    decaying mean of the tasks in R or D state), from looks at any interval: what a monitor
+    reading a guest's `load1` sees, computed for one container from its cgroup's tasks."""
+
+    def __init__(self, period_secs: float = 60.0) -> None:
+        self.period = period_secs
+        self.value: float | None = None
+        self._t: float | None = None
+
+    def add(self, active: int, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        if self.value is None or self._t is None:
+            self.value = 0.0   # the kernel starts from 0 too; the first minute under-reads, like a fresh guest
+        dt = max(now - self._t, 0.0) if self._t is not None else 1.0
+        decay = math.exp(-dt / self.period)
+        self.value = self.value * decay + active * (1 - decay)
+        self._t = now
+        return self.value
 
 
 class DStateTracker(DState):

@@ -141,6 +141,11 @@ class VmFigures(BaseModel):
     agent: dict | None = None            # the agent's last answer (kept while it does not answer)
     alive: bool | None = None
     agent_answered: bool | None = None   # did it answer this second
+    agent_answer_secs: float | None = None   # how long the scrape took (answered or not)
+    vcpus: float | None = None
+    tasks_running: int | None = None     # threads in R state in the VM's cgroup this second
+    tasks_blocked: int | None = None     # ... in D state
+    load1: float | None = None           # the kernel's one-minute load average over R + D, per VM
 
     @property
     def buffer_events(self) -> float | None:

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Literal
 
 from pydantic import PrivateAttr
@@ -24,6 +26,15 @@ def _peaks(into: dict, values: dict) -> None:
             into[k] = max(into.get(k, v), v)
 
 
+def _vcpus(c) -> float | None:
+    hc = c.attrs.get("HostConfig") or {}
+    if hc.get("NanoCpus"):
+        return hc["NanoCpus"] / 1e9
+    if hc.get("CpuQuota") and hc.get("CpuPeriod"):
+        return hc["CpuQuota"] / hc["CpuPeriod"]
+    return None
+
+
 @register("probe")
 class VmAgentsProbe(Probe):
     type: Literal["vm-agents"] = "vm-agents"
@@ -31,6 +42,7 @@ class VmAgentsProbe(Probe):
     figures: ClassVar = VmsFigures
     needs_workload: ClassVar[tuple[str, ...]] = ("vm-agents",)
     _peak: dict = PrivateAttr(default_factory=dict)
+    _load: dict = PrivateAttr(default_factory=dict)   # VM -> host.LoadAverage
 
     @classmethod
     def status(cls, figures: dict) -> str:
@@ -68,18 +80,35 @@ class VmAgentsProbe(Probe):
 
     def collect(self, ctx) -> dict:
         prev = self.latest()
+        containers = list(ctx.workload.containers)
+        # one look per VM, side by side: a VM whose agent does not answer costs its own timeout,
+        # not every other VM's sampling (at fleet scale a serial scrape would stretch the period)
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(containers)))) as pool:
+            looks = list(pool.map(lambda c: self._look(ctx, c), containers))
         out = {}
-        for c in ctx.workload.containers:
-            cg = cgroups.container_figures(c.id, parent=(c.attrs.get("HostConfig") or {}).get("CgroupParent") or None)
-            ip = ctx.workload.ip(c)
-            agent = scrape_agent(ip) if ip else None
+        for c, (cg, agent, answer_secs, load) in zip(containers, looks):
             out[c.name] = {"cgroup": cg or (prev.get(c.name) or {}).get("cgroup"),
                            "agent": agent or (prev.get(c.name) or {}).get("agent"), "alive": cg is not None,
-                           "agent_answered": agent is not None}   # this second; "agent" keeps the last answer
-            _peaks(self._peak.setdefault(c.name, {}), {**(cg or {}), **(agent or {})})
+                           "agent_answered": agent is not None,   # this second; "agent" keeps the last answer
+                           "agent_answer_secs": answer_secs, "vcpus": _vcpus(c), **load}
+            _peaks(self._peak.setdefault(c.name, {}), {**(cg or {}), **(agent or {}), **{k: v for k, v in load.items() if k == "load1"}})
         with self._lock:
             self._latest = out
         return None
+
+    def _look(self, ctx, c) -> tuple:
+        parent = (c.attrs.get("HostConfig") or {}).get("CgroupParent") or None
+        cg = cgroups.container_figures(c.id, parent=parent)
+        load = {}
+        tids = cgroups.container_threads(c.id, parent=parent) if cg is not None else None
+        if tids is not None:
+            r, d = host.runnable_or_blocked(tids)
+            avg = self._load.setdefault(c.name, host.LoadAverage())
+            load = {"tasks_running": r, "tasks_blocked": d, "load1": round(avg.add(r + d), 2)}
+        ip = ctx.workload.ip(c)
+        t0 = time.monotonic()
+        agent = scrape_agent(ip) if ip else None
+        return cg, agent, round(time.monotonic() - t0, 3) if ip else None, load
 
     def summary(self) -> dict:
         peak = self._peak

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from chaoslab.spec.base import RunView, Story, register
 from chaoslab.stories.flip import metadata_conflicts
+from chaoslab.text import fmt
 
 ELM = "org.apache.pulsar.broker.loadbalance.extensions.ExtensibleLoadManagerImpl"
 FLIP = {"loadManagerClassName": ELM}
@@ -198,13 +199,17 @@ def link_10(f: Facts):
         return None, "no would-be remediator"
     first = rem[0]
     amp = first.get("amplification")
+    per_min = {k: ((first.get("rates") or {}).get(k) or {}).get("per_minute") for k in ("before", "during", "after")}
+    rates = (f"{fmt(per_min['during'], 2)} per minute during the fault, {fmt(per_min['before'], 2)} before, "
+             f"{fmt(per_min['after'], 2)} after")
     if amp is not None:
-        number = f"{first['actions']} would-be actions ({first['name']}), {amp:.1f}x the rate before the fault"
+        number = f"{first['actions']} would-be actions ({first['name']}): {rates}; amplification {amp:.1f}x"
     elif first["actions"]:
-        number = f"{first['actions']} would-be actions ({first['name']}), none before the fault"
+        number = f"{first['actions']} would-be actions ({first['name']}): {rates}; none before the fault"
     else:
         number = f"0 would-be actions ({first['name']}): nothing for the monitoring to amplify"
-    return bool(first["actions"]) and (amp is None or amp >= 2), number
+    during = per_min["during"] or 0
+    return bool(during) and (amp is None or amp >= 2), number
 
 
 def link_11(f: Facts):

@@ -147,3 +147,20 @@ def test_a_hypervisor_whose_tasks_cannot_be_read_says_d_state_unknown_not_zero(m
     assert HypervisorsProbe.report_blocks(summary, [], [], {}, None)[1][2][0][5] == "not read"
     v = {"probes": {"vms": {"x": 1}, "hypervisors": summary}, "monitors": {}}
     assert link_9(Facts(v, [])) == (None, "the hypervisors' tasks could not be read: D state not observed")
+
+
+def test_a_vms_load_average_counts_its_running_and_blocked_threads_like_the_kernel(v1):
+    from chaoslab.observe import cgroups, host
+    d = v1 / "memory/chaoslab-lab/hv-a-1/cid"
+    d.mkdir(parents=True)
+    (d / "tasks").write_text("10\n11\n12\n13\n")
+    assert cgroups.container_threads("cid", v1, parent="/chaoslab-lab/hv-a-1") == [10, 11, 12, 13]
+    assert cgroups.container_threads("gone", v1, parent="/chaoslab-lab/hv-a-1") is None
+    states = {10: "R", 11: "D", 12: "D", 13: "S"}
+    assert host.runnable_or_blocked([10, 11, 12, 13], state=states.get) == (1, 2)
+    avg = host.LoadAverage()
+    for t in range(0, 601, 5):          # 3 tasks active for 10 minutes: load1 converges on 3
+        value = avg.add(3, now=t)
+    assert 2.95 < value <= 3.0
+    one_minute_later = avg.add(0, now=660)   # idle for a minute: e^-1 of it is left, as in /proc/loadavg
+    assert abs(one_minute_later - value * 0.3679) < 0.01

@@ -3,8 +3,13 @@
 from chaoslab.monitor.remediation import WouldBeRemediator
 
 
-def vm(alive=True, answered=True, cpu_ns=None):
-    return {"alive": alive, "agent_answered": answered, "cgroup": {"cpu_usage_ns": cpu_ns}}
+def vm(alive=True, answered=True, cpu_ns=None, load1=None, answer_secs=None):
+    return {"alive": alive, "agent_answered": answered, "cgroup": {"cpu_usage_ns": cpu_ns}, "load1": load1,
+            "agent_answer_secs": answer_secs, "vcpus": 1.0}
+
+
+# every judgement counts: no cool-down, no grace for booting VMs
+EACH_TIME = {"every_secs": 10, "fault_steps": ["bus-outage"], "cooldown_secs": 0, "startup_grace_secs": 0}
 
 
 def feed(m, t0=0):
@@ -24,22 +29,22 @@ def feed(m, t0=0):
 
 
 def test_missing_data_read_as_unreachable_multiplies_the_actions():
-    out = feed(WouldBeRemediator(name="as-run", every_secs=10, fault_steps=["bus-outage"]))
+    out = feed(WouldBeRemediator(name="as-run", **EACH_TIME))
     assert out["by_action"]["upscale"] >= 15 and out["by_action"]["redeploy"] == 12  # 2 VMs x 6 judgements
     before, during = out["rates"]["before"]["per_minute"], out["rates"]["during"]["per_minute"]
     assert before > 0 and during > before and out["amplification"] == round(during / before, 2)
 
 
 def test_the_post_mortems_fixes_cut_the_would_be_actions():
-    as_run = feed(WouldBeRemediator(every_secs=10, fault_steps=["bus-outage"]))
-    not_missing = feed(WouldBeRemediator(every_secs=10, fault_steps=["bus-outage"], missing_data_is_unreachable=False))
-    window = feed(WouldBeRemediator(every_secs=10, fault_steps=["bus-outage"], maintenance_steps=["bus-outage"]))
+    as_run = feed(WouldBeRemediator(**EACH_TIME))
+    not_missing = feed(WouldBeRemediator(**EACH_TIME, missing_data_is_unreachable=False))
+    window = feed(WouldBeRemediator(**EACH_TIME, maintenance_steps=["bus-outage"]))
     assert "redeploy" not in not_missing["by_action"] and not_missing["amplification"] < 1.5 < as_run["amplification"]
     assert window["rates"]["during"]["actions"] == 0 and window["actions"] < not_missing["actions"] < as_run["actions"]
 
 
 def test_a_gone_vm_is_unreachable_and_no_fault_means_no_amplification():
-    m = WouldBeRemediator(every_secs=1)
+    m = WouldBeRemediator(every_secs=1, startup_grace_secs=0)
     m.on_sample({"t": 0, "vms": {"vm-a": vm(alive=False)}})
     out = m.summary()
     assert out["by_action"] == {"redeploy": 1} and out["amplification"] is None
@@ -50,3 +55,46 @@ def test_vms_the_run_stops_at_the_end_are_not_unreachable():
     m = WouldBeRemediator(every_secs=1, missing_data_is_unreachable=False)
     m.on_sample({"t": 0, "phase": "finish", "vms": {"vm-a": vm(alive=False)}})
     assert m.summary()["actions"] == 0
+
+
+def outage(m, during_vm, t_end=180):
+    """VMs seen from t=0; the outage runs 60-120 s; `during_vm(s)` gives each VM's figures then."""
+    m.on_event({"name": "step-start", "step": "bus-outage", "t": 60})
+    for s in range(0, t_end):
+        if s == 120:
+            m.on_event({"name": "step-end", "step": "bus-outage", "t": s})
+        m.on_sample({"t": s, "vms": {f"vm-{i}": during_vm(s, i) if 60 <= s < 120 else vm(load1=0.2) for i in range(4)}})
+    return m.summary()
+
+
+def test_a_high_load_average_is_read_as_needing_an_upscale_and_a_low_one_is_not():
+    out = outage(WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=0, startup_grace_secs=0),
+                 lambda s, i: vm(load1=1.4 if i < 2 else 0.9))
+    assert out["by_action"] == {"upscale": 12}            # 2 VMs x 6 judgements during, none at 0.9 or 0.2
+    assert out["by_why"] == {"high load": 12} and out["rates"]["before"]["actions"] == 0
+    assert out["amplification"] is None and out["amplification_note"].startswith("0 before the fault (12")
+    off = outage(WouldBeRemediator(fault_steps=["bus-outage"], high_load_per_vcpu=None), lambda s, i: vm(load1=5.0))
+    assert off["actions"] == 0
+
+
+def test_a_slow_answer_is_a_failed_health_check_unless_missing_data_is_not_unreachable():
+    slow = lambda s, i: vm(answer_secs=1.3 if i == 0 else 0.2)
+    assert outage(WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=0), slow)["by_action"] == {"redeploy": 6}
+    assert outage(WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=0, health_timeout_secs=2), slow)["actions"] == 0
+    assert outage(WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=0,
+                                    missing_data_is_unreachable=False), slow)["actions"] == 0
+
+
+def test_the_cool_down_leaves_a_vm_alone_after_an_action():
+    busy = lambda s, i: vm(load1=3.0)
+    each = outage(WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=0), busy)
+    cooled = outage(WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=60), busy)
+    assert each["actions"] == 24 and cooled["actions"] == 4   # 4 VMs x 6 judgements; once each within 60 s
+
+
+def test_booting_vms_are_not_judged_and_the_rates_start_after_the_grace():
+    m = WouldBeRemediator(fault_steps=["bus-outage"], startup_grace_secs=30, cooldown_secs=0)
+    for s in range(0, 50):
+        m.on_sample({"t": s, "vms": {"vm-a": vm(load1=2.0 if s < 30 else 0.1)}})
+    out = m.summary()
+    assert out["actions"] == 0 and out["rates"]["whole run"]["minutes"] == round(19 / 60, 2)
