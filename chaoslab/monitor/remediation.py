@@ -36,7 +36,7 @@ class WouldBeRemediator(Monitor):
     high_load_per_vcpu: Annotated[float | None, Field(gt=0, description="one-minute load average per vCPU at or above which a VM is 'high load' (None: not judged)")] = 1.0
     health_timeout_secs: Annotated[float, Field(gt=0, le=60, description="an agent answering slower than this did not answer")] = 1.0
     cooldown_secs: Annotated[int, Field(ge=0, le=3600, description="no new action for a VM this long after one")] = 60
-    startup_grace_secs: Annotated[int, Field(ge=0, le=600, description="a VM is not judged this long after it is first seen")] = 30
+    startup_grace_secs: Annotated[int, Field(ge=0, le=600, description="a VM is not judged this long after it is first seen")] = 20
     missing_data_is_unreachable: bool = True
     maintenance_steps: list[str] = Field([], description="no action while these steps run")
     fault_steps: list[str] = Field([], description="the fault the rates before/during/after are about")
@@ -118,7 +118,8 @@ class WouldBeRemediator(Monitor):
         if not found:
             return []
         return [("h3", "What the monitoring would have ordered (would-be remediations)"),
-                ("table", ["monitor", "rules", "actions", "why", "per minute before", "during", "after", "amplification"],
+                ("table", ["monitor", "rules", "actions", "why", "per minute before", "during", "after",
+                           "amplification (during / before)"],
                  [[n, words(m.get("rules")), words(m.get("by_action")) or "0", words(m.get("by_why")) or "-",
                    *[fmt(((m["rates"].get(p) or {}).get("per_minute")), 2) for p in ("before", "during", "after")],
                    fmt(m.get("amplification"), 2) if m.get("amplification") is not None else (m.get("amplification_note") or "-")]
@@ -138,14 +139,23 @@ class WouldBeRemediator(Monitor):
             n = sum(1 for x in self._actions if a <= x["t"] < b or (phase in ("after", "whole run") and x["t"] == b))
             minutes = max((b - a) / 60, 1e-9)
             rates[phase] = {"actions": n, "minutes": round((b - a) / 60, 2), "per_minute": round(n / minutes, 2) if b > a else None}
-        before, during = (rates.get("before") or {}).get("per_minute"), (rates.get("during") or {}).get("per_minute")
+        before, during, after = (((rates.get(k) or {}).get("per_minute")) for k in ("before", "during", "after"))
         amplification = round(during / before, 2) if before and during is not None else None
+        if amplification is not None:
+            note = None
+        elif start is None:
+            note = "no fault step named"
+        elif before is None:
+            note = "no time judged before the fault (it began within the VMs' boot grace)"
+        elif during or after:
+            note = f"0 before the fault, {fmt(during, 2)} per minute during, {fmt(after, 2)} after: unbounded"
+        else:
+            note = "0 before, during and after the fault"
         return {"name": self.name, "actions": len(self._actions),
                 "by_action": dict(Counter(x["action"] for x in self._actions)),
                 "rates": rates, "amplification": amplification,
-                "amplification_note": None if amplification is not None else
-                (f"0 before the fault ({fmt(during, 2)} per minute during): unbounded" if before == 0 and during
-                 else "0 before and during the fault" if before == 0 else "no fault step named"),
+                "amplification_after": round(after / before, 2) if before and after is not None else None,
+                "amplification_note": note,
                 "by_why": dict(Counter(x["why"].split(":")[0] for x in self._actions)),
                 "rules": {"missing_data_is_unreachable": self.missing_data_is_unreachable,
                           "maintenance_steps": self.maintenance_steps, "high_cpu": self.high_cpu,

@@ -52,7 +52,8 @@ class VmAgentsProbe(Probe):
         alive = sum(1 for x in vms.values() if x.alive)
         buf = max((x.buffer_events or 0) for x in vms.values())
         mem = max(((x.cgroup or {}).get("memory.usage_in_bytes") or 0) for x in vms.values()) / 2**20
-        return f"VMs alive {alive}/{len(vms)}, max buffer {buf:.0f} events, max memory {mem:.0f} MiB"
+        load = max((x.load1 or 0) for x in vms.values())
+        return f"VMs alive {alive}/{len(vms)}, max buffer {buf:.0f} events, max memory {mem:.0f} MiB, max load1 {load:.1f}"
 
     @classmethod
     def panels(cls) -> list[Panel]:

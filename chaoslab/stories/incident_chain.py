@@ -197,19 +197,21 @@ def link_10(f: Facts):
     rem = [m for m in (f.v.get("monitors") or {}).values() if isinstance(m, dict) and "rates" in m]
     if not rem:
         return None, "no would-be remediator"
+    def rates(m):
+        return {k: ((m.get("rates") or {}).get(k) or {}).get("per_minute") for k in ("before", "during", "after")}
+
+    def said(m):
+        r = rates(m)
+        amp = f", {m['amplification']:.1f}x before" if m.get("amplification") is not None else ""
+        return f"{m['name']} {fmt(r['before'], 2)} / {fmt(r['during'], 2)} / {fmt(r['after'], 2)}{amp}"
     first = rem[0]
-    amp = first.get("amplification")
-    per_min = {k: ((first.get("rates") or {}).get(k) or {}).get("per_minute") for k in ("before", "during", "after")}
-    rates = (f"{fmt(per_min['during'], 2)} per minute during the fault, {fmt(per_min['before'], 2)} before, "
-             f"{fmt(per_min['after'], 2)} after")
-    if amp is not None:
-        number = f"{first['actions']} would-be actions ({first['name']}): {rates}; amplification {amp:.1f}x"
-    elif first["actions"]:
-        number = f"{first['actions']} would-be actions ({first['name']}): {rates}; none before the fault"
-    else:
-        number = f"0 would-be actions ({first['name']}): nothing for the monitoring to amplify"
-    during = per_min["during"] or 0
-    return bool(during) and (amp is None or amp >= 2), number
+    r = rates(first)
+    number = (f"would-be actions per minute before / during / after the fault: "
+              + "; ".join(said(m) for m in rem) + f" ({first['actions']} by {first['name']})")
+    worst = max(r["during"] or 0, r["after"] or 0)
+    if r["before"] is None:
+        return (None if worst else False), number + "; no baseline before the fault"
+    return worst > 0 and (r["before"] == 0 or worst / r["before"] >= 2), number
 
 
 def link_11(f: Facts):

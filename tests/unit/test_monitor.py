@@ -72,7 +72,7 @@ def test_a_high_load_average_is_read_as_needing_an_upscale_and_a_low_one_is_not(
                  lambda s, i: vm(load1=1.4 if i < 2 else 0.9))
     assert out["by_action"] == {"upscale": 12}            # 2 VMs x 6 judgements during, none at 0.9 or 0.2
     assert out["by_why"] == {"high load": 12} and out["rates"]["before"]["actions"] == 0
-    assert out["amplification"] is None and out["amplification_note"].startswith("0 before the fault (12")
+    assert out["amplification"] is None and out["amplification_note"].startswith("0 before the fault, 12")
     off = outage(WouldBeRemediator(fault_steps=["bus-outage"], high_load_per_vcpu=None), lambda s, i: vm(load1=5.0))
     assert off["actions"] == 0
 
@@ -98,3 +98,26 @@ def test_booting_vms_are_not_judged_and_the_rates_start_after_the_grace():
         m.on_sample({"t": s, "vms": {"vm-a": vm(load1=2.0 if s < 30 else 0.1)}})
     out = m.summary()
     assert out["actions"] == 0 and out["rates"]["whole run"]["minutes"] == round(19 / 60, 2)
+
+
+def test_a_fault_inside_the_boot_grace_leaves_no_baseline_and_says_so():
+    m = WouldBeRemediator(fault_steps=["bus-outage"], startup_grace_secs=30)
+    m.on_event({"name": "step-start", "step": "bus-outage", "t": 10})
+    for s in range(0, 100):
+        m.on_sample({"t": s, "vms": {"vm-a": vm(load1=2.0)}})
+    out = m.summary()
+    assert out["rates"]["before"]["per_minute"] is None and out["amplification"] is None
+    assert out["amplification_note"].startswith("no time judged before the fault")
+
+
+def test_link_10_gives_every_monitors_rates_and_is_seen_only_when_the_rate_rises():
+    from chaoslab.stories.incident_chain import Facts, link_10
+    def rem(name, before, during, after):
+        rates = {k: {"per_minute": v} for k, v in (("before", before), ("during", during), ("after", after))}
+        return {"name": name, "rates": rates, "actions": 3, "amplification": during / before if before else None}
+    seen, text = link_10(Facts({"monitors": {"as-run": rem("as-run", 0.0, 0.0, 18.7),
+                                             "window": rem("window", 0.0, 0.0, 1.5)}}, []))
+    assert seen is True and "as-run 0.00 / 0.00 / 18.70" in text and "window 0.00 / 0.00 / 1.50" in text
+    assert link_10(Facts({"monitors": {"a": rem("a", 2.0, 3.0, 2.0)}}, []))[0] is False     # 1.5x: not amplified
+    assert link_10(Facts({"monitors": {"a": rem("a", None, 3.0, 2.0)}}, []))[0] is None     # no baseline
+    assert link_10(Facts({"monitors": {}}, [])) == (None, "no would-be remediator")
