@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr
 
+from chaoslab.observe.host import LoadAverage
 from chaoslab.spec.base import Monitor, register
 from chaoslab.text import fmt, words
 
@@ -34,6 +35,10 @@ class WouldBeRemediator(Monitor):
     every_secs: Annotated[int, Field(ge=1, le=600)] = 10
     high_cpu: Annotated[float, Field(gt=0, le=1, description="share of one vCPU over the period: high load")] = 0.9
     high_load_per_vcpu: Annotated[float | None, Field(gt=0, description="one-minute load average per vCPU at or above which a VM is 'high load' (None: not judged)")] = 1.0
+    load_window_secs: Annotated[float | None, Field(gt=0, le=900, description=(
+        "the period of the load average the monitor judges, computed from the VMs' running and D-state "
+        "tasks each second (None: the kernel's own one-minute load1); a shorter one is a declared time "
+        "compression, for an outage compressed from hours to a minute"))] = None
     health_timeout_secs: Annotated[float, Field(gt=0, le=60, description="an agent answering slower than this did not answer")] = 1.0
     cooldown_secs: Annotated[int, Field(ge=0, le=3600, description="no new action for a VM this long after one")] = 60
     startup_grace_secs: Annotated[int, Field(ge=0, le=600, description="a VM is not judged this long after it is first seen")] = 20
@@ -48,6 +53,7 @@ class WouldBeRemediator(Monitor):
     _first_t: float | None = PrivateAttr(None)
     _seen: dict = PrivateAttr(default_factory=dict)      # vm -> first time seen
     _acted: dict = PrivateAttr(default_factory=dict)     # vm -> time of its last action
+    _load: dict = PrivateAttr(default_factory=dict)      # vm -> LoadAverage over load_window_secs
     _last_t: float | None = PrivateAttr(None)
 
     def on_event(self, event: dict) -> None:
@@ -66,8 +72,11 @@ class WouldBeRemediator(Monitor):
         if not vms or sample.get("phase") == "finish":  # the run itself stops the VMs at the end
             return
         t = sample["t"]
-        for vm in vms:
+        for vm, v in vms.items():
             self._seen.setdefault(vm, t)
+            if self.load_window_secs and v.get("tasks_running") is not None and v.get("alive", True):
+                self._load.setdefault(vm, LoadAverage(self.load_window_secs)).add(
+                    v["tasks_running"] + (v.get("tasks_blocked") or 0), now=t)
         if self._first_t is None:
             self._first_t = t + self.startup_grace_secs   # the rates start when the first VMs are judged
         self._last_t = t
@@ -100,14 +109,23 @@ class WouldBeRemediator(Monitor):
                 return None  # missing data is not unreachable
             what = {"action": "redeploy", "why": "unreachable: its agent's metrics did not answer within "
                                                  f"{self.health_timeout_secs:g} s"}
-        elif self.high_load_per_vcpu is not None and v.get("load1") is not None and \
-                v["load1"] >= self.high_load_per_vcpu * (v.get("vcpus") or 1):
-            what = {"action": "upscale", "why": f"high load: load1 {v['load1']:.2f} on {v.get('vcpus') or 1:g} vCPU"}
+        elif self.high_load_per_vcpu is not None and (load := self._load_of(vm, v)) is not None and \
+                load >= self.high_load_per_vcpu * (v.get("vcpus") or 1):
+            what = {"action": "upscale", "why": f"high load: {self._load_name()} {load:.2f} on {v.get('vcpus') or 1:g} vCPU"}
         elif cpu is not None and cpu >= self.high_cpu:
             what = {"action": "upscale", "why": f"high load: {cpu:.2f} of its vCPU"}
         else:
             return None
         return None if held else what
+
+    def _load_of(self, vm: str, v: dict) -> float | None:
+        if self.load_window_secs:
+            avg = self._load.get(vm)
+            return avg.value if avg else None
+        return v.get("load1")
+
+    def _load_name(self) -> str:
+        return f"load over {self.load_window_secs:g} s" if self.load_window_secs else "load1"
 
     def stop(self, ctx) -> dict:
         return self.summary()
@@ -159,5 +177,6 @@ class WouldBeRemediator(Monitor):
                 "by_why": dict(Counter(x["why"].split(":")[0] for x in self._actions)),
                 "rules": {"missing_data_is_unreachable": self.missing_data_is_unreachable,
                           "maintenance_steps": self.maintenance_steps, "high_cpu": self.high_cpu,
-                          "high_load_per_vcpu": self.high_load_per_vcpu, "health_timeout_secs": self.health_timeout_secs,
+                          "high_load_per_vcpu": self.high_load_per_vcpu, "load_window_secs": self.load_window_secs,
+                          "health_timeout_secs": self.health_timeout_secs,
                           "cooldown_secs": self.cooldown_secs}}

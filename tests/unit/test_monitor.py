@@ -121,3 +121,18 @@ def test_link_10_gives_every_monitors_rates_and_is_seen_only_when_the_rate_rises
     assert link_10(Facts({"monitors": {"a": rem("a", 2.0, 3.0, 2.0)}}, []))[0] is False     # 1.5x: not amplified
     assert link_10(Facts({"monitors": {"a": rem("a", None, 3.0, 2.0)}}, []))[0] is None     # no baseline
     assert link_10(Facts({"monitors": {}}, [])) == (None, "no would-be remediator")
+
+
+def test_a_declared_shorter_load_window_reads_the_vms_blocked_tasks_sooner_than_load1():
+    def sample(s):   # one task in D state in every VM from 60 s on; the kernel's load1 still under 1
+        blocked = 1 if s >= 60 else 0
+        return vm(load1=0.6 if blocked else 0.0) | {"tasks_running": 0, "tasks_blocked": blocked}
+    def run(m):
+        m.on_event({"name": "step-start", "step": "bus-outage", "t": 60})
+        for s in range(0, 120):
+            m.on_sample({"t": s, "vms": {"vm-a": sample(s), "vm-b": sample(s)}})
+        return m.summary()
+    kernel = run(WouldBeRemediator(fault_steps=["bus-outage"], high_load_per_vcpu=0.9))
+    short = run(WouldBeRemediator(fault_steps=["bus-outage"], high_load_per_vcpu=0.9, load_window_secs=10))
+    assert kernel["actions"] == 0
+    assert short["by_action"] == {"upscale": 2} and short["rules"]["load_window_secs"] == 10
