@@ -1,7 +1,7 @@
 """The vector-buffer table from run folders: per VM group, the verdict, the per-event books, and
 what the VMs and the host went through during the outage.
 
-    python bench/vector_buffer_figures.py runs/<time>-vector-buffer [runs/<time>-vector-buffer-100 ...]
+    python bench/vector_buffer_figures.py runs/<time>-vector-buffer [runs/<time>-vector-buffer-fleet ...]
 
 Columns: VMs, verdict and failed checks, wall time of the variant, events generated / delivered /
 failed sends / dropped by policy / held at stop / lost / duplicates, OOM kills, major faults per

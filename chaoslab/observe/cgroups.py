@@ -69,13 +69,15 @@ def container_figures(container_id: str, root: Path = ROOT, parent: str | None =
     }
 
 
-def container_threads(container_id: str, root: Path = ROOT, parent: str | None = None) -> list[int] | None:
+def container_threads(container_id: str, root: Path = ROOT, parent: str | None = None,
+                      processes: bool = False) -> list[int] | None:
     """Every thread of the container (what a guest's load average counts), from its cgroup's
-    `tasks` (v1) or `cgroup.threads` (v2); None when the cgroup is gone or cannot be read."""
+    `tasks` (v1) or `cgroup.threads` (v2) - or with `processes`, every process (`cgroup.procs`);
+    None when the cgroup is gone or cannot be read."""
     under = (parent or "/docker").strip("/")
-    for path in (root / "memory" / under / container_id / "tasks",
+    for path in (root / "memory" / under / container_id / ("cgroup.procs" if processes else "tasks"),
                  (root / under / container_id if parent else root / "system.slice" / f"docker-{container_id}.scope")
-                 / "cgroup.threads"):
+                 / ("cgroup.procs" if processes else "cgroup.threads")):
         text = _read(path)
         if text is not None:
             return [int(x) for x in text.split() if x.isdigit()]

@@ -79,6 +79,26 @@ def runnable_or_blocked(tids: list[int], state=proc_state) -> tuple[int, int]:
     return sum(1 for x in states if x == "R"), sum(1 for x in states if x == "D")
 
 
+def process_cost(pid: int, proc: Path = Path("/proc")) -> dict | None:
+    """A process's resident memory (VmRSS) and CPU time so far (utime + stime); None when gone."""
+    try:
+        status = (proc / str(pid) / "status").read_text()
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), None)
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"rss_bytes": rss, "cpu_secs": (int(fields[11]) + int(fields[12])) / ticks}
+
+
+def command_line(pid: int, proc: Path = Path("/proc")) -> list[str]:
+    try:
+        return [x for x in (proc / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0") if x]
+    except OSError:
+        return []
+
+
 class LoadAverage:
     """A one-minute load average the way the kernel computes it (loadavg.c: an exponentially
     decaying mean of the tasks in R or D state), from looks at any interval: what a monitor

@@ -189,7 +189,7 @@ class VmAgents(Workload):
     type: Literal["vm-agents"] = "vm-agents"
     group: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$", description="default: the variant's name")
     flavour: Literal["pico", "nano"] = "pico"
-    count: Annotated[int, Field(ge=1, le=100)] = 5
+    count: Annotated[int, Field(ge=1, le=500)] = 5
     rate: Annotated[float, Field(ge=0.1, le=20_000, description="events/s per VM")] = 200.0
     line_bytes: Annotated[int, Field(ge=16, le=1_000_000)] = 1024
     resident_mb: Annotated[int, Field(ge=0, le=4096, description="file-backed pages the VM's app keeps hot")] = 96

@@ -62,7 +62,7 @@ def vm_groups():
 
 def test_generated_agent_config_is_valid_for_the_agent(agent_bin, tmp_path):
     groups = vm_groups()
-    assert {name for name, _, _ in groups} >= {"vector-buffer.yaml", "vector-buffer-100.yaml"}
+    assert {name for name, _, _ in groups} >= {"vector-buffer.yaml", "vector-buffer-fleet.yaml"}
     for name, variant, group in groups:
         code, read, err = check_config(agent_bin, tmp_path, agent_toml(group, variant, TOPIC),
                                        {"AGENT_DRAIN_SECS": str(group.drain_secs)})

@@ -164,3 +164,33 @@ def test_a_vms_load_average_counts_its_running_and_blocked_threads_like_the_kern
     assert 2.95 < value <= 3.0
     one_minute_later = avg.add(0, now=660)   # idle for a minute: e^-1 of it is left, as in /proc/loadavg
     assert abs(one_minute_later - value * 0.3679) < 0.01
+
+
+def test_the_agents_cost_per_vm_is_its_own_rss_and_cpu_share_with_the_bus_up():
+    from chaoslab.probes.vms import VmAgentsProbe, agent_cost
+    cost = agent_cost({"vm-1": [(0, 8 * 2**20, 1.0), (10, 10 * 2**20, 1.2), (20, 10 * 2**20, 1.4)],
+                       "vm-2": [(0, 6 * 2**20, 0.0), (20, 6 * 2**20, 0.8)]})
+    assert cost["vms"] == 2 and cost["rss_mib_median"] == 8.0 and cost["rss_mib_max"] == 10.0
+    assert cost["cpu_share_median"] == 0.03 and cost["cpu_share_max"] == 0.04 and cost["cpu_share_total"] == 0.06
+    assert agent_cost({}) is None
+    blocks = VmAgentsProbe.report_blocks({"agent_cost": cost, "look_secs": {"looks": 5, "median": 0.2, "max": 0.9}},
+                                         [], [], {"workload": {"rate": 150.0, "line_bytes": 4096}}, None)
+    text = " ".join(b[1] for b in blocks if b[0] == "p")
+    assert "RSS median 8.0 MiB" in text and "3.0 % of one core" in text and "150 events/s of 4096 bytes" in text
+    assert "median 0.200 s, max 0.900 s over 5 looks" in text
+    assert "not read" in VmAgentsProbe.report_blocks({"agent_cost": None, "look_secs": None} | {"look_secs": {"looks": 1, "median": 0.1, "max": 0.1}},
+                                                     [], [], {}, None)[1][1]
+
+
+def test_the_agent_process_is_found_among_the_vms_processes_by_its_command_line(tmp_path, monkeypatch):
+    from chaoslab.probes.vms import VmAgentsProbe
+    from chaoslab.observe import cgroups, host
+    monkeypatch.setattr(cgroups, "container_threads", lambda cid, parent=None, processes=False: [7, 8, 9])
+    argv = {7: ["/sbin/docker-init", "--"], 8: ["chaoslab-agent", "resident"],
+            9: ["/usr/local/bin/chaoslab-agent", "--config", "/etc/vector/vector.toml"]}
+    monkeypatch.setattr(host, "command_line", lambda pid: argv[pid])
+    monkeypatch.setattr(host, "process_cost", lambda pid: {"rss_bytes": pid, "cpu_secs": 0.0})
+    c = SimpleNamespace(name="vm-1", id="cid")
+    probe = VmAgentsProbe()
+    assert probe._agent_cost(c, None) == {"rss_bytes": 9, "cpu_secs": 0.0}
+    assert probe._agent_pid == {"vm-1": 9}
