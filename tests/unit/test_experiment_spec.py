@@ -117,7 +117,7 @@ method: [{type: stop-service, service: proxy, for_secs: 5}]
     for old, new, message in [("max_size: 268435488", "max_size: 1000", "at least 268435488"),
                               ("when_full: drop_newest", "when_full: panic", "when_full: Input should be"),
                               ("flavour: pico", "flavour: large", "flavour: Input should be 'pico' or 'nano'"),
-                              ("count: 2", "count: 500", "count: Input should be less than or equal to 100"),
+                              ("count: 2", "count: 501", "count: Input should be less than or equal to 500"),
                               ("count: 2,", "count: 2, resident_mb: 300,", "does not fit in a pico VM")]:
         with pytest.raises(SpecError, match=message):
             parse(base.replace(old, new), env={})
