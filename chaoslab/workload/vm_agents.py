@@ -184,6 +184,41 @@ class Hypervisors(Model):
         return out
 
 
+def budget_refusal(plan: list[dict], available_bytes: int) -> str | None:
+    """Why the planned hypervisors may not be made, or None when they fit: their memory budgets
+    together must fit in the host's available memory beyond RESERVED_FOR_LAB_BYTES (the bus, the
+    lab and its probes keep theirs; hypervisors never take it)."""
+    budget = sum(h["memory_mib"] for h in plan) * 2**20
+    spare = available_bytes - RESERVED_FOR_LAB_BYTES
+    if budget > spare:
+        return (f"the group's hypervisors would need {budget / 2**30:.1f} GiB; the host has "
+                f"{max(0, spare) / 2**30:.1f} GiB beyond the {RESERVED_FOR_LAB_BYTES / 2**30:.0f} GiB "
+                "kept for the bus and the lab: fewer VMs, or a higher overcommit")
+    return None
+
+
+def create_hypervisors(plan: list[dict], project: str) -> tuple[str, ...]:
+    """Make each planned hypervisor's cgroup with its budgets (lab/hypervisors.py); the
+    cgroup_parent of each, in the plan's order (what VmGroupSpec.cgroup_parents takes)."""
+    return tuple(hv.create(hv.HypervisorSpec(h["name"], h["memory_mib"] * 2**20, h["read_bps"], h["cpu_shares"]), project)
+                 for h in plan)
+
+
+def vm_read_shares(plan: list[dict], cgroup_version: int) -> tuple[int | None, ...]:
+    """Each hypervisor's per-VM read cap, in the plan's order (what VmGroupSpec.read_bps takes):
+    cgroup v1 does not throttle a parent's children (flat throttling), so each VM gets an equal
+    share of its hypervisor's read budget as its own cap; v2's io.max on the parent is
+    hierarchical (None: no cap of the VM's own)."""
+    return tuple(h["read_bps"] // h["vms"] if h["read_bps"] and cgroup_version == 1 else None for h in plan)
+
+
+def agents_shipping(containers: list, ip) -> bool:
+    """Every VM's agent has sent events to the bus (vector_component_sent_events_total > 0);
+    `ip(container)` is its address (None: not known yet, so not shipping)."""
+    return all(((scrape_agent(ip(c)) or {}) if ip(c) else {}).get(
+        "vector_component_sent_events_total", 0) > 0 for c in containers)
+
+
 @register("workload")
 class VmAgents(Workload):
     type: Literal["vm-agents"] = "vm-agents"
@@ -294,27 +329,19 @@ class VmAgents(Workload):
         self._crashed, self._project = {}, ctx.lab.project
         if self.hypervisors:
             self._hypervisors = self.hypervisors.plan(self._name, self.count, memory)
-            budget = sum(h["memory_mib"] for h in self._hypervisors) * 2**20
-            spare = psutil.virtual_memory().available - RESERVED_FOR_LAB_BYTES
-            if budget > spare:   # the bus and the lab keep their memory: hypervisors never take it
-                raise LabError(f"the group's hypervisors would need {budget / 2**30:.1f} GiB; the host has "
-                               f"{max(0, spare) / 2**30:.1f} GiB beyond the {RESERVED_FOR_LAB_BYTES / 2**30:.0f} GiB "
-                               "kept for the bus and the lab: fewer VMs, or a higher overcommit")
-            parents = tuple(hv.create(hv.HypervisorSpec(h["name"], h["memory_mib"] * 2**20, h["read_bps"], h["cpu_shares"]),
-                                      ctx.lab.project) for h in self._hypervisors)
+            refused = budget_refusal(self._hypervisors, psutil.virtual_memory().available)
+            if refused:   # the bus and the lab keep their memory: hypervisors never take it
+                raise LabError(refused)
+            parents = create_hypervisors(self._hypervisors, ctx.lab.project)
             ctx.event("hypervisors", group=self._name, overcommit=self.hypervisors.overcommit,
                       hypervisors=self._hypervisors, vm_memory_mib=memory)
-        # cgroup v1 does not throttle a parent's children (flat throttling): each VM gets an equal
-        # share of its hypervisor's read budget as its own cap; v2's io.max on the parent is hierarchical
-        shares = tuple(h["read_bps"] // h["vms"] if h["read_bps"] and hv.version() == 1 else None
-                       for h in self._hypervisors) if self._hypervisors else ()
+        shares = vm_read_shares(self._hypervisors, hv.version()) if self._hypervisors else ()
         self._containers = vms.start_group(ctx.lab, vms.VmGroupSpec(
             self._name, self.flavour, self.count, config, {"RESIDENT_MB": self.resident_mb, "AGENT_DRAIN_SECS": self.drain_secs},
             self.memory_mib, parents, shares))
 
         def shipping():
-            return all(((scrape_agent(self.ip(c)) or {}) if self.ip(c) else {}).get(
-                "vector_component_sent_events_total", 0) > 0 for c in self._containers)
+            return agents_shipping(self._containers, self.ip)
         if not wait_until(shipping, self.shipping_timeout_secs, stop=ctx.interrupted.is_set).ok:
             ctx.check_interrupt()
             raise LabError(f"the VM agents did not start shipping within {self.shipping_timeout_secs:.0f} s")
