@@ -8,6 +8,12 @@ failed sends / dropped by policy / held at stop / lost / duplicates, OOM kills, 
 VM (max), the agent buffer's growth per VM during the outage (MiB/s, median of the VMs' linear
 fits of vector_buffer_size_bytes), host memory and io PSI (some avg10, peak), host disk reads
 during the outage (MiB/s, mean and peak), and the would-be remediator's actions.
+
+Then three more tables: per hypervisor (peak memory / budget, major faults, disk reads, longest D
+state, crashed); the monitoring (each would-be remediator's actions per minute before / during /
+after the outage and the amplification); and the lab's own health (the proxy's restart after the
+outage, the sampling period from the journal's sample times, the vm-agents probe's look at every
+VM, the host's peak load average, the agent's cost per VM).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import print_table  # noqa: E402  (bench/table.py)
 from chaoslab.rates import run_folders  # noqa: E402
 from chaoslab.record import read  # noqa: E402
 
@@ -66,8 +74,46 @@ def group_figures(run_dir: Path, results: dict) -> list[dict]:
             "disk_read_mib_s_mean": round(statistics.mean(reads)) if reads else None,
             "disk_read_mib_s_peak": round(max(reads)) if reads else None,
             "would_be_actions": {k: m.get("actions") for k, m in monitors.items()},
+            "lost_in_crash": t.get("lost_in_crash"), "unknown": t.get("unknown"),
+            "hypervisors": hypervisor_rows(v, events),
+            "monitoring": monitoring_rows(monitors),
+            "lab_health": lab_health(v, samples, events),
         })
     return rows
+
+
+def hypervisor_rows(v: dict, events: list[dict]) -> list[dict]:
+    per = (((v.get("probes") or {}).get("hypervisors") or {}).get("hypervisors")) or {}
+    crashed = {e.get("hypervisor") for e in events if e["name"] == "hypervisor-crash"}
+    return [{"hypervisor": h, "memory_peak_mib": x.get("memory_peak_mib"), "budget_mib": x.get("memory_limit_mib"),
+             "pgmajfault": x.get("pgmajfault"), "read_mib": x.get("read_mib"),
+             "longest_d_state_secs": x.get("d_state_longest_secs"), "crashed": h in crashed}
+            for h, x in sorted(per.items())]
+
+
+def monitoring_rows(monitors: dict) -> list[dict]:
+    out = []
+    for name, m in sorted(monitors.items()):
+        if not isinstance(m, dict) or "rates" not in m:
+            continue
+        r = {k: ((m["rates"].get(k) or {}).get("per_minute")) for k in ("before", "during", "after")}
+        out.append({"monitor": name, "actions": m.get("actions"), "by_why": m.get("by_why"), **r,
+                    "amplification": m.get("amplification"), "note": m.get("amplification_note")})
+    return out
+
+
+def lab_health(v: dict, samples: list[dict], events: list[dict]) -> dict:
+    restart = next((e.get("result") or {} for e in events if e["name"] == "step-end" and e.get("step") == "bus-outage"), {})
+    times = [s["t"] for s in samples if s.get("phase") in ("steady", "method", "after")]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    vms = (v.get("probes") or {}).get("vms") or {}
+    loads = [((s.get("host") or {}).get("loadavg") or [None])[0] for s in samples]
+    loads = [x for x in loads if x is not None]
+    return {"proxy_start_secs": restart.get("start_secs"), "samples": len(times),
+            "sample_period_median": round(statistics.median(gaps), 2) if gaps else None,
+            "sample_period_max": round(max(gaps), 2) if gaps else None,
+            "look_secs": vms.get("look_secs"), "host_load1_peak": round(max(loads), 1) if loads else None,
+            "agent_cost": vms.get("agent_cost")}
 
 
 def main(argv: list[str]) -> int:
@@ -83,10 +129,19 @@ def main(argv: list[str]) -> int:
             "dropped_by_policy", "held_at_stop", "lost", "duplicates", "oom_killed", "max_major_faults_per_vm",
             "buffer_growth_mib_s_per_vm", "psi_memory_peak", "psi_io_peak", "disk_read_mib_s_mean", "disk_read_mib_s_peak",
             "would_be_actions"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print_table(cols, [[r[c] for c in cols] for r in rows], markdown=True)
+    print()
+    print_table(["run", "group", "hypervisor", "peak MiB", "budget MiB", "major faults", "reads MiB", "longest D s", "crashed"],
+                [[r["run"], r["group"], *h.values()] for r in rows for h in r["hypervisors"]], markdown=True)
+    print()
+    print_table(["run", "group", "monitor", "actions", "why", "per min before", "during", "after", "amplification", "note"],
+                [[r["run"], r["group"], *m.values()] for r in rows for m in r["monitoring"]], markdown=True)
+    print()
+    print_table(["run", "group", "VMs", "proxy restart s", "samples", "sample period median s", "max s", "look at all VMs s",
+                 "host load1 peak", "agent per VM"],
+                [[r["run"], r["group"], r["vms"], *[r["lab_health"][k] for k in
+                  ("proxy_start_secs", "samples", "sample_period_median", "sample_period_max", "look_secs", "host_load1_peak",
+                   "agent_cost")]] for r in rows], markdown=True)
     return 0
 
 
