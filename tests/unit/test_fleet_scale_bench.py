@@ -43,8 +43,8 @@ def test_each_step_adds_a_group_in_hypervisors_of_its_own_overcommitted():
 def test_a_ramp_that_cannot_run_is_refused_before_the_lab_is_touched():
     with pytest.raises(ValueError, match="grow"):
         fs.plan_ramp([50, 10])
-    with pytest.raises(ValueError, match="count"):          # one group holds at most vm-agents' 100 VMs
-        fs.plan_ramp([10, 250])
+    with pytest.raises(ValueError, match="count"):          # one group holds at most vm-agents' 500 VMs
+        fs.plan_ramp([10, 600])
     with pytest.raises(ValueError, match="resident_mb"):    # the application must fit in the VM
         fs.plan_ramp([10], memory_mib=64, resident_mb=64)
     assert fs.main(["--steps", "50,10"]) == 2
