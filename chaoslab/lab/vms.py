@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
+import requests.exceptions
 
 from chaoslab.errors import LabError
 from chaoslab.lab import hypervisors
@@ -66,6 +67,9 @@ def start_group(lab: Lab, group: VmGroupSpec) -> list:
             )
         except docker.errors.APIError as exc:
             raise LabError(f"could not start VM container {name}: {exc.explanation or exc}") from exc
+        except requests.exceptions.RequestException as exc:   # the engine itself did not answer in time
+            raise LabError(f"could not start VM container {name}: the container engine did not answer ({exc}); "
+                           "the host's disk or memory may be saturated by the VMs already running") from exc
 
     # several at once: at fleet scale (hundreds of VMs) one after another takes minutes; the order
     # of the list stays VM 1..count

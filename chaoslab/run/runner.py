@@ -128,7 +128,8 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:   # a variant that failed before its sampler started
+            self._thread.join(10)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
