@@ -153,9 +153,11 @@ def tasks(project: str, name: str, root: Path = ROOT) -> list[int]:
     rel = parent(project, name).lstrip("/")
     base = root / "memory" / rel if version(root) == 1 else root / rel
     pids: list[int] = []
-    if base.exists():
+    try:
         for procs in base.rglob("cgroup.procs"):
             pids += [int(x) for x in _read(procs).split() if x.isdigit()]
+    except OSError:   # a VM's cgroup removed while the tree is walked: the tasks read so far
+        pass
     return sorted(set(pids))
 
 

@@ -65,11 +65,14 @@ class HypervisorsProbe(Probe):
     @classmethod
     def panels(cls) -> list[Panel]:
         def field(name, scale=1.0):
+            def one(s, h):   # a sample may hold a probe_error (a string) instead of figures
+                x = (s.get("hypervisors") or {}).get(h)
+                v = x.get(name) if isinstance(x, dict) else None
+                return v * scale if isinstance(v, (int, float)) else None
+
             def series(samples):
-                names = sorted({h for s in samples for h in (s.get("hypervisors") or {})})
-                return {h: [((s.get("hypervisors") or {}).get(h) or {}).get(name) * scale
-                             if isinstance(((s.get("hypervisors") or {}).get(h) or {}).get(name), (int, float)) else None
-                             for s in samples] for h in names}
+                names = sorted({h for s in samples for h, x in (s.get("hypervisors") or {}).items() if isinstance(x, dict)})
+                return {h: [one(s, h) for s in samples] for h in names}
             return series
         return [Panel("memory per hypervisor (its budget is the overcommitted sum of its VMs' caps)", "MiB",
                       field("memory_bytes", 1 / MIB)),
