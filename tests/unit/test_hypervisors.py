@@ -194,3 +194,20 @@ def test_the_agent_process_is_found_among_the_vms_processes_by_its_command_line(
     probe = VmAgentsProbe()
     assert probe._agent_cost(c, None) == {"rss_bytes": 9, "cpu_secs": 0.0}
     assert probe._agent_pid == {"vm-1": 9}
+
+
+def test_a_sample_holding_a_probe_error_is_skipped_by_the_panels_and_a_vanishing_cgroup_by_tasks(v1, monkeypatch):
+    from pathlib import Path
+
+    from chaoslab.probes.hypervisors import HypervisorsProbe
+    samples = [{"hypervisors": {"hv-a-1": {"memory_bytes": 2**20, "d_state_longest_secs": 3.0}}},
+               {"hypervisors": {"probe_error": "FileNotFoundError: a VM's cgroup went"}}]
+    for panel in HypervisorsProbe.panels():
+        series = panel.series(samples)
+        assert set(series) == {"hv-a-1"} and series["hv-a-1"][1] is None
+
+    def vanishing(self, pattern):
+        yield from ()
+        raise FileNotFoundError("a VM's cgroup went while the tree was walked")
+    monkeypatch.setattr(Path, "rglob", vanishing)
+    assert hv.tasks("lab", "hv-a-1", v1) == []
