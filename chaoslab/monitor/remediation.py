@@ -54,6 +54,8 @@ class WouldBeRemediator(Monitor):
     _seen: dict = PrivateAttr(default_factory=dict)      # vm -> first time seen
     _acted: dict = PrivateAttr(default_factory=dict)     # vm -> time of its last action
     _load: dict = PrivateAttr(default_factory=dict)      # vm -> LoadAverage over load_window_secs
+    _slow_looks: int = PrivateAttr(0)                     # judgements made from a look slower than the health timeout
+    _looks: int = PrivateAttr(0)
     _last_t: float | None = PrivateAttr(None)
 
     def on_event(self, event: dict) -> None:
@@ -83,6 +85,10 @@ class WouldBeRemediator(Monitor):
         if self._judged_at is not None and t - self._judged_at < self.every_secs:
             return
         self._judged_at = t
+        look = max((v.get("look_secs") or 0) for v in vms.values())
+        self._looks += 1
+        if look > self.health_timeout_secs:
+            self._slow_looks += 1
         for vm, v in sorted(vms.items()):
             if t - self._seen[vm] < self.startup_grace_secs:
                 self.judge(vm, v, t)   # keeps its CPU reading; a booting VM is not judged
@@ -141,7 +147,8 @@ class WouldBeRemediator(Monitor):
                  [[n, words(m.get("rules")), words(m.get("by_action")) or "0", words(m.get("by_why")) or "-",
                    *[fmt(((m["rates"].get(p) or {}).get("per_minute")), 2) for p in ("before", "during", "after")],
                    fmt(m.get("amplification"), 2) if m.get("amplification") is not None else (m.get("amplification_note") or "-")]
-                  for n, m in sorted(found.items())])]
+                  for n, m in sorted(found.items())]),
+                *[("p", f"{n}: {m['instrument_caveat']}.") for n, m in sorted(found.items()) if m.get("instrument_caveat")]]
 
     def summary(self) -> dict:
         start, end = self._fault.get("start"), self._fault.get("end")
@@ -169,7 +176,12 @@ class WouldBeRemediator(Monitor):
             note = f"0 before the fault, {fmt(during, 2)} per minute during, {fmt(after, 2)} after: unbounded"
         else:
             note = "0 before, during and after the fault"
-        return {"name": self.name, "actions": len(self._actions),
+        caveat = None
+        if self._looks and self._slow_looks / self._looks > 0.1:
+            caveat = (f"in {self._slow_looks} of {self._looks} judgements the lab's own look at every VM took longer than "
+                      f"the {self.health_timeout_secs:g} s health timeout: 'unreachable' then may be the lab's slowness, "
+                      "not the VM's")
+        return {"name": self.name, "actions": len(self._actions), "instrument_caveat": caveat,
                 "by_action": dict(Counter(x["action"] for x in self._actions)),
                 "rates": rates, "amplification": amplification,
                 "amplification_after": round(after / before, 2) if before and after is not None else None,

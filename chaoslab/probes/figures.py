@@ -146,6 +146,7 @@ class VmFigures(BaseModel):
     tasks_running: int | None = None     # threads in R state in the VM's cgroup this second
     tasks_blocked: int | None = None     # ... in D state
     load1: float | None = None           # the kernel's one-minute load average over R + D, per VM
+    look_secs: float | None = None       # how long the lab's look at every VM took (the instrument's own pace)
 
     @property
     def buffer_events(self) -> float | None:

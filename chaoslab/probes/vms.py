@@ -136,8 +136,9 @@ class VmAgentsProbe(Probe):
         # not every other VM's sampling (at fleet scale a serial scrape would stretch the period)
         with ThreadPoolExecutor(max_workers=min(32, max(1, len(containers)))) as pool:
             looks = list(pool.map(lambda c: self._look(ctx, c), containers))
+        look = round(time.monotonic() - t0, 3)
         if containers:
-            self._look_secs.append(time.monotonic() - t0)
+            self._look_secs.append(look)
         out = {}
         now, steady = time.time(), getattr(ctx, "phase", None) == "steady"
         for c, (cg, agent, answer_secs, load, cost) in zip(containers, looks):
@@ -145,6 +146,7 @@ class VmAgentsProbe(Probe):
                            "agent": agent or (prev.get(c.name) or {}).get("agent"), "alive": cg is not None,
                            "agent_answered": agent is not None,   # this second; "agent" keeps the last answer
                            "agent_answer_secs": answer_secs, "vcpus": _vcpus(c), **load,
+                           "look_secs": look,   # the lab's whole look at every VM, this one included
                            "agent_rss_bytes": (cost or {}).get("rss_bytes"), "agent_cpu_secs": (cost or {}).get("cpu_secs")}
             if steady and cost and cost.get("rss_bytes") is not None:
                 self._cost.setdefault(c.name, []).append((now, cost["rss_bytes"], cost["cpu_secs"]))

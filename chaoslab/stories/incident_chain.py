@@ -208,6 +208,8 @@ def link_10(f: Facts):
     r = rates(first)
     number = (f"would-be actions per minute before / during / after the fault: "
               + "; ".join(said(m) for m in rem) + f" ({first['actions']} by {first['name']})")
+    if first.get("instrument_caveat"):
+        number += f"; {first['instrument_caveat']}"
     worst = max(r["during"] or 0, r["after"] or 0)
     if r["before"] is None:
         return (None if worst else False), number + "; no baseline before the fault"

@@ -136,3 +136,18 @@ def test_a_declared_shorter_load_window_reads_the_vms_blocked_tasks_sooner_than_
     short = run(WouldBeRemediator(fault_steps=["bus-outage"], high_load_per_vcpu=0.9, load_window_secs=10))
     assert kernel["actions"] == 0
     assert short["by_action"] == {"upscale": 2} and short["rules"]["load_window_secs"] == 10
+
+
+def test_judgements_from_a_slow_look_of_the_lab_carry_a_caveat_into_the_report_and_link_10():
+    from chaoslab.stories.incident_chain import Facts, link_10
+    def run(look):
+        m = WouldBeRemediator(fault_steps=["bus-outage"], cooldown_secs=0, startup_grace_secs=0)
+        for s in range(0, 100):
+            m.on_sample({"t": s, "vms": {"vm-a": vm(answer_secs=1.4) | {"look_secs": look}}})
+        return m.summary()
+    quick, slow = run(0.2), run(3.7)
+    assert quick["instrument_caveat"] is None and quick["by_action"] == {"redeploy": 10}
+    assert slow["instrument_caveat"].startswith("in 10 of 10 judgements the lab's own look")
+    blocks = WouldBeRemediator.report_blocks({"as-run": slow | {"name": "as-run"}})
+    assert any(b[0] == "p" and "the lab's slowness" in b[1] for b in blocks)
+    assert "the lab's slowness" in link_10(Facts({"monitors": {"as-run": slow | {"name": "as-run"}}}, []))[1]
