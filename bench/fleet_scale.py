@@ -72,7 +72,7 @@ from chaoslab.steps.services import StopService  # noqa: E402
 from chaoslab.wait import wait_until  # noqa: E402
 from chaoslab.workload import clientlog  # noqa: E402
 from chaoslab.workload.vm_agents import (RESERVED_FOR_LAB_BYTES, Buffer, Hypervisors, VmAgents,  # noqa: E402
-                                         agent_toml, agents_shipping, budget_refusal, container_ip,
+                                         agent_toml, agents_shipping, budget_refusal, cached_ip,
                                          create_hypervisors, vm_read_shares)
 from table import print_table  # noqa: E402  (bench/table.py)
 
@@ -198,11 +198,7 @@ class Fleet:
         self._ips: dict[str, str] = {}
 
     def ip(self, container) -> str | None:
-        if container.name not in self._ips:
-            ip = container_ip(container)
-            if ip:
-                self._ips[container.name] = ip
-        return self._ips.get(container.name)
+        return cached_ip(self._ips, container)
 
 
 def start_step(lab: Lab, fleet: Fleet, step: RampStep, workdir: Path, stamp: str) -> dict:
@@ -279,11 +275,7 @@ def produce_round_trip(service_url: str, topic: str, messages: int) -> dict:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:200]
     finally:
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        clientlog.close_quietly(client)
     out = {"produce_sent": len(latencies), "produce_error": error, "produce_p50_ms": None, "produce_p99_ms": None}
     if latencies and error is None:
         out.update(produce_p50_ms=round(statistics.median(latencies), 2), produce_p99_ms=round(percentile(latencies, 99), 2))

@@ -139,11 +139,7 @@ def read_topic(service_url: str, topic: str, hosts: list[str], timeout_secs: flo
     except Exception as exc:  # no client or no reader: nothing could be read
         reading.error = f"{type(exc).__name__}: {exc}"[:200]
     finally:
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        clientlog.close_quietly(client)
     reading.secs = round(time.monotonic() - started, 1)
     if reading.complete:
         reading.error = None

@@ -23,3 +23,14 @@ def to_file(path: Path) -> None:
 
 def logger() -> logging.Logger:
     return LOGGER
+
+
+def close_quietly(client) -> None:
+    """Close a pulsar.Client (or anything with close()) that may already be broken: the caller
+    has its result or its error already, and a failing close must not replace it."""
+    if client is None:
+        return
+    try:
+        client.close()
+    except Exception:
+        pass

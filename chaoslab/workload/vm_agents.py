@@ -89,6 +89,15 @@ def container_ip(container) -> str | None:
         return None
 
 
+def cached_ip(cache: dict[str, str], container) -> str | None:
+    """A VM container's address, looked up once (kept in `cache`, by container name)."""
+    if container.name not in cache:
+        ip = container_ip(container)
+        if ip:
+            cache[container.name] = ip
+    return cache.get(container.name)
+
+
 def scrape_agent(ip: str, timeout: float = 1.5) -> dict | None:
     """The agent's Vector metrics from its :9598 exporter."""
     return scrape(f"http://{ip}:9598/metrics", AGENT_METRICS, split_by=("intentional",), timeout=timeout)
@@ -303,11 +312,7 @@ class VmAgents(Workload):
         return self._containers
 
     def ip(self, container) -> str | None:
-        if container.name not in self._ips:
-            ip = container_ip(container)
-            if ip:
-                self._ips[container.name] = ip
-        return self._ips.get(container.name)
+        return cached_ip(self._ips, container)
 
     def needs(self) -> set[str]:
         return {"vm-groups"}
