@@ -122,12 +122,13 @@ def render() -> str:
            "Generated from the registry and the experiment schema by `chaoslab reference > docs/vocabulary.md`;",
            "do not edit by hand (`tests/unit/test_reference.py` fails when it is stale). How to add a type:",
            "[writing-an-experiment.md](writing-an-experiment.md#adding-a-vocabulary-item).", "",
-           "Every field that takes a value also accepts a `$param` reference to a variant's parameter.", "",
+           "Every field that takes a value also accepts a `$param` reference to a variant's parameter, and",
+           "any value may be written `${VAR}` or `${VAR:-default}` (replaced from the environment first).", "",
            "## Contents", ""]
     out += ["- [the experiment file](#the-experiment-file)"]
     out += [f"- [{family}](#{family}): " + ", ".join(f"`{t}`" for t in sorted(types))
             for family, types in REGISTRY.items() if types]
-    schema = json_schema()
+    schema = json_schema(as_written=False)   # the types; interpolation is said once, in the text
     out += ["", "## The experiment file", "",
             "Its top-level fields (`chaoslab schema` prints the whole JSON Schema, for editors). A file that",
             "`extends` another may leave required sections to its base. The models used inside sections follow.", ""]

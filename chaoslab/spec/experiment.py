@@ -607,8 +607,9 @@ def source(exp: Experiment) -> str:
 
 
 # -- JSON Schema for editors -------------------------------------------------------------------------
-def json_schema() -> dict:
-    """The experiment file's JSON Schema. Section fields also accept a `$param` reference."""
+def json_schema(as_written: bool = True) -> dict:
+    """The experiment file's JSON Schema. Section fields also accept a `$param` reference; with
+    `as_written` (the file an editor sees), every typed scalar also a `${VAR}` interpolation."""
     class ExperimentFile(Plan):
         extends: str | None = Field(None, description="another experiment file (relative path) whose sections "
                                                       "this one takes; its own sections replace them whole")
@@ -642,4 +643,53 @@ def json_schema() -> dict:
     schema["if"] = {"not": {"required": ["extends"]}}
     schema["then"] = {"required": required}   # an extending file may leave the rest to its base
     schema["title"] = "chaoslab experiment"
+    if not as_written:
+        return schema
+    # the loader replaces ${VAR} / ${VAR:-default} in the text before it is parsed, so any typed
+    # scalar may be written as one in the file an editor sees: accept that string there too
+    schema["$defs"]["Interpolation"] = {
+        "type": "string", "pattern": _VAR.pattern,
+        "description": "${VAR} or ${VAR:-default}: replaced from the environment before the file is read"}
+    _accept_interpolation(schema, {"$ref": "#/$defs/Interpolation"})
     return schema
+
+
+def _accept_interpolation(node, interp: dict, key: str | None = None) -> None:
+    """Wrap every typed scalar of the schema (number, integer, boolean, a string with a pattern or
+    an enum) as anyOf [itself, an interpolation]; a `type` discriminator stays literal."""
+    if isinstance(node, list):
+        for x in node:
+            _accept_interpolation(x, interp)
+        return
+    if not isinstance(node, dict):
+        return
+    for k, v in list(node.items()):
+        if k in ("properties", "$defs", "patternProperties"):
+            for name, sub in list(v.items()):
+                if k == "$defs" and name in ("Interpolation", "ParamRef"):
+                    continue
+                if isinstance(sub, dict) and _typed_scalar(sub) and not (k == "properties" and name == "type"):
+                    v[name] = {"anyOf": [sub, interp]}
+                else:
+                    _accept_interpolation(sub, interp, name)
+        elif k in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            node[k] = [{"anyOf": [x, interp]} if isinstance(x, dict) and _typed_scalar(x) else x for x in v]
+            for x in v:
+                if not _typed_scalar(x):
+                    _accept_interpolation(x, interp)
+        elif k in ("items", "additionalProperties") and isinstance(v, dict):
+            if _typed_scalar(v):
+                node[k] = {"anyOf": [v, interp]}
+            else:
+                _accept_interpolation(v, interp)
+        elif isinstance(v, (dict, list)) and k not in ("default", "examples", "const", "enum"):
+            _accept_interpolation(v, interp)
+
+
+def _typed_scalar(node) -> bool:
+    if not isinstance(node, dict) or "$ref" in node:
+        return False
+    t = node.get("type")
+    if t in ("integer", "number", "boolean"):
+        return True
+    return "enum" in node or "const" in node or (t == "string" and "pattern" in node)

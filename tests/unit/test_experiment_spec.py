@@ -144,3 +144,40 @@ def test_extends_takes_the_base_sections_and_keeps_one_whole_document(tmp_path):
     f.write_text("extends: nowhere.yaml\nname: x\n")
     with pytest.raises(SpecError, match="extends: cannot read"):
         load(f)
+
+
+def test_the_printed_schema_accepts_every_shipped_file_as_written(capsys):
+    """What an editor sees: the raw file (no ${VAR} replaced), checked against `chaoslab schema`."""
+    from chaoslab import cli
+    assert cli.main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    files = sorted((REPO_ROOT / "experiments").glob("*.yaml"))
+    assert len(files) >= 8
+    for path in files:
+        raw = yaml.safe_load(path.read_text())   # also: every shipped file is YAML before interpolation
+        errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(raw)]
+        assert errors == [], f"{path.name}: {errors[:2]}"
+
+
+def test_interpolations_and_param_references_are_accepted_where_the_loader_takes_them_and_nothing_else_is():
+    schema = json_schema()
+    base = {"name": "t", "variants": [{"name": "a"}], "method": [{"type": "wait", "secs": 1}]}
+
+    def ok(doc):
+        return not list(jsonschema.Draft202012Validator(schema).iter_errors({**base, **doc}))
+    assert ok({"versions": {"from": "${PULSAR_FROM:-3.2.2}"}})
+    assert ok({"method": [{"type": "wait", "secs": "${DOSE_SECS:-300}"}]})
+    assert ok({"workload": {"type": "rabbitmq-events", "queue_type": "$queue_type"}})
+    assert not ok({"versions": {"from": "three"}})                          # neither a release nor ${...}
+    assert not ok({"method": [{"type": "wait", "secs": "300"}]})             # a string where a number goes
+    assert not ok({"method": [{"type": "wait", "secs": "$ {DOSE}"}]})
+    assert not ok({"workload": {"type": "rabbitmq-events", "queue_type": "fast"}})
+    assert not ok({"method": [{"type": "${STEP}"}]})                         # the type names the item: literal
+
+
+def test_the_schema_in_the_repository_is_current_and_every_shipped_file_points_at_it():
+    stored = json.loads((REPO_ROOT / "docs" / "experiment.schema.json").read_text())
+    assert stored == json_schema(), "regenerate: chaoslab schema > docs/experiment.schema.json"
+    for path in sorted((REPO_ROOT / "experiments").glob("*.yaml")):
+        assert "# yaml-language-server: $schema=../docs/experiment.schema.json" in path.read_text(), path.name
