@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CARGO := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 AGENT_TARGET := build/agent-target
 CHAOSLAB := $(VENV)/bin/chaoslab
-export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO
+export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO RABBITMQ_NODES
 
 .PHONY: setup test unit integration up down status experiment gate bench bench-experiment
 
@@ -25,8 +25,9 @@ unit: setup
 integration: setup
 	$(PY) -m pytest -q tests/integration
 
+# RABBITMQ_NODES=3 make up (a 3-node cluster), NO_PULSAR=1 make up (RabbitMQ only)
 up: setup
-	$(CHAOSLAB) up
+	$(CHAOSLAB) up $(if $(NO_PULSAR),--no-pulsar)
 
 down: setup
 	$(CHAOSLAB) down

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,10 +38,21 @@ def cmd_up(args) -> int:
     from chaoslab.lab.lock import LabLock
     lab = Lab(log=_log)
     lab.client  # no engine: say so first
+    nodes = args.rabbitmq_nodes if args.rabbitmq_nodes is not None else _env_nodes()
     with LabLock(lab.project, what="chaoslab up"):
-        seconds = lab.up(pico=args.pico, nano=args.nano)
-    _log(f"lab healthy in {seconds:.0f} s — proxy {lab.proxy_service_url}, admin {lab.proxy_admin_url}")
+        seconds = lab.up(pico=args.pico, nano=args.nano, pulsar=not args.no_pulsar, rabbitmq_nodes=nodes)
+    parts = [] if args.no_pulsar else [f"proxy {lab.proxy_service_url}, admin {lab.proxy_admin_url}"]
+    parts += [f"{lab.settings.rabbitmq_service(n)} {lab.settings.rabbitmq_amqp_url(n)}" for n in range(1, nodes + 1)]
+    _log(f"lab healthy in {seconds:.0f} s — " + "; ".join(parts))
     return 0
+
+
+def _env_nodes() -> int:
+    """RABBITMQ_NODES (`RABBITMQ_NODES=3 make up`), 1 by default; the lab has 1 or 3."""
+    raw = os.environ.get("RABBITMQ_NODES", "1").strip() or "1"
+    if raw not in ("1", "3"):
+        raise LabError(f"RABBITMQ_NODES={raw!r}: the lab runs 1 RabbitMQ node or a cluster of 3")
+    return int(raw)
 
 
 def cmd_down(args) -> int:
@@ -420,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="bring the lab up and wait until it is healthy")
     p.add_argument("--pico", type=int, default=None, help="pico VM containers (default PICO_VMS or 2)")
     p.add_argument("--nano", type=int, default=None, help="nano VM containers (default NANO_VMS or 0)")
+    p.add_argument("--rabbitmq-nodes", type=int, choices=(1, 3), default=None,
+                   help="one RabbitMQ node or a cluster of 3 (default RABBITMQ_NODES or 1)")
+    p.add_argument("--no-pulsar", action="store_true", help="RabbitMQ only: no ZooKeeper, bookies, brokers, proxy or VMs")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="remove the lab's containers, networks and volumes")
     p.set_defaults(func=cmd_down)

@@ -80,20 +80,29 @@ def rabbitmq_status(lab: Lab, state_of) -> dict:
     return out
 
 
+def _state(by_service: dict, service: str) -> str:
+    cs = by_service.get(service) or []
+    if not cs:
+        return "absent"
+    c = cs[0]
+    return c.attrs["State"].get("Health", {}).get("Status") or c.status
+
+
 def collect(lab: Lab) -> dict:
-    """One JSON-able object: brokers, proxy, RabbitMQ, VMs, the rest of Pulsar."""
-    with ThreadPoolExecutor(max_workers=lab.settings.brokers) as pool:
-        brokers = list(pool.map(lambda n: broker_status(lab, n), range(1, lab.settings.brokers + 1)))
+    """One JSON-able object: brokers, proxy, RabbitMQ, VMs, the rest of Pulsar. A lab brought up
+    without Pulsar (`chaoslab up --no-pulsar`) says so instead of listing its parts as absent."""
     by_service: dict[str, list] = {}
     for c in lab.containers():
         by_service.setdefault(c.labels.get("com.docker.compose.service", "?"), []).append(c)
+    pulsar_parts = {"zookeeper", "proxy", "bookie-1", "bookie-2", *(f"broker-{n}" for n in range(1, lab.settings.brokers + 1))}
+    if by_service and not pulsar_parts & set(by_service):
+        return {"project": lab.project, "up": True, "pulsar": "not in this lab",
+                "rabbitmq": rabbitmq_status(lab, lambda s: _state(by_service, s)), "vms": []}
+    with ThreadPoolExecutor(max_workers=lab.settings.brokers) as pool:
+        brokers = list(pool.map(lambda n: broker_status(lab, n), range(1, lab.settings.brokers + 1)))
 
     def state_of(service: str) -> str:
-        cs = by_service.get(service) or []
-        if not cs:
-            return "absent"
-        c = cs[0]
-        return c.attrs["State"].get("Health", {}).get("Status") or c.status
+        return _state(by_service, service)
 
     proxy_health = http.get_json(f"{lab.proxy_admin_url}/admin/v2/clusters")
     vms = []
