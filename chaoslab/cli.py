@@ -113,11 +113,20 @@ def print_status(status: dict, views: dict | None = None) -> None:
 
 
 def cmd_validate(args) -> int:
+    """Each file: one line, ok or its first error; exit 2 when any is not valid (a pre-commit
+    hook passes every staged experiment file at once)."""
     from chaoslab.spec.experiment import load
-    exp = load(args.file)
-    out.print(f"{args.file}: ok ({exp.name}: variants {', '.join(v.name for v in exp.variants)}; "
-              f"primary {exp.primary.name})", highlight=False)
-    return 0
+    bad = 0
+    for file in args.file:
+        try:
+            exp = load(file)
+        except LabError as exc:
+            err.print(f"chaoslab: {exc}", highlight=False, markup=False)
+            bad += 1
+            continue
+        out.print(f"{file}: ok ({exp.name}: variants {', '.join(v.name for v in exp.variants)}; "
+                  f"primary {exp.primary.name})", highlight=False)
+    return 2 if bad else 0
 
 
 def cmd_schema(args) -> int:
@@ -441,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="brokers (version, load manager, health, bundles), proxy, RabbitMQ, VMs")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("validate", help="check an experiment file without starting anything")
-    p.add_argument("file")
+    p = sub.add_parser("validate", help="check experiment files without starting anything")
+    p.add_argument("file", nargs="+")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="print the JSON Schema of experiment files (for editors)")
     p.set_defaults(func=cmd_schema)

@@ -71,3 +71,23 @@ def test_status_of_a_lab_without_pulsar_says_so_and_lists_every_rabbitmq_node():
     assert status["pulsar"] == "not in this lab" and "brokers" not in status
     assert [n["state"] for n in status["rabbitmq"]["nodes"]] == ["healthy"] * 3
     assert all(n["amqp_url"].startswith("amqp://") for n in status["rabbitmq"]["nodes"])
+
+
+def test_the_pre_commit_hook_validates_every_staged_experiment_file_at_once(tmp_path, capsys):
+    import re
+
+    import yaml
+
+    from chaoslab.settings import REPO_ROOT
+    hook = yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())[0]
+    assert hook["id"] == "chaoslab-validate" and hook["entry"] == "chaoslab validate"
+    shipped = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "experiments").glob("*.yaml"))
+    assert all(re.search(hook["files"], f) for f in shipped)
+    argv = hook["entry"].split()[1:] + [str(REPO_ROOT / f) for f in shipped]   # what pre-commit runs
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.count(": ok (") == len(shipped)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: b\nvariants: [{name: a}]\nmethod: [{type: reboot-everything}]\n")
+    assert cli.main(argv[:1] + [argv[1], str(broken)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.count(": ok (") == 1 and str(broken) in captured.err and captured.err.count("\n") == 1
