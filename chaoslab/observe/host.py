@@ -54,19 +54,40 @@ def proc_state(pid: int, proc: Path = Path("/proc")) -> str | None:
     return rest[0] if rest else None
 
 
+def context_switches(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """voluntary + nonvoluntary context switches of a task (/proc/<pid>/status); None when unread."""
+    try:
+        text = (proc / str(pid) / "status").read_text()
+    except OSError:
+        return None
+    n = [int(line.split()[1]) for line in text.splitlines()
+         if line.split(":")[0] in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")]
+    return sum(n) if len(n) == 2 else None
+
+
 class DState:
-    """How long each task of a set (the host's, a hypervisor's) has been in D state, from successive looks."""
+    """How long each task of a set (the host's, a hypervisor's) has been in D state, from successive
+    looks, the way the kernel's hung-task detector counts it: a task seen in D that was switched in
+    and out since the last look (its context-switch count moved) made progress, so its time starts
+    again. A task reading page after page through a throttled disk is in D at every look but is not
+    hung. Where the count cannot be read, time in D at successive looks is counted as one stretch."""
 
     def __init__(self) -> None:
         self._since: dict[int, float] = {}
+        self._switches: dict[int, int | None] = {}
         self.longest_ever = 0.0
 
-    def look(self, pids: list[int], state=proc_state, now: float | None = None) -> dict:
+    def look(self, pids: list[int], state=proc_state, now: float | None = None, switches=context_switches) -> dict:
         now = time.time() if now is None else now
         current = {p for p in pids if state(p) == "D"}
         self._since = {p: t for p, t in self._since.items() if p in current}
         for p in current:
+            n = switches(p)
+            if p in self._since and n is not None and self._switches.get(p) is not None and n != self._switches[p]:
+                self._since[p] = now   # it ran since the last look: not one stretch in D
             self._since.setdefault(p, now)
+            self._switches[p] = n
+        self._switches = {p: n for p, n in self._switches.items() if p in current}
         longest = max((now - t for t in self._since.values()), default=0.0)
         self.longest_ever = max(self.longest_ever, longest)
         return {"d_state_tasks": len(current), "d_state_longest_secs": round(longest, 1),

@@ -211,3 +211,22 @@ def test_a_sample_holding_a_probe_error_is_skipped_by_the_panels_and_a_vanishing
         raise FileNotFoundError("a VM's cgroup went while the tree was walked")
     monkeypatch.setattr(Path, "rglob", vanishing)
     assert hv.tasks("lab", "hv-a-1", v1) == []
+
+
+def test_a_task_that_ran_between_looks_is_not_one_stretch_in_d_state_as_the_hung_task_detector_counts():
+    from chaoslab.observe.host import DState
+    d, count = DState(), {"n": 10}
+    in_d = lambda pid: "D"
+    progress = lambda pid: count["n"]
+    for t in range(0, 31, 10):            # in D at every look, but switched in and out in between
+        count["n"] += 1
+        out = d.look([7], state=in_d, now=t, switches=progress)
+    assert out["d_state_longest_secs"] == 0.0 and d.longest_ever == 0.0
+    stuck = DState()
+    for t in range(0, 31, 10):            # the count never moves: one stretch, as khungtaskd sees it
+        out = stuck.look([7], state=in_d, now=t, switches=lambda pid: 10)
+    assert out["d_state_longest_secs"] == 30.0
+    unread = DState()
+    for t in range(0, 31, 10):            # the count cannot be read: successive looks count as one stretch
+        out = unread.look([7], state=in_d, now=t, switches=lambda pid: None)
+    assert out["d_state_longest_secs"] == 30.0
