@@ -5,12 +5,29 @@ PY := $(VENV)/bin/python
 CARGO := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 AGENT_TARGET := build/agent-target
 CHAOSLAB := $(VENV)/bin/chaoslab
+SETUP ?= bash scripts/setup.sh
 export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO RABBITMQ_NODES
+
+# Exit codes through make. GNU make itself exits 2 for any failed recipe, so `make experiment`
+# could not tell FAIL (chaoslab's 1) from a broken lab (2). When the only goal is `experiment` or
+# `gate` (and make was not asked for a dry run), make runs in question mode (-q): recipe lines
+# marked `+` still run, and make then exits 0 when chaoslab said 0, 1 when it said 1 and 2 for
+# anything else. An interrupted run (chaoslab's 130) is passed on by interrupting make itself,
+# which then exits 130 as well. tests/unit/test_make_exit_codes.py checks all four.
+VERDICT_GOALS := experiment gate
+ifneq ($(and $(filter 1,$(words $(MAKECMDGOALS))),$(filter $(VERDICT_GOALS),$(MAKECMDGOALS))),)
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+MAKEFLAGS += -q
+RUN := +
+endif
+endif
+# chaoslab's own exit code becomes make's (see above): 130 interrupts make so that it exits 130
+pass_code = rc=$$?; if [ $$rc -eq 130 ]; then kill -INT $$PPID; fi; exit $$rc
 
 .PHONY: setup test unit integration up down status experiment gate bench bench-experiment
 
 setup:
-	@bash scripts/setup.sh
+	$(RUN)@$(SETUP)
 
 # The Rust agent's tests, unit tests, then integration tests against a real lab (brought up and
 # removed by the fixture).
@@ -36,11 +53,11 @@ status: setup
 	$(CHAOSLAB) status
 
 experiment: setup
-	$(CHAOSLAB) experiment experiments/$(NAME).yaml
+	$(RUN)$(CHAOSLAB) experiment experiments/$(NAME).yaml $(ARGS); $(pass_code)
 
 # Pre-upgrade gate: make gate TO=3.2.3 BROKER_CONF=my-change.conf  (exit 0 safe, 1 unsafe, 2 lab error)
 gate: setup
-	$(CHAOSLAB) gate $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(if $(BROKER_CONF),--broker-conf $(BROKER_CONF))
+	$(RUN)$(CHAOSLAB) gate $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(if $(BROKER_CONF),--broker-conf $(BROKER_CONF)) $(ARGS); $(pass_code)
 
 bench: setup
 	$(PY) bench/lab_bench.py
