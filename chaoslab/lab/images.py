@@ -11,9 +11,11 @@ matches is reused, so a second `make up` builds nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import docker.errors
 
 from chaoslab.errors import LabError
 from chaoslab.lab import broker_settings, pulsar_dist, supplied
+from chaoslab.lab.build_stages import stage
 from chaoslab.settings import BUILD_DIR, REPO_ROOT
 
 IMAGES_DIR = REPO_ROOT / "images"
@@ -39,6 +42,9 @@ AGENT_SRC = REPO_ROOT / "agent"
 AGENT_TARGET = BUILD_DIR / "agent-target"
 
 
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+
+
 def cargo() -> str:
     """cargo on PATH, or rustup's default place; a LabError says what is missing."""
     found = shutil.which("cargo") or next((str(p) for p in [Path.home() / ".cargo" / "bin" / "cargo"] if p.exists()), None)
@@ -54,9 +60,10 @@ def build_agent_binary(log=print) -> Path:
         raise LabError("protoc is missing (apt-get install protobuf-compiler): the agent's Pulsar client compiles "
                        "Pulsar's protocol definition with it")
     log("building the VM agent (cargo build --release) ...")
-    proc = subprocess.run([cargo(), "build", "--release", "--locked", "--quiet", "--manifest-path",
-                           str(AGENT_SRC / "Cargo.toml"), "--target-dir", str(AGENT_TARGET)],
-                          capture_output=True, text=True)
+    with stage("cargo build of the VM agent", log):
+        proc = subprocess.run([cargo(), "build", "--release", "--locked", "--quiet", "--manifest-path",
+                               str(AGENT_SRC / "Cargo.toml"), "--target-dir", str(AGENT_TARGET)],
+                              capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise LabError(f"cargo build of the VM agent failed:\n{tail}")
@@ -81,9 +88,10 @@ def jcmd_runtime(log=print) -> Path | None:
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
     log("making a jcmd-only Java runtime for thread dumps (jlink) ...")
-    proc = subprocess.run([jlink, "--add-modules", JCMD_MODULES, "--strip-debug", "--no-header-files",
-                           "--no-man-pages", "--output", str(work / "chaoslab-jcmd")],
-                          capture_output=True, text=True, timeout=300)
+    with stage("jlink of a jcmd runtime"):
+        proc = subprocess.run([jlink, "--add-modules", JCMD_MODULES, "--strip-debug", "--no-header-files",
+                               "--no-man-pages", "--output", str(work / "chaoslab-jcmd")],
+                              capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         log(f"jlink failed; thread dumps will use SIGQUIT: {(proc.stderr or proc.stdout).strip()[-200:]}")
         shutil.rmtree(work, ignore_errors=True)
@@ -128,18 +136,29 @@ class ImageBuilder:
     def _build(self, tag: str, context: Path, recipe: str, buildargs: dict | None = None) -> None:
         self.log(f"building {tag} ...")
         output: list[str] = []
-        try:
-            for chunk in self.client.api.build(
-                path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-                buildargs=buildargs or {}, labels={RECIPE_LABEL: recipe},
-            ):
-                if "stream" in chunk:
-                    output.append(chunk["stream"])
-                if "error" in chunk:
-                    tail = "".join(output[-15:])
-                    raise LabError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
-        except docker.errors.APIError as exc:
-            raise LabError(f"building {tag} failed: {exc.explanation or exc}") from exc
+        with stage(f"image {tag}", self.log) as record:
+            steps: list[dict] = record.setdefault("steps", [])
+            try:
+                for chunk in self.client.api.build(
+                    path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+                    buildargs=buildargs or {}, labels={RECIPE_LABEL: recipe},
+                ):
+                    if "stream" in chunk:
+                        output.append(chunk["stream"])
+                        step = _STEP.match(chunk["stream"])
+                        if step:
+                            now = time.monotonic()
+                            if steps:
+                                steps[-1]["seconds"] = round(now - steps[-1].pop("_t"), 1)
+                            steps.append({"step": step.group(3).strip()[:80], "_t": now})
+                    if "error" in chunk:
+                        tail = "".join(output[-15:])
+                        raise LabError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
+            except docker.errors.APIError as exc:
+                raise LabError(f"building {tag} failed: {exc.explanation or exc}") from exc
+            finally:
+                if steps and "_t" in steps[-1]:
+                    steps[-1]["seconds"] = round(time.monotonic() - steps[-1].pop("_t"), 1)
         try:  # the image this one replaced is now dangling: do not let rebuilds fill the disk
             self.client.images.prune(filters={"dangling": True, "label": RECIPE_LABEL})
         except docker.errors.APIError:
@@ -165,10 +184,11 @@ class ImageBuilder:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         self.log(f"debootstrap {DEBIAN_SUITE} (minbase) ...")
-        proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
-            capture_output=True, text=True,
-        )
+        with stage("debootstrap", self.log):
+            proc = subprocess.run(
+                ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
+                capture_output=True, text=True,
+            )
         if proc.returncode != 0:
             (work / "debootstrap.log").write_text(proc.stdout + proc.stderr)
             raise LabError(f"debootstrap failed (log: {work / 'debootstrap.log'}): "
@@ -180,13 +200,14 @@ class ImageBuilder:
                 target.mkdir(parents=True)
         (rootfs / "etc/apt/apt.conf.d/99chaoslab").write_text(
             'APT::Install-Recommends "false";\nAcquire::Retries "3";\n')
-        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True)
         self.log(f"docker import -> {BASE_IMAGE}")
-        self.client.api.import_image_from_file(
-            str(tarball), repository=BASE_IMAGE.split(":")[0], tag=BASE_IMAGE.split(":")[1],
-            changes=[f"LABEL {RECIPE_LABEL}={recipe}", 'CMD ["/bin/bash"]',
-                     "ENV LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"],
-        )
+        with stage("base image import", self.log):
+            subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True)
+            self.client.api.import_image_from_file(
+                str(tarball), repository=BASE_IMAGE.split(":")[0], tag=BASE_IMAGE.split(":")[1],
+                changes=[f"LABEL {RECIPE_LABEL}={recipe}", 'CMD ["/bin/bash"]',
+                         "ENV LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"],
+            )
         shutil.rmtree(work, ignore_errors=True)
         return BASE_IMAGE
 

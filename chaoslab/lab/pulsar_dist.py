@@ -20,6 +20,7 @@ from pathlib import Path
 from chaoslab.errors import ArtifactUnavailable, LabError
 from chaoslab.lab.broker_settings import SETTINGS_FILE, broker_common_jar, write_settings_file
 from chaoslab.lab import supplied
+from chaoslab.lab.build_stages import stage
 from chaoslab.settings import BUILD_DIR, VERSION_RE, check_version
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -119,11 +120,12 @@ def resolve(version: str, components: tuple[str, ...] = ("broker",), log=print) 
     work.mkdir(parents=True)
     (work / "pom.xml").write_text(render_pom(version, components))
     log(f"resolving Pulsar {version} ({', '.join(components)}) from Maven Central ...")
-    proc = subprocess.run(
-        maven_args() + ["dependency:copy-dependencies", "-DoutputDirectory=lib",
-                        "-DincludeScope=runtime"],
-        cwd=work, capture_output=True, text=True, timeout=1800,
-    )
+    with stage(f"maven resolve of Pulsar {version}", log):
+        proc = subprocess.run(
+            maven_args() + ["dependency:copy-dependencies", "-DoutputDirectory=lib",
+                            "-DincludeScope=runtime"],
+            cwd=work, capture_output=True, text=True, timeout=1800,
+        )
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
         (work / "maven.log").write_text(output)
