@@ -454,8 +454,9 @@ def build(path: str | Path, variants: list[str] | None = None, offline: bool = F
         "last_run": ({"run": timings["run"], "run_id": timings.get("run_id"), "verdict": timings.get("verdict")}
                      if timings else None),
         "duration": {"file_without_lab_starts": span(*total),
-                     "last_run_secs": (round(sum(t.get("total_secs") or 0 for t in timings["variants"].values()), 1)
-                                       if timings else None)},
+                     # the selected variants' time in the last run (a variant it did not run adds nothing)
+                     "last_run_secs": (round(sum((v.get("last_run") or {}).get("total_secs") or 0
+                                                 for v in out_variants), 1) if timings else None)},
         "problems": problems,
         "exit_code": 2 if problems else 0,
     }
