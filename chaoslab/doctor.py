@@ -99,13 +99,16 @@ class Context:
         return self._experiments
 
     def needs(self) -> set[str]:
-        """The lab-driver capabilities the named experiments' steps and workloads need."""
+        """The lab-driver capabilities the named experiments' steps and workloads need, and
+        "io-budget" for VMs in hypervisors with a disk-read budget."""
         out = set()
         for _f, exp, _err in self.experiments():
             for v in exp.variants if exp else []:
                 plan = exp.plan(v)
                 for item in [*plan.steps(), plan.workload]:
                     out |= item.needs()
+                if getattr(getattr(plan.workload, "hypervisors", None), "read_mib_per_sec", None):
+                    out.add("io-budget")
         return out
 
     def image_missing(self, tag: str) -> bool | None:
@@ -195,7 +198,7 @@ def compose(ctx: Context) -> Finding:
 CONTROLLERS = {
     "freezer": ("the pause step (slow-service pause_secs) cannot run", "pause"),
     "cpu": ("the CPU cap (slow-service cpus, VM cpu shares) cannot be set", "cpu-quota"),
-    "io": ("the hypervisors' disk-read budgets (vm-agents hypervisors) cannot be set", "vm-groups"),
+    "io": ("the hypervisors' disk-read budgets (vm-agents hypervisors read_mib_per_sec) cannot be set", "io-budget"),
     "memory": ("the lab's memory caps (RabbitMQ 1 GiB, VMs 256/512 MiB, hypervisor budgets) would not hold", None),
 }
 

@@ -261,3 +261,11 @@ def test_a_check_that_breaks_does_not_stop_the_others(tmp_path):
     assert [f.check for f in findings] == ["broken", "fine"]
     assert "the check itself failed: RuntimeError: boom" in findings[0].detail and not findings[0].fatal
     assert doctor.exit_code(findings) == 0
+
+
+def test_a_missing_blkio_is_fatal_only_for_hypervisors_with_a_read_budget(tmp_path):
+    vector = ROOT / "experiments/vector-buffer-fleet.yaml"      # 4 hypervisors with read_mib_per_sec
+    [f] = by_check(doctor.cgroups(ctx_for(tmp_path / "a", files=[vector], missing=("blkio",))), "cgroup blkio")
+    assert f.fatal and "read_mib_per_sec" in f.detail
+    [f] = by_check(doctor.cgroups(ctx_for(tmp_path / "b", missing=("blkio",))), "cgroup blkio")
+    assert not f.fatal
