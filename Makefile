@@ -1,4 +1,5 @@
-# chaoslab — every target runs `setup` first (idempotent: engine, compose v2, .venv).
+# chaoslab — every target runs `setup` first (idempotent: engine, compose v2, .venv), except
+# `plan` and `doctor`: they start nothing and need no engine, only the .venv (`venv`).
 NAME ?= transfer-shedder
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ AGENT_TARGET := build/agent-target
 CHAOSLAB := $(VENV)/bin/chaoslab
 export PICO_VMS NANO_VMS PULSAR_FROM PULSAR_TO RABBITMQ_NODES
 
-.PHONY: setup test unit integration up down status experiment gate bench bench-experiment
+.PHONY: setup venv test unit integration up down status experiment plan doctor gate bench bench-experiment
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +38,18 @@ status: setup
 
 experiment: setup
 	$(CHAOSLAB) experiment experiments/$(NAME).yaml
+
+# The .venv alone (what `setup` makes last), for the commands that need no engine.
+venv:
+	@test -x $(CHAOSLAB) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]'; }
+
+# A dry run: make plan NAME=transfer-shedder (OFFLINE=1: Maven is not asked)
+plan: venv
+	$(CHAOSLAB) plan experiments/$(NAME).yaml $(if $(OFFLINE),--offline)
+
+# Can this machine run the lab? (exit 2 when not; FILES="experiments/a.yaml ..." checks their releases)
+doctor: venv
+	$(CHAOSLAB) doctor $(FILES)
 
 # Pre-upgrade gate: make gate TO=3.2.3 BROKER_CONF=my-change.conf  (exit 0 safe, 1 unsafe, 2 lab error)
 gate: setup
