@@ -469,6 +469,16 @@ def _set_words(item: dict) -> str:
     return item["type"] + (f" ({words(shown, 160)})" if shown else "")
 
 
+def param_words(params: dict) -> str:
+    """A variant's parameters; one that stands for a whole section (a list of steps, a workload)
+    is only named: the section is laid out below."""
+    def one(k, v):
+        if isinstance(v, list) or (isinstance(v, dict) and any(isinstance(x, (dict, list)) for x in v.values())):
+            return f"{k}=(a section, laid out below)"
+        return f"{k}={words(v, 160)}"
+    return ", ".join(one(k, v) for k, v in params.items())
+
+
 def render(plan: dict, console) -> None:
     """The plan for people: per variant its lab, its steps (phase, when, step, the file's bounds,
     the last run's time; below each, what it does and changes), its hypothesis; then the
@@ -483,7 +493,7 @@ def render(plan: dict, console) -> None:
         say()
         say(f"variant {v['name']} ({v['role']})" + (f": {v['description']}" if v["description"] else ""))
         if v["params"]:
-            say(f"  params: {words(v['params'], 200)}")
+            say(f"  params: {param_words(v['params'])}")
         lab = v["lab"]
         if lab["broker_config"]:
             say(f"  brokers start with {words(lab['broker_config'])} (lab.broker_config) over the image's broker.conf")
