@@ -505,8 +505,9 @@ def _images_for(ctx: Context, role: str) -> list[str]:
         return [ctx.settings.agent_image]
     if role == "base":
         return [BASE_IMAGE]
-    releases = {r for _f, exp, _e in ctx.experiments() if exp for r in exp.releases()} or {ctx.settings.pulsar_from}
-    return [pulsar_image(r) for r in sorted(releases | {ctx.settings.proxy_version})]
+    releases = {r for _f, exp, _e in ctx.experiments()
+                if exp and any(exp.plan(v).lab.pulsar for v in exp.variants) for r in exp.releases()}
+    return [pulsar_image(r) for r in sorted((releases or {ctx.settings.pulsar_from}) | {ctx.settings.proxy_version})]
 
 
 @check
