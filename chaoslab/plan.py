@@ -475,7 +475,7 @@ def param_words(params: dict) -> str:
     def one(k, v):
         if isinstance(v, list) or (isinstance(v, dict) and any(isinstance(x, (dict, list)) for x in v.values())):
             return f"{k}=(a section, laid out below)"
-        return f"{k}={words(v, 160)}"
+        return f"{k}={words(v, 160) or 'none'}"
     return ", ".join(one(k, v) for k, v in params.items())
 
 
