@@ -1,4 +1,5 @@
-# chaoslab — every target runs `setup` first (idempotent: engine, compose v2, .venv).
+# chaoslab — every target runs `setup` first (idempotent: engine, compose v2, .venv), except
+# `plan` and `doctor`: they start nothing and need no engine, only the .venv (`venv`).
 NAME ?= transfer-shedder
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,7 +25,7 @@ endif
 # chaoslab's own exit code becomes make's (see above): 130 interrupts make so that it exits 130
 pass_code = rc=$$?; if [ $$rc -eq 130 ]; then kill -INT $$PPID; fi; exit $$rc
 
-.PHONY: setup test unit integration up down status experiment gate bench bench-experiment
+.PHONY: setup venv test unit integration up down status experiment plan doctor gate bench bench-experiment
 
 setup:
 	$(RUN)@$(SETUP)
@@ -54,6 +55,18 @@ status: setup
 
 experiment: setup
 	$(RUN)$(CHAOSLAB) experiment experiments/$(NAME).yaml $(ARGS); $(pass_code)
+
+# The .venv alone (what `setup` makes last), for the commands that need no engine.
+venv:
+	@test -x $(CHAOSLAB) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]'; }
+
+# A dry run: make plan NAME=transfer-shedder (OFFLINE=1: Maven is not asked)
+plan: venv
+	$(CHAOSLAB) plan experiments/$(NAME).yaml $(if $(OFFLINE),--offline)
+
+# Can this machine run the lab? (exit 2 when not; FILES="experiments/a.yaml ..." checks their releases)
+doctor: venv
+	$(CHAOSLAB) doctor $(FILES)
 
 # Pre-upgrade gate: make gate TO=3.2.3 BROKER_CONF=my-change.conf  (exit 0 safe, 1 unsafe, 2 lab error)
 gate: setup

@@ -1,4 +1,4 @@
-"""chaoslab command line: `chaoslab validate|schema|up|down|status|build|experiment|gate|replay`.
+"""chaoslab command line: `chaoslab validate|plan|doctor|schema|up|down|status|build|experiment|gate|replay`.
 
 Every error a user can act on is one line on stderr and a non-zero exit (errors.LabError).
 """
@@ -127,6 +127,32 @@ def cmd_validate(args) -> int:
         out.print(f"{file}: ok ({exp.name}: variants {', '.join(v.name for v in exp.variants)}; "
                   f"primary {exp.primary.name})", highlight=False)
     return 2 if bad else 0
+
+
+def cmd_plan(args) -> int:
+    """A dry run: what each variant would do and change, what it needs, how long it should take.
+    Exit 2 for an invalid file (one line) or a release the run could not have."""
+    from chaoslab import plan
+    result = plan.build(args.file, variants=args.variant, offline=args.offline)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        plan.render(result, out)
+    for problem in result["problems"] if args.json else []:
+        _log(problem)
+    return result["exit_code"]
+
+
+def cmd_doctor(args) -> int:
+    """Can this machine run the lab? One line per check (each problem with its fix); exit 2 when
+    something fatal is missing."""
+    from chaoslab import doctor
+    findings = doctor.run_checks(doctor.Context(files=args.file or [doctor.DEFAULT_FILE], offline=args.offline))
+    if args.json:
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        doctor.render(findings, out)
+    return doctor.exit_code(findings)
 
 
 def cmd_schema(args) -> int:
@@ -453,6 +479,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check experiment files without starting anything")
     p.add_argument("file", nargs="+")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("plan", help="a dry run of an experiment file: each variant's steps in order, what each "
+                       "changes (service, release, settings before -> after), the hypothesis, the releases and images "
+                       "it needs, how long it should take; nothing is started")
+    p.add_argument("file")
+    p.add_argument("--variant", action="append", help="only this variant (repeatable)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--offline", action="store_true", help="do not ask Maven whether a release exists (unknown instead)")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("doctor", help="check this machine for the lab: engine, compose, cgroups, memory, ports, disk, "
+                       "Maven, the build tools; one line per problem with its fix")
+    p.add_argument("file", nargs="*", help="experiment files whose releases Maven must serve "
+                   "(default experiments/transfer-shedder.yaml)")
+    p.add_argument("--json", action="store_true", help="a JSON list of {check, ok, detail, fix, fatal}")
+    p.add_argument("--offline", action="store_true", help="do not ask Maven about the releases")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("schema", help="print the JSON Schema of experiment files (for editors)")
     p.set_defaults(func=cmd_schema)
     p = sub.add_parser("experiment", help="run an experiment file against a fresh lab; prints a verdict")

@@ -31,9 +31,11 @@ import zipfile
 from pathlib import Path
 
 from chaoslab.errors import LabError, UnknownSetting
-from chaoslab.settings import check_version
+from chaoslab.settings import REPO_ROOT, check_version
 
 CONFIG_CLASS = "org/apache/pulsar/broker/ServiceConfiguration"
+# the broker.conf every lab broker starts from (pulsar-run adds PULSAR_CONF_<key> lines over it)
+IMAGE_BROKER_CONF = REPO_ROOT / "images" / "pulsar" / "conf" / "broker.conf"
 SETTINGS_FILE = "broker-settings.txt"
 # declared fields of the configuration class that are not settings: the raw property bag the
 # loader keeps beside the typed fields
@@ -214,6 +216,22 @@ def check_broker_settings(version: str, settings, resolve: bool = True, log=prin
     unknown = unknown_settings(settings, known)
     if unknown:
         raise UnknownSetting(describe_unknown(version, unknown, known))
+
+
+def conf_file_settings(path: Path = IMAGE_BROKER_CONF) -> dict[str, str]:
+    """The key=value lines of a .conf file (comments and blank lines left out): for the image's
+    broker.conf, the settings a lab broker has before an experiment sets any ({} when unreadable)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
 
 
 # -- carrying values through the env file -----------------------------------------------------------

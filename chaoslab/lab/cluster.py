@@ -35,10 +35,11 @@ UP_TIMEOUT_SECS = 600
 ALL_PROFILES = ("pulsar", "rabbitmq-cluster")
 
 
-def engine() -> docker.DockerClient:
-    """A docker client that answers, or EngineUnavailable with what to do."""
+def engine(timeout: float = 120) -> docker.DockerClient:
+    """A docker client that answers, or EngineUnavailable with what to do (`timeout`: for each
+    request; `chaoslab plan` and `doctor` ask with a short one)."""
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=timeout)
         client.ping()
         return client
     except Exception as exc:  # DockerException, connection refused, missing socket

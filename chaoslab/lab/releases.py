@@ -42,23 +42,36 @@ def _assembled(version: str, component: str) -> bool:
         return False
 
 
-def check_release_resolves(version: str, components: tuple[str, ...] = ("broker",)) -> None:
-    """None when Pulsar `version` can be had (see the module's docstring); otherwise one
-    LabError line: UnknownPulsarVersion for a string that is not X.Y.Z, UnresolvableRelease
-    for a release Maven cannot find or when Maven cannot be asked."""
+def check_release_resolves(version: str, components: tuple[str, ...] = ("broker",), maven: bool = True) -> str | None:
+    """How Pulsar `version` can be had (see the module's docstring), in words: "a supplied
+    build (PULSAR_DIST_...)", "assembled in build/pulsar/<v>", "in the local Maven repository"
+    or "on Maven"; otherwise one LabError line: UnknownPulsarVersion for a string that is not
+    X.Y.Z, UnresolvableRelease for a release Maven cannot find or when Maven cannot be asked.
+    With maven=False (offline) Maven is never run: None when only Maven could tell."""
     check_version(version)
     if supplied.check_supplied(version) is not None:   # the user's own build (chaoslab/lab/supplied.py)
-        return
+        return f"a supplied build ({supplied.env_name(version)})"
     if not VERSION_RE.match(version):
         raise UnresolvableRelease(f"Pulsar {version}: a labelled release is a build you supply: set "
                                   f"{supplied.env_name(version)}=<distribution tarball, unpacked distribution or lib/ folder>")
     # a folder assembled from a supplied build that is no longer named says nothing about Maven
     assembled_from_maven = supplied.read_source(classpath_dir(version)) is None
+    how = set()
     for component in components:
-        if ((version, component) in _resolved or (assembled_from_maven and _assembled(version, component))
-                or _local_jar(version, component).is_file()):
+        if (version, component) in _resolved:
+            how.add("found earlier")
+            continue
+        if assembled_from_maven and _assembled(version, component):
+            how.add(f"assembled in {classpath_dir(version)}")
             _resolved.add((version, component))
             continue
+        if _local_jar(version, component).is_file():
+            how.add("in the local Maven repository")
+            _resolved.add((version, component))
+            continue
+        if not maven:
+            return None
+        how.add("on Maven")
         artifact = f"org.apache.pulsar:pulsar-{component}:{version}"
         if shutil.which("mvn") is None:
             raise UnresolvableRelease(f"Pulsar {version}: cannot check that {artifact} exists: Maven ('mvn') is "
@@ -83,3 +96,4 @@ def check_release_resolves(version: str, components: tuple[str, ...] = ("broker"
             raise UnresolvableRelease(f"Pulsar {version}: Maven could not fetch {artifact} "
                                       f"({' '.join(first.split())[:200]})")
         _resolved.add((version, component))
+    return "; ".join(sorted(how)) or "nothing to check"

@@ -22,6 +22,7 @@ from chaoslab.lab.broker_settings import control_character
 
 if TYPE_CHECKING:
     from chaoslab.run.context import RunContext
+    from chaoslab.spec.planning import PlannedLab
 
 REGISTRY: dict[str, dict[str, type]] = {"step": {}, "probe": {}, "condition": {}, "check": {}, "workload": {},
                                         "monitor": {}, "story": {}}
@@ -150,6 +151,39 @@ class CheckResult:
     data: dict = field(default_factory=dict)
 
 
+@dataclass
+class Change:
+    """One thing a step changes, as `chaoslab plan` shows it: `service` (broker-1, proxy, a
+    namespace...), `what` (release, setting, state, cpu, policy, topic, membership), `key` (the
+    setting's name), `before` -> `after` as values, `source` where `before` comes from (the
+    image's broker.conf, lab.broker_config, an earlier step). `lasting` False: the step puts it
+    back itself before it ends (a timed outage, a slow spell)."""
+    service: str
+    what: str
+    before: Any
+    after: Any
+    key: str | None = None
+    source: str | None = None
+    lasting: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StepPlan:
+    """What a step will do, from its spec alone (nothing is touched): `does` in words,
+    `changes`, `undo` (what its undo puts back, in words; "" when it has none) and
+    `undo_changes`, and how long it takes as the file bounds it: `secs` and `undo_secs`
+    (low, high), high None when the file does not bound it."""
+    does: str
+    changes: list[Change] = field(default_factory=list)
+    secs: tuple[float, float | None] = (0.0, None)
+    undo: str = ""
+    undo_changes: list[Change] = field(default_factory=list)
+    undo_secs: tuple[float, float | None] = (0.0, None)
+
+
 # -- the families --------------------------------------------------------------------------------
 class Step(Model):
     """A fault or an operator action. `run` does it and returns what it did (journalled as
@@ -188,6 +222,13 @@ class Step(Model):
     def band(self) -> str | None:
         """Label of the shaded band plots draw over this step's run (None: no band)."""
         return self.id
+
+    def describe(self, lab: "PlannedLab") -> StepPlan:
+        """What this step will change, as `chaoslab plan` shows it (a dry run: nothing is
+        touched). `lab` is the lab as planned up to this step (chaoslab/spec/planning.py): each
+        service's release and settings, and where they come from. Every step type says it
+        (tests/unit/test_plan.py fails for one that does not)."""
+        raise NotImplementedError(f"step type {self.type!r} has no describe(): chaoslab plan cannot say what it does")
 
     # -- presentation (the report reads a run folder: class methods, no instance) --
     @classmethod

@@ -25,13 +25,37 @@ from chaoslab.lab import health
 from chaoslab.lab.broker_settings import not_applied, read_back
 from chaoslab.pulsar_lookup import lookup_outcome, owner_host, topic_path
 from chaoslab.settings import VERSION_RE, release_number
-from chaoslab.spec.base import Release, Secs, Settings, Step, register
+from chaoslab.spec.base import Change, Release, Secs, Settings, Step, StepPlan, register
 from chaoslab.wait import Waited, wait_until
 
 BrokerNo = Annotated[int, Field(ge=1, le=9)]
 # reading a rolled broker's runtime configuration back: attempts, and the pause between them
 READ_BACK_ATTEMPTS = 3
 READ_BACK_PAUSE_SECS = 2.0
+
+
+def broker_changes(lab, numbers: list[int], version: str, config: dict[str, str], undo_version: bool) -> StepPlan:
+    """The changes (and undo) of recreating brokers on `version` with `config` over what they
+    have, as the plan has them so far (spec/planning.py); `does` and the times are the step's."""
+    target = lab.release(version)
+    changes, undo = [], []
+    for n in numbers:
+        name = f"broker-{n}"
+        before = lab.release_of(name)
+        changes.append(Change(name, "release", before.value, target, source=before.source))
+        if undo_version:
+            undo.append(Change(name, "release", target, before.value))
+        for key, value in config.items():
+            was = lab.setting(name, key)
+            changes.append(Change(name, "setting", was.value, value, key=key, source=was.source))
+            undo.append(Change(name, "setting", value, was.value, key=key))
+    if undo_version:
+        words = "its release and settings back to what they were"
+    elif config:
+        words = f"its settings back to what they were; the release stays {target} (undo_version: false)"
+    else:
+        words = ""   # nothing of what it changed is put back
+    return StepPlan(does="", changes=changes, undo=words, undo_changes=undo)
 
 
 def wait_for_broker(ctx, n: int, how: str, timeout: float, stop=None) -> Waited:
@@ -43,6 +67,11 @@ def wait_for_broker(ctx, n: int, how: str, timeout: float, stop=None) -> Waited:
 
 @register("step")
 class RollBroker(Step):
+    """One rolling-upgrade step: recreate one broker on a release with settings, wait the
+    operator's way (`wait_for`: shallow /status.html or Pulsar's functional health check), read
+    its runtime configuration back (a requested key not in effect ends the run ERROR), then let
+    `settle_secs` pass. Undo restores the settings it had before (and, with `undo_version`, its
+    release) and waits until it serves."""
     type: Literal["roll-broker"] = "roll-broker"
     broker: BrokerNo
     version: Release = "to"
@@ -63,6 +92,20 @@ class RollBroker(Step):
         """Every setting must be one of the target release's own (Pulsar ignores unknown keys)."""
         from chaoslab.lab.broker_settings import check_broker_settings
         check_broker_settings(experiment.release(self.version), self.broker_config, resolve=False)
+
+    def describe(self, lab) -> StepPlan:
+        plan = broker_changes(lab, [self.broker], self.version, self.broker_config, self.undo_version)
+        settle = self.settle_secs if self.settle_until_held_secs is None else min(self.settle_secs,
+                                                                                  self.settle_until_held_secs)
+        settle_words = (f"settle {self.settle_secs:g} s" if self.settle_until_held_secs is None else
+                        f"settle until the hypothesis held {self.settle_until_held_secs:g} s (at most {self.settle_secs:g} s)")
+        plan.does = (f"recreate broker-{self.broker} on {lab.release(self.version)}"
+                     + (f" with {len(self.broker_config)} setting(s)" if self.broker_config else "")
+                     + f"; wait for its {self.wait_for} check (at most {self.wait_timeout_secs:g} s); "
+                       f"read the change back; {settle_words}")
+        plan.secs = (settle, self.wait_timeout_secs + self.settle_secs + READ_BACK_ATTEMPTS * READ_BACK_PAUSE_SECS)
+        plan.undo_secs = (0.0, self.undo_wait_secs)
+        return plan
 
     def run(self, ctx) -> dict:
         n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
@@ -204,6 +247,18 @@ class RestartBrokers(Step):
     def services_named(self) -> list[tuple[str, str]]:
         return [("brokers", f"broker-{n}") for n in self.brokers]
 
+    def describe(self, lab) -> StepPlan:
+        ns = lab.brokers(self.brokers)
+        plan = broker_changes(lab, ns, self.version, self.broker_config, self.undo_version)
+        plan.does = (f"recreate {', '.join(f'broker-{n}' for n in ns)} together on {lab.release(self.version)}"
+                     + (f" with {len(self.broker_config)} setting(s)" if self.broker_config else "")
+                     + f" (a planned outage: {', '.join(self.excuse) or 'no condition'} excused for at most "
+                       f"{self.outage_budget_secs:g} s); read each change back; done once the hypothesis held "
+                       f"{self.until_held_secs:g} s")
+        plan.secs = (self.until_held_secs, self.outage_budget_secs)
+        plan.undo_secs = (0.0, self.undo_wait_secs)
+        return plan
+
     def band(self) -> str | None:
         return f"{self.id} (planned outage)"
 
@@ -278,10 +333,23 @@ class RestartBrokers(Step):
 
 @register("step")
 class RecoverSystemTopics(Step):
+    """The incident's recovery, scripted and timed: stop every broker, start one, delete the
+    named system topics through its admin API, start the others. By default only when some
+    broker does not serve (`only_if_not_serving`)."""
     type: Literal["recover-system-topics"] = "recover-system-topics"
     delete_topics: list[Annotated[str, Field(pattern=r"^(non-)?persistent://[^/]+/[^/]+/.+$")]] = []
     wait_timeout_secs: Annotated[float, Field(ge=5, le=3600)] = 120.0
     only_if_not_serving: bool = True
+
+    def describe(self, lab) -> StepPlan:
+        names = lab.settings.broker_names
+        changes = [Change(n, "state", lab.state(n).value, "stopped, then started again", source=lab.state(n).source,
+                          lasting=False) for n in names]
+        changes += [Change("pulsar", "topic", t, "deleted") for t in self.delete_topics]
+        when = "if some broker does not serve: " if self.only_if_not_serving else ""
+        return StepPlan(does=f"{when}stop every broker, start {names[0]}, delete {len(self.delete_topics)} system "
+                             f"topic(s) through it, start the others (each wait at most {self.wait_timeout_secs:g} s)",
+                        changes=changes, secs=(0.0, 2 * self.wait_timeout_secs + 30 * len(self.delete_topics)))
 
     def run(self, ctx) -> dict:
         n_brokers = ctx.settings.brokers
@@ -316,6 +384,11 @@ class ObserveBroker(Step):
     broker: BrokerNo
     secs: Annotated[float, Field(ge=5, le=3600)] = 90.0
     every_secs: Annotated[float, Field(ge=1, le=60)] = 3.0
+
+    def describe(self, lab) -> StepPlan:
+        return StepPlan(does=f"watch broker-{self.broker} for {self.secs:g} s (every {self.every_secs:g} s): its "
+                             "container, both health checks, its registration; nothing is changed",
+                        secs=(self.secs, self.secs + self.every_secs + 20))
 
     def run(self, ctx) -> dict:
         n, url = self.broker, ctx.lab.broker_admin_url(self.broker)
@@ -357,6 +430,16 @@ class NamespacePersistence(Step):
     ack_quorum: Annotated[int, Field(ge=1, le=20)]
     _set: bool = PrivateAttr(False)
 
+    def describe(self, lab) -> StepPlan:
+        policy = f"ensemble {self.ensemble}, write quorum {self.write_quorum}, ack quorum {self.ack_quorum}"
+        bookies = lab.settings.bookies
+        warn = f" (the lab has {bookies} bookies: nothing in it can be written)" if self.ensemble > bookies else ""
+        return StepPlan(does=f"set {self.namespace}'s persistence policy to {policy}{warn}",
+                        changes=[Change(f"namespace {self.namespace}", "policy", "the broker's defaults", policy)],
+                        secs=(0.0, 30.0), undo=f"remove {self.namespace}'s persistence policy again",
+                        undo_changes=[Change(f"namespace {self.namespace}", "policy", policy, "the broker's defaults")],
+                        undo_secs=(0.0, 30.0))
+
     def run(self, ctx) -> dict:
         body = {"bookkeeperEnsemble": self.ensemble, "bookkeeperWriteQuorum": self.write_quorum,
                 "bookkeeperAckQuorum": self.ack_quorum, "managedLedgerMaxMarkDeleteRate": 0}
@@ -388,6 +471,15 @@ class ConcurrentLookups(Step):
 
     settle_timeout_secs: Annotated[float, Field(ge=1, le=600)] = 60.0
     lookup_timeout_secs: Annotated[float, Field(ge=1, le=120)] = 10.0
+
+    def describe(self, lab) -> StepPlan:
+        rounds = self.partitions   # lookups each of the clients makes, one after another
+        return StepPlan(does=f"create {self.topic} with {self.partitions} partitions; {self.clients} clients look up "
+                             "every partition through every broker at once; all answers for a partition must name "
+                             "the same owner",
+                        changes=[Change("pulsar", "topic", "absent (or as it is)",
+                                        f"{self.topic} with {self.partitions} partitions")],
+                        secs=(0.0, 30 + self.settle_timeout_secs + rounds * self.lookup_timeout_secs))
 
     def run(self, ctx) -> dict:
         from concurrent.futures import ThreadPoolExecutor
@@ -455,6 +547,19 @@ class LookupEveryBundle(Step):
                                           "loaded fails the step")
     min_answered: Annotated[float, Field(ge=0, le=1, description=(
         "the step fails (and, with ok_required, aborts) when fewer lookups than this share named an owner"))] = 0.0
+
+    def describe(self, lab) -> StepPlan:
+        asked = f"broker-{self.broker} directly" if self.broker else "the proxy"
+        topics = lab.workload_topics()
+        # each of `clients` threads asks its share one after another: the bundle (5 s at most),
+        # the lookup and, with `load`, the stats (lookup_timeout_secs each at most)
+        per_topic = 5 + self.lookup_timeout_secs * (2 if self.load else 1)
+        return StepPlan(does=f"look up every workload topic (each partition{f', {topics}' if topics else ''}) at "
+                             f"{asked}, {self.clients} at a time"
+                             + ("; then load each one (its stats)" if self.load else "")
+                             + (f"; fails under {self.min_answered:.0%} answered" if self.min_answered else "")
+                             + "; nothing is changed (a lookup may assign an unowned bundle)",
+                        secs=(0.0, None if topics is None else -(-topics // self.clients) * per_topic))
 
     def run(self, ctx) -> dict:
         from concurrent.futures import ThreadPoolExecutor

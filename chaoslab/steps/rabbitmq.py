@@ -17,13 +17,16 @@ from pydantic import model_validator, Field
 
 from chaoslab.errors import LabError
 from chaoslab.lab.status import cluster_members
-from chaoslab.spec.base import Step, register
+from chaoslab.spec.base import Change, Step, StepPlan, register
 
 Node = Annotated[int, Field(ge=1, le=3)]
 
 
 @register("step")
 class RemoveRabbitmqNode(Step):
+    """The incident's remedy for a slow RabbitMQ node: take it out of the cluster the documented
+    way (`rabbitmqctl stop_app` on the node, `forget_cluster_node` on a healthy one, then its
+    container stopped), each part timed, the membership read back. Not undone."""
     type: Literal["remove-rabbitmq-node"] = "remove-rabbitmq-node"
     node: Node = 3
     via: Node = Field(1, description="the healthy node that forgets it")
@@ -65,6 +68,18 @@ class RemoveRabbitmqNode(Step):
         if not out["ok"]:
             out["error"] = f"{name} is still a member" if code == 0 else out["forget"]
         return out
+
+    def describe(self, lab) -> StepPlan:
+        from chaoslab.settings import LabSettings
+        service, via = LabSettings.rabbitmq_service(self.node), LabSettings.rabbitmq_service(self.via)
+        was = lab.state(service)
+        return StepPlan(does=f"stop_app on {service} (at most {self.stop_app_timeout_secs:g} s, else its container is "
+                             f"stopped first), forget_cluster_node {LabSettings.rabbitmq_node(self.node)} on {via}, "
+                             "stop its container; the membership read back",
+                        changes=[Change(service, "membership", "cluster member",
+                                        f"forgotten by {LabSettings.rabbitmq_node(self.via)}"),
+                                 Change(service, "state", was.value, "stopped", source=was.source)],
+                        secs=(0.0, self.stop_app_timeout_secs + 120 + 20))
 
     def services_named(self) -> list[tuple[str, str]]:
         """(field, service) pairs the plan checks against the lab's RabbitMQ nodes."""

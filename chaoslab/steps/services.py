@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import model_validator, Field, PrivateAttr
 
 from chaoslab.errors import LabError, PauseFailed
-from chaoslab.spec.base import Secs, Step, register
+from chaoslab.spec.base import Change, Secs, Step, StepPlan, register
 from chaoslab.wait import sleep_unless, wait_until
 
 Service = Annotated[str, Field(pattern=r"^(proxy|zookeeper|rabbitmq(-\d+)?|bookie-\d+|broker-\d+)$")]
@@ -81,27 +81,63 @@ class _ServiceFault(Step):
         """(field, service) pairs the plan checks against the lab's services."""
         return [("service", self.service)]
 
+    def how(self) -> str:
+        """How it is taken down, in words ("stopped", "killed with SIGKILL")."""
+        raise NotImplementedError
+
+    def describe(self, lab) -> StepPlan:
+        was = lab.state(self.service)
+        back = "healthy" if self.wait_healthy else "started (not waited for)"
+        if self.for_secs is None:
+            return StepPlan(does=f"{self.how()}: {self.service} stays down until undone",
+                            changes=[Change(self.service, "state", was.value, "down", source=was.source)],
+                            secs=(0.0, 30.0), undo=f"start {self.service} again (until {back}, at most "
+                                                  f"{self.start_timeout_secs:g} s)",
+                            undo_changes=[Change(self.service, "state", "down", "running")],
+                            undo_secs=(0.0, self.start_timeout_secs))
+        return StepPlan(does=f"{self.how()}: {self.service} down {self.for_secs:g} s, then started again "
+                             f"(until {back}, at most {self.start_timeout_secs:g} s)",
+                        changes=[Change(self.service, "state", was.value, f"down {self.for_secs:g} s, then running",
+                                        source=was.source, lasting=False)],
+                        secs=(self.for_secs, self.for_secs + 30 + self.start_timeout_secs),
+                        undo=f"start {self.service} again if it is still down",
+                        undo_secs=(0.0, self.start_timeout_secs))
+
 
 @register("step")
 class StopService(_ServiceFault):
+    """Stop a service (docker stop, `stop_timeout_secs` before it is killed); with `for_secs`
+    start it again after that long (an outage: the step's band is the time it was down). Undo
+    starts it again if it is still down and waits until it is healthy."""
     type: Literal["stop-service"] = "stop-service"
     stop_timeout_secs: Annotated[int, Field(ge=0, le=300)] = 5
 
     def take_down(self, ctx) -> None:
         ctx.lab.stop_service(self.service, timeout=self.stop_timeout_secs)
 
+    def how(self) -> str:
+        return f"stop {self.service} (killed after {self.stop_timeout_secs} s)"
+
 
 @register("step")
 class KillService(_ServiceFault):
+    """Send a service a signal (SIGKILL by default: a crash); with `for_secs` start it again
+    after that long. Undo starts it again if it is still down and waits until it is healthy."""
     type: Literal["kill-service"] = "kill-service"
     signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL"
 
     def take_down(self, ctx) -> None:
         ctx.lab.kill_service(self.service, signal=self.signal)
 
+    def how(self) -> str:
+        return f"kill {self.service} with {self.signal}"
+
 
 @register("step")
 class SlowService(Step):
+    """Make a service slow the way an overloaded hypervisor makes a VM slow, for `for_secs`: its
+    CPU capped (`cpus`, the CFS quota: steal time) and/or frozen in bursts (`pause_secs` every
+    `every_secs`, the cgroup freezer: a descheduled vCPU). Undo lifts both."""
     type: Literal["slow-service"] = "slow-service"
     service: Service
     cpus: Annotated[float, Field(gt=0, le=64)] | None = Field(
@@ -176,6 +212,20 @@ class SlowService(Step):
     def services_named(self) -> list[tuple[str, str]]:
         return [("service", self.service)]
 
+    def describe(self, lab) -> StepPlan:
+        changes, how = [], []
+        if self.cpus is not None:
+            changes.append(Change(self.service, "cpu", "no cap", f"{self.cpus:g} cores (CFS quota)", lasting=False))
+            how.append(f"CPU capped at {self.cpus:g} cores")
+        if self.pause_secs is not None:
+            changes.append(Change(self.service, "state", lab.state(self.service).value,
+                                  f"frozen {self.pause_secs:g} s of every {self.every_secs:g} s (cgroup freezer)",
+                                  source=lab.state(self.service).source, lasting=False))
+            how.append(f"frozen {self.pause_secs:g} s of every {self.every_secs:g} s")
+        return StepPlan(does=f"{self.service} slow for {self.for_secs:g} s: {' and '.join(how)}; then lifted",
+                        changes=changes, secs=(0.0, self.for_secs + 5), undo="lift the cap and thaw it, if still slow",
+                        undo_secs=(0.0, 10.0))
+
     def needs(self) -> set[str]:
         return ({"pause"} if self.pause_secs is not None else set()) | ({"cpu-quota"} if self.cpus is not None else set())
 
@@ -188,6 +238,10 @@ class Wait(Step):
     the exposure leads to is measured rather than cut short."""
     type: Literal["wait"] = "wait"
     secs: Annotated[float, Field(ge=1, le=24 * 3600)]
+
+    def describe(self, lab) -> StepPlan:
+        return StepPlan(does=f"wait {self.secs:g} s with what came before in place (the hypothesis checked "
+                             "every second); nothing is changed", secs=(self.secs, self.secs))
 
     def run(self, ctx) -> dict:
         started = time.monotonic()

@@ -108,7 +108,7 @@ def test_a_supplied_release_resolves_without_asking_maven(tmp_path, monkeypatch)
     monkeypatch.setenv("PULSAR_DIST_3_3_2_KNOCKOUT", str(lib))
     monkeypatch.setattr(releases.shutil, "which", lambda *_: pytest.fail("Maven was asked"))
     monkeypatch.setattr(releases.subprocess, "run", lambda *a, **k: pytest.fail("Maven was run"))
-    assert releases.check_release_resolves("3.3.2-knockout") is None
+    assert releases.check_release_resolves("3.3.2-knockout") == "a supplied build (PULSAR_DIST_3_3_2_KNOCKOUT)"
 
 
 def test_a_folder_left_by_a_supplied_build_is_not_taken_for_a_maven_release(tmp_path, build_dir, monkeypatch):
