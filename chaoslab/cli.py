@@ -136,9 +136,11 @@ def cmd_schema(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Rebuild report.md / report.html of a run folder from its journal alone (nothing runs)."""
+    """Rebuild report.md / report.html (and grafana-annotations.json) of a run folder from its
+    journal alone (nothing runs)."""
     from chaoslab.record import read
     from chaoslab.report import build_report
+    from chaoslab.report.annotations import write_annotations
     run = args.run
     if not (run / "journal.jsonl").is_file() or not (run / "results.json").is_file():
         raise LabError(f"{run}: not a run folder (journal.jsonl and results.json are needed)")
@@ -146,22 +148,24 @@ def cmd_report(args) -> int:
         if not read(run / "journal.jsonl"):
             raise LabError(f"{run / 'journal.jsonl'}: no readable record (empty, or not a journal chaoslab wrote)")
         report = build_report(run)
+        annotations = write_annotations(run)
     except LabError:
         raise
     except Exception as exc:
         # whatever else a damaged run folder holds: one line, never a traceback
         raise LabError(f"{run}: cannot build a report from this run folder ({type(exc).__name__}: "
                        f"{' '.join(str(exc).split())[:160]})") from None
-    out.print(f"report: {report} (and report.html)", highlight=False)
+    out.print(f"report: {report} (and report.html); Grafana annotations: {annotations}", highlight=False)
     return 0
 
 
 def make_runner(exp, args, run_dir=None, variants=None, keep=None):
     from chaoslab.progress import ConsoleProgress
     from chaoslab.report import build_report
+    from chaoslab.report.annotations import write_annotations
     from chaoslab.run.runner import Runner
     return Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
-                  handlers=[ConsoleProgress(err)], finishers=[build_report])
+                  handlers=[ConsoleProgress(err)], finishers=[build_report, write_annotations])
 
 
 def cmd_experiment(args) -> int:
