@@ -78,7 +78,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("chaoslab.checks", "chaoslab.monitor", "chaoslab.stories"),
     ("chaoslab.run",),
     ("chaoslab.report", "chaoslab.reference"),
-    ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress"),
+    ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress", "chaoslab.live"),
     ("chaoslab.cli",),
 ]
 
