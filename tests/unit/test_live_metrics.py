@@ -340,3 +340,13 @@ def test_chaoslab_report_writes_them_for_an_old_run(tmp_path):
     assert not (run / FILE).exists()
     assert cli.main(["report", str(run)]) == 0
     assert json.loads((run / FILE).read_text()) == annotations(JOURNAL)
+
+
+def test_every_shipped_condition_says_its_figure():
+    """docs/live-metrics.md says so: each registered condition has a reading of its own."""
+    from chaoslab.spec.base import REGISTRY, Condition, load_package
+    load_package("chaoslab.checks")
+    conditions = REGISTRY["condition"]
+    assert len(conditions) >= 12
+    assert [t for t, cls in conditions.items() if cls.reading is Condition.reading] == []
+    assert all(cls().bound() is not None for cls in conditions.values())
