@@ -81,7 +81,8 @@ def finish(run_dir: Path, make_tar: bool = False) -> Path:
         "- `manifest.json`: Pulsar/proxy/RabbitMQ/agent versions, image ids, settings, seed, host facts\n"
         "- `journal.jsonl`: every sample (1/s) and event; `results.json`: verdicts and KPIs\n"
         "- `history-*.jsonl`: every message sent, acknowledged and received\n"
-        "- `logs/`: container logs per variant\n\n"
+        "- `logs/`: container logs per variant\n"
+        "- `grafana-annotations.json`: the step bands, for Grafana's annotations API\n\n"
         f"Re-run it anywhere: `chaoslab replay {run_dir.name}{'.tar.gz' if make_tar else ''}`\n")
     if make_tar:
         archive = run_dir.with_name(run_dir.name + ".tar.gz")

@@ -162,9 +162,11 @@ def cmd_schema(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Rebuild report.md / report.html of a run folder from its journal alone (nothing runs)."""
+    """Rebuild report.md / report.html (and grafana-annotations.json) of a run folder from its
+    journal alone (nothing runs)."""
     from chaoslab.record import read
     from chaoslab.report import build_report
+    from chaoslab.report.annotations import write_annotations
     run = args.run
     if not (run / "journal.jsonl").is_file() or not (run / "results.json").is_file():
         raise LabError(f"{run}: not a run folder (journal.jsonl and results.json are needed)")
@@ -172,22 +174,38 @@ def cmd_report(args) -> int:
         if not read(run / "journal.jsonl"):
             raise LabError(f"{run / 'journal.jsonl'}: no readable record (empty, or not a journal chaoslab wrote)")
         report = build_report(run)
+        annotations = write_annotations(run)
     except LabError:
         raise
     except Exception as exc:
         # whatever else a damaged run folder holds: one line, never a traceback
         raise LabError(f"{run}: cannot build a report from this run folder ({type(exc).__name__}: "
                        f"{' '.join(str(exc).split())[:160]})") from None
-    out.print(f"report: {report} (and report.html)", highlight=False)
+    out.print(f"report: {report} (and report.html); Grafana annotations: {annotations}", highlight=False)
     return 0
 
 
-def make_runner(exp, args, run_dir=None, variants=None, keep=None):
+def make_runner(exp, args, run_dir=None, variants=None, keep=None, live=None):
+    """A runner with the console's progress, the live metrics handler when one is served
+    (`live`), and the report and the Grafana annotations as finishers."""
     from chaoslab.progress import ConsoleProgress
     from chaoslab.report import build_report
+    from chaoslab.report.annotations import write_annotations
     from chaoslab.run.runner import Runner
-    return Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
-                  handlers=[ConsoleProgress(err)], finishers=[build_report])
+    runner = Runner(exp, run_dir=run_dir, keep=args.keep if keep is None else keep, variants=variants, log=_log,
+                    handlers=[ConsoleProgress(err), *([live] if live is not None else [])],
+                    finishers=[build_report, write_annotations])
+    if live is not None:
+        live.run_dir = runner.run_dir
+    return runner
+
+
+def live_metrics(args):
+    """The live metrics of a command's runs (chaoslab.live): a context that yields the handler
+    to give each runner, or None. A bad --metrics-port / --metrics-linger is refused here, before
+    anything starts."""
+    from chaoslab import live
+    return live.live_metrics(live.metrics_port(args.metrics_port), live.linger_secs(args.metrics_linger), log=_log)
 
 
 def cmd_experiment(args) -> int:
@@ -195,19 +213,21 @@ def cmd_experiment(args) -> int:
     exp = load(args.file)  # a broken file stops here, before any container starts
     if not 1 <= args.repeat <= 100:
         raise LabError(f"--repeat must be between 1 and 100, got {args.repeat}")
+    metrics = live_metrics(args)
     _on_sigterm()
-    if args.repeat > 1:
-        return repeat_experiment(exp, args)
-    runner = make_runner(exp, args, run_dir=args.out, variants=args.variant)
-    _log(f"run folder {runner.run_dir}")
-    code = runner.run()
-    bundle = finish_bundle(runner, args.tar)
-    print_verdict(runner, code)
-    out.print(f"bundle: {bundle}  (chaoslab replay {bundle})")
-    return code
+    with metrics as live:
+        if args.repeat > 1:
+            return repeat_experiment(exp, args, live)
+        runner = make_runner(exp, args, run_dir=args.out, variants=args.variant, live=live)
+        _log(f"run folder {runner.run_dir}")
+        code = runner.run()
+        bundle = finish_bundle(runner, args.tar)
+        print_verdict(runner, code)
+        out.print(f"bundle: {bundle}  (chaoslab replay {bundle})")
+        return code
 
 
-def repeat_experiment(exp, args) -> int:
+def repeat_experiment(exp, args, live=None) -> int:
     """The selected variants N times, each run on fresh labs; failures/N per variant with a 95 %
     interval, in rates.json beside the N run folders."""
     import time
@@ -218,7 +238,8 @@ def repeat_experiment(exp, args) -> int:
     base = args.out or RUNS_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{exp.name}-x{args.repeat}"
     runners, codes = [], []
     for i in range(1, args.repeat + 1):
-        runner = make_runner(exp, args, run_dir=base / f"run-{i}", variants=args.variant, keep=args.keep and i == args.repeat)
+        runner = make_runner(exp, args, run_dir=base / f"run-{i}", variants=args.variant, keep=args.keep and i == args.repeat,
+                             live=live)
         _log(f"run {i}/{args.repeat}: {runner.run_dir}")
         code = runner.run()
         finish_bundle(runner, args.tar)
@@ -314,12 +335,19 @@ def _gate(args) -> int:
     for release in dict.fromkeys([exp.versions.from_, exp.versions.to]):
         check_release_resolves(release)
     check_broker_settings(exp.versions.to, lab_conf, resolve=True, log=_log)
+    metrics = live_metrics(args)
     _on_sigterm()
+    with metrics as live:
+        return _gate_runs(args, exp, conf, say, live)
+
+
+def _gate_runs(args, exp, conf: dict, say, live) -> int:
+    from chaoslab import gate
     runners, codes = [], []
     try:
         for attempt in range(1, args.repeat + 1):
             run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
-            runner = make_runner(exp, args, run_dir=run_dir, keep=args.keep and attempt == args.repeat)
+            runner = make_runner(exp, args, run_dir=run_dir, keep=args.keep and attempt == args.repeat, live=live)
             _log(f"gate{f' run {attempt}/{args.repeat}' if args.repeat > 1 else ''}: {exp.primary.description}; "
                  f"run folder {runner.run_dir}")
             runners.append(runner)
@@ -406,11 +434,18 @@ def cmd_replay(args) -> int:
     if unknown:
         raise LabError(f"{folder / 'manifest.json'}: variants {', '.join(unknown)} are not in its experiment.yaml")
     out_dir = args.out or folder.parent / f"{folder.name}-replay-{time.strftime('%Y%m%dT%H%M%S')}"
-    runner = make_runner(exp, args, run_dir=out_dir, variants=manifest.get("variants"))
+    metrics = live_metrics(args)
     _on_sigterm()
-    _log(f"replaying {folder.name} (seed {manifest.get('seed')}, versions {manifest.get('versions')}) into {out_dir}")
-    code = runner.run()
-    finish_bundle(runner, False)
+    with metrics as live:
+        runner = make_runner(exp, args, run_dir=out_dir, variants=manifest.get("variants"), live=live)
+        _log(f"replaying {folder.name} (seed {manifest.get('seed')}, versions {manifest.get('versions')}) into {out_dir}")
+        code = runner.run()
+        finish_bundle(runner, False)
+        return _replay_table(folder, before, out_dir, code)
+
+
+def _replay_table(folder, before: dict, out_dir, code: int) -> int:
+    from chaoslab import bundle
     try:
         after = bundle.summary(out_dir)
     except LabError as exc:   # the replay ended without results: compare with nothing
@@ -456,6 +491,15 @@ class _OutFolder(argparse.Action):
                     parser.exit(2, f"chaoslab: {option_string} {path}: {what}; give a new or empty folder\n")
                 break
         setattr(namespace, self.dest, path)
+
+
+def _metrics_flags(p) -> None:
+    from chaoslab.live import DEFAULT_LINGER_SECS, DEFAULT_PORT, PORT_ENV
+    p.add_argument("--metrics-port", default=None, metavar="N",
+                   help=f"serve live Prometheus metrics on 127.0.0.1:N while it runs (default {PORT_ENV} or "
+                        f"{DEFAULT_PORT}; 0 or off: none). A port that is taken: one line, the run goes on without")
+    p.add_argument("--metrics-linger", type=float, default=None, metavar="SECS",
+                   help=f"after the run, serve the verdict this long before stopping (default {DEFAULT_LINGER_SECS:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tar", action="store_true", help="also pack the run folder into one .tar.gz bundle")
     p.add_argument("--repeat", type=int, default=1, help="run the variants N times, each on fresh labs, and report "
                    "failures/N with a 95 %% interval (rates.json)")
+    _metrics_flags(p)
     p.set_defaults(func=cmd_experiment)
     p = sub.add_parser("gate", help="validate a proposed upgrade/config change: exit 0 safe, 1 unsafe, 2 lab error")
     p.add_argument("--from", dest="from_version", help="Pulsar release the brokers run now (default: the experiment's)")
@@ -522,11 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tar", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout: verdict, runs, failed runs, "
                    "failure-rate bound, first violation with its evidence, what each probe observed (observations)")
+    _metrics_flags(p)
     p.set_defaults(func=cmd_gate)
     p = sub.add_parser("replay", help="re-run the experiment of a bundle and compare the two runs")
     p.add_argument("bundle", type=Path, help="a run folder or its .tar.gz")
     p.add_argument("--out", action=_OutFolder, default=None)
     p.add_argument("--keep", action="store_true")
+    _metrics_flags(p)
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("report", help="rebuild a run folder's report from its journal (nothing runs)")
     p.add_argument("run", type=Path, help="a run folder")

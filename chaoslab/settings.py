@@ -160,6 +160,14 @@ class LabSettings:
         """The Erlang node name (rabbit@<hostname>; the hostname is the compose service)."""
         return f"rabbit@{LabSettings.rabbitmq_service(n)}"
 
+    def host_ports(self) -> set[int]:
+        """Every port on 127.0.0.1 a lab of any shape publishes (Pulsar, 1 or 3 RabbitMQ nodes
+        with their management APIs): what nothing else of chaoslab's may listen on."""
+        ports = set(self.published_ports().values()) | {self.proxy_port, self.proxy_http_port}
+        for n in range(1, 4):
+            ports |= {self.rabbitmq_port + n - 1, self.rabbitmq_mgmt_port + n - 1}
+        return ports
+
     def published_ports(self) -> dict[str, int]:
         ports = {"proxy (binary)": self.proxy_port, "proxy (http)": self.proxy_http_port,
                  "rabbitmq (amqp)": self.rabbitmq_port}

@@ -39,6 +39,31 @@ command -v debootstrap >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get instal
 command -v mvn >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -qq maven >/dev/null; } \
     || die "Maven is missing (apt-get install maven)"
 
+# Prometheus, for tests/integration/test_live_metrics.py only (it scrapes a run's live metrics;
+# without the binary that one test is skipped, so a non-root setup only says so). Decided: the
+# binary is taken out of Debian's own package (apt-get download + dpkg-deb), not `apt-get install
+# prometheus`: that package's postinst starts a prometheus service on :9090 (and enables it where
+# systemd runs), adds a user and pulls in node-exporter. The test runs the one binary with its own
+# config, storage and port; nothing is started here and nothing is left running.
+if ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
+        echo "installing prometheus (the binary from Debian's package, no service) ..."
+        tmp=$(mktemp -d)
+        chmod 755 "$tmp"
+        (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
+                        || { apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; }) \
+            || die "could not download Debian's prometheus package (apt-get download prometheus)"
+        dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -xO ./usr/bin/prometheus >/usr/local/bin/prometheus.new \
+            && chmod 755 /usr/local/bin/prometheus.new && mv /usr/local/bin/prometheus.new /usr/local/bin/prometheus \
+            || die "could not take the prometheus binary out of Debian's package"
+        rm -rf "$tmp"
+        prometheus --version >/dev/null 2>&1 || die "the prometheus binary taken from Debian's package does not run"
+    else
+        echo "chaoslab setup: prometheus is missing: tests/integration/test_live_metrics.py will be skipped" \
+             "(apt-get install prometheus, or 'make setup' as root on Debian)" >&2
+    fi
+fi
+
 # The VM agent is Rust (agent/): cargo builds it on the host; its Pulsar client needs protoc.
 command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] \
     || die "cargo (the Rust toolchain) is missing: install it with rustup (https://rustup.rs) or apt-get install cargo"

@@ -31,6 +31,9 @@ class UnownedTopics(Condition):
         return [Violation("unowned_topics", own.unowned, self.max,
                           detail=f"{own.unowned} of {own.sampled} sampled workload topics; " + _failed(own))]
 
+    def reading(self, sample: dict) -> float | None:
+        return _ownership(sample).unowned
+
 
 @register("condition")
 class LookupRejections(Condition):
@@ -49,6 +52,10 @@ class LookupRejections(Condition):
         return [Violation("sampled_lookups_rejected_or_unanswered", n, self.max,
                           detail=f"{own.rejected} rejected, {own.no_answer} unanswered of "
                                  f"{own.sampled} asked of {own.asked}; " + _failed(own))]
+
+    def reading(self, sample: dict) -> float | None:
+        own = _ownership(sample)
+        return own.rejected + own.no_answer if own.sampled else None
 
 
 def _ownership(sample: dict) -> Ownership:
@@ -81,6 +88,11 @@ class PendingLookups(Condition):
             raise Unknown("no broker's /metrics answered with pulsar_broker_lookup_pending_requests")
         return out
 
+    def reading(self, sample: dict) -> float | None:
+        pending = [b.metric("pulsar_broker_lookup_pending_requests")
+                   for b in self.figures(sample, "pulsar-brokers").brokers.values()]
+        return max((p for p in pending if p is not None), default=None)
+
 
 @register("condition")
 class SplitOwnership(Condition):
@@ -109,6 +121,10 @@ class SplitOwnership(Condition):
         return [Violation("split_ownership", len(cluster.split), self.max,
                           detail=f"bundle {first.bundle} owned by {' and '.join(first.brokers)}")]
 
+    def reading(self, sample: dict) -> float | None:
+        split = self.figures(sample, "pulsar-cluster").split
+        return len(split) if split is not None else None
+
 
 @register("condition")
 class GreenButBroken(Condition):
@@ -130,6 +146,11 @@ class GreenButBroken(Condition):
             return []
         return [Violation("green_but_broken", 1, self.max, subject=b,
                           detail=f"shallow ok, health check ok, workload: {v.detail}") for b, v in sorted(bad.items())]
+
+    def reading(self, sample: dict) -> float | None:
+        """Brokers in that state (the figure `max` bounds)."""
+        views = self.figures(sample, "broker-views").brokers
+        return sum(v.state == "green-but-broken" for v in views.values()) if views else None
 
 
 @register("check")

@@ -55,6 +55,9 @@ class PublishSuccessRate(Condition):
             return [Violation("publish_success_rate", client.publish_success_rate, self.min, detail=_errors(client))]
         return []
 
+    def reading(self, sample: dict) -> float | None:
+        return _client(sample)[0].publish_success_rate
+
 
 @register("condition")
 class PublishP99(Condition):
@@ -72,6 +75,9 @@ class PublishP99(Condition):
             raise Unknown("no publish latency in the client's window")
         return [Violation("publish_p99_ms", round(p99), self.max)] if p99 > self.max else []
 
+    def reading(self, sample: dict) -> float | None:
+        return _client(sample)[0].publish_p99_ms
+
 
 @register("condition")
 class Backlog(Condition):
@@ -85,6 +91,9 @@ class Backlog(Condition):
             raise Unknown("the client reported no backlog")
         return [Violation("backlog", backlog, self.max, detail="acknowledged, not yet consumed")] \
             if backlog > self.max else []
+
+    def reading(self, sample: dict) -> float | None:
+        return _client(sample)[0].backlog
 
 
 @register("condition")
@@ -111,6 +120,11 @@ class LookupSuccessRate(Condition):
             return [Violation("lookup_success_rate", ok / (ok + failed), self.min, detail=_errors(client))]
         return []
 
+    def reading(self, sample: dict) -> float | None:
+        client = _client(sample)[0]
+        done = client.lookup_ok + client.lookup_failed
+        return client.lookup_ok / done if done else None
+
 
 @register("condition")
 class TooManyRequests(Condition):
@@ -125,7 +139,8 @@ class TooManyRequests(Condition):
     def plan_problem(self, plan) -> str | None:
         return brokers_log_problem(plan)
 
-    def violations(self, sample: dict) -> list[Violation]:
+    def _count(self, sample: dict) -> tuple[int, dict[str, int], int]:
+        """(rejections in all, each broker's logged count, what the clients saw)."""
         brokers = self.figures(sample, "pulsar-brokers").brokers
         now = sample.get("t") or time.time()
         counted = {name: b.log_new.get("too_many_pending_lookups", 0) for name, b in brokers.items()
@@ -134,7 +149,13 @@ class TooManyRequests(Condition):
             raise Unknown("no broker's log has been read yet")
         client = sample.get("client")
         seen = ClientWindow.model_validate(client).too_many_requests if client else 0
-        n = sum(counted.values()) + seen
+        return sum(counted.values()) + seen, counted, seen
+
+    def reading(self, sample: dict) -> float | None:
+        return self._count(sample)[0]
+
+    def violations(self, sample: dict) -> list[Violation]:
+        n, counted, seen = self._count(sample)
         if n <= self.max:
             return []
         worst = max(counted, key=counted.get)

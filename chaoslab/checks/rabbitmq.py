@@ -31,3 +31,6 @@ class ConfirmP99(Condition):
         worst = max(by_node, key=by_node.get) if by_node else None
         detail = f"worst for publishers on {worst}: {by_node[worst]:.0f} ms" if worst else ""
         return [Violation("confirm_p99_ms", round(p99), self.max, subject=worst, detail=detail)]
+
+    def reading(self, sample: dict) -> float | None:
+        return self.figures(sample, "rabbitmq-client").confirm_p99_ms

@@ -31,6 +31,12 @@ class AgentBufferEvents(Condition):
                           + (f" and {len(silent) - 3} more" if len(silent) > 3 else ""))
         return out
 
+    def reading(self, sample: dict) -> float | None:
+        """The fullest buffer of the agents that answered this second."""
+        sizes = [vm.buffer_events for vm in self.figures(sample, "vm-agents").vms.values()
+                 if vm.agent_answered is not False and vm.buffer_events is not None]
+        return max(sizes, default=None)
+
 
 @register("check")
 class OomKills(FinalCheck):

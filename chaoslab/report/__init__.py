@@ -34,6 +34,7 @@ EVENT_WORDS = {
     "undo-end": lambda e: f"undo {e['step']} after {_fmt(e.get('secs'))} s: {words(e.get('result')) or 'nothing to undo'}",
     "abort": lambda e: f"ABORT: {as_reason(e['reason'])['text'] if isinstance(e.get('reason'), dict) else e.get('reason')}",
     "lab-up": lambda e: f"fresh lab healthy in {_fmt(e.get('secs'))} s",
+    "phase": lambda e: f"phase {e.get('phase')} begins",
     "variant-end": lambda e: f"variant ends: {e.get('verdict')}" + (
         f" ({words([as_reason(r)['short'] for r in e['reasons']], 160)})" if isinstance(e.get("reasons"), list) and e["reasons"] else ""),
 }

@@ -14,7 +14,8 @@ BAND_COLOURS = ["tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", 
 
 
 def bands(events: list[dict]) -> list[dict]:
-    """(label, start, end, kind) for every step run and undone, from the journal's events."""
+    """(label, start, end, kind, step, step_type) for every step run and undone, from the
+    journal's events (the plots shade them; chaoslab.report.annotations hands them to Grafana)."""
     out, open_ = [], {}
     for e in events:
         name = e.get("name")
@@ -24,9 +25,11 @@ def bands(events: list[dict]) -> list[dict]:
             start = open_.pop((name[:4], e["step"]), None)
             if start and (name == "undo-end" or start.get("band")):
                 out.append({"label": (start.get("band") or e["step"]) if name == "step-end" else f"undo {e['step']}",
-                            "start": start["t"], "end": e["t"], "kind": name[:4]})
+                            "start": start["t"], "end": e["t"], "kind": name[:4], "step": e["step"],
+                            "step_type": start.get("step_type") or e.get("step_type")})
     for (kind, step), start in open_.items():  # never ended (interrupted): up to the last event
-        out.append({"label": step, "start": start["t"], "end": events[-1]["t"] if events else start["t"], "kind": kind})
+        out.append({"label": step, "start": start["t"], "end": events[-1]["t"] if events else start["t"], "kind": kind,
+                    "step": step, "step_type": start.get("step_type")})
     return out
 
 

@@ -161,7 +161,7 @@ class RunContext:
         self.interrupted = interrupted
         self.workload = plan.workload
         self.probes = {p.key: p for p in plan.probes}
-        self.phase = "start"
+        self._phase = "start"
         self.running_steps: list[str] = []
         self.abort_reason: str | None = None
         self.abort_t: float | None = None
@@ -176,6 +176,19 @@ class RunContext:
         self.observer_failure: str | None = None    # set once: the run ends ERROR
         self.sampler_tick: float | None = None      # monotonic time of the sampler's last second
         self.outage: dict | None = None             # a planned outage a step declared (begin_outage)
+
+    @property
+    def phase(self) -> str:
+        """Where the variant is: start, lab, workload, steady, method, rollback, recovery, after,
+        finish. Each change is journalled (event `phase`), so handlers see it as it happens,
+        not only in the next second's sample."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        if value != self._phase:
+            self._phase = value
+            self.journal.event("phase", phase=value)
 
     # -- planned outages -------------------------------------------------------------------------
     def begin_outage(self, step: str, excuse: list[str]) -> None:

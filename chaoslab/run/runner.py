@@ -99,6 +99,15 @@ def default_lab(settings: LabSettings, log=print) -> LabDriver:
     return ComposeLab(settings, log=log)
 
 
+def step_index(plan, step) -> int | None:
+    """A step's place in its list, from 1: the method's, or the declared rollback steps'."""
+    for steps in (plan.method, plan.rollbacks):
+        for i, s in enumerate(steps, 1):
+            if s is step:
+                return i
+    return None
+
+
 VERDICTS = {0: "PASS", 1: "FAIL", 2: "ERROR", 130: "INTERRUPTED"}
 # exit code of a variant's verdict: INCONCLUSIVE is "the lab could not tell", like ERROR
 CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 2, "ERROR": 2, "INTERRUPTED": 130}
@@ -164,8 +173,14 @@ class Sampler:
         judgements = [cond.judge(sample) for cond in ss.conditions]
         outage = ctx.outage if ctx.phase == "method" else None
         excused = []
+        # each condition's second as data, for the journal and every handler (live metrics):
+        # its state, the figure it compared and its bound
+        states = {j.condition: {"state": j.outcome, "value": j.value, "bound": j.bound} for j in judgements}
         if outage is not None:   # a declared planned outage: its conditions' violations are excused
             excused = [v for j in judgements if j.condition in outage["excuse"] for v in j.violations]
+            for j in judgements:
+                if j.condition in outage["excuse"] and j.outcome == "violated":
+                    states[j.condition]["state"] = "excused"
             judgements = [j for j in judgements if j.condition not in outage["excuse"]]
             outage["secs"] += 1
             if excused:
@@ -190,6 +205,8 @@ class Sampler:
                       short=f"hypothesis violated for more than {ss.tolerance_secs:.0f} s", violations=found[:3])
         if unknown:
             sample["unknown"] = unknown
+        if states:
+            sample["conditions"] = states
         ctx.last_sample = sample
         ctx.journal.write("sample", violations=found, **sample)
         ctx.sampler_tick = time.monotonic()
@@ -510,7 +527,8 @@ class Runner:
         spec = step.model_dump(exclude={"id", "type"}, exclude_defaults=True)
         ctx.running_steps.append(step.id)
         started = time.time()
-        ctx.event("step-start", step=step.id, step_type=step.type, band=step.band(), spec=spec)
+        ctx.event("step-start", step=step.id, step_type=step.type, index=step_index(ctx.plan, step), band=step.band(),
+                  spec=spec)
         if into is not None:
             into.append(step)
         try:
@@ -545,7 +563,7 @@ class Runner:
         ctx.event("rollback-start", steps=[s.id for s in reversed(steps)])
         crashed: list[str] = []
         for step in reversed(steps):
-            ctx.event("undo-start", step=step.id, step_type=step.type)
+            ctx.event("undo-start", step=step.id, step_type=step.type, index=step_index(ctx.plan, step))
             started = time.time()
             try:
                 out = step.undo(ctx)

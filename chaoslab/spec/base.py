@@ -358,6 +358,10 @@ class Judgement:
     outcome: Literal["holds", "violated", "unknown"]
     violations: list[Violation] = field(default_factory=list)
     why: str = ""           # for unknown: what was missing
+    # what the condition compared this second (for live metrics, never for the verdict): the
+    # figure (None when it has no single number) and the condition's own bound
+    value: float | None = None
+    bound: float | None = None
 
 
 class Condition(Model):
@@ -395,21 +399,57 @@ class Condition(Model):
         except ValidationError as exc:
             raise Unknown(f"{probe_type}: figures of an unexpected shape ({exc.errors()[0]['loc']})") from None
 
+    def reading(self, sample: dict) -> float | None:
+        """The figure this condition holds to its bound in this sample (the worst subject's when
+        it judges several); None when it has no single figure. For the live metrics only: it
+        never decides anything, and one that raises reads as None."""
+        return None
+
+    def bound(self) -> float | None:
+        """The bound this condition holds its figure to: its `max` or its `min`."""
+        for name in ("max", "min"):
+            value = getattr(self, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        return None
+
+    def _value(self, sample: dict, found: list[Violation], bound: float | None) -> float | None:
+        """The figure of a judged second: the condition's reading; without one, the worst
+        violation that compares a number with the condition's own bound (the highest against a
+        `max`, the lowest against a `min`)."""
+        try:
+            value = self.reading(sample)
+        except Exception:   # Unknown or a bug: the second was judged all the same
+            value = None
+        if _number(value):
+            return float(value)
+        numbers = [float(v.value) for v in found if _number(v.value) and _number(v.bound) and float(v.bound) == bound]
+        if not numbers:
+            return None
+        return max(numbers) if _number(getattr(self, "max", None)) else min(numbers)
+
     def judge(self, sample: dict) -> Judgement:
         stale = sample.get("stale") or {}
+        bound = self.bound()
         for probe_type in self.reads:
             key = probe_key(probe_type)
             if key in stale:
-                return Judgement(self.type, "unknown", why=f"{probe_type}: {stale[key]}")
+                return Judgement(self.type, "unknown", why=f"{probe_type}: {stale[key]}", bound=bound)
             if not sample.get(key):
-                return Judgement(self.type, "unknown", why=f"{probe_type}: no figures yet")
+                return Judgement(self.type, "unknown", why=f"{probe_type}: no figures yet", bound=bound)
         try:
             found = self.violations(sample)
         except Unknown as exc:
-            return Judgement(self.type, "unknown", why=str(exc)[:200])
+            return Judgement(self.type, "unknown", why=str(exc)[:200], bound=bound)
         except Exception as exc:  # a broken condition cannot judge: unknown, with the error
-            return Judgement(self.type, "unknown", why=f"the condition failed: {type(exc).__name__}: {exc}"[:200])
-        return Judgement(self.type, "violated" if found else "holds", found)
+            return Judgement(self.type, "unknown", why=f"the condition failed: {type(exc).__name__}: {exc}"[:200],
+                             bound=bound)
+        return Judgement(self.type, "violated" if found else "holds", found, value=self._value(sample, found, bound),
+                         bound=bound)
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x   # not NaN
 
 
 def probe_key(probe_type: str) -> str:

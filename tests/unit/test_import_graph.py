@@ -78,7 +78,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("chaoslab.checks", "chaoslab.monitor", "chaoslab.stories"),
     ("chaoslab.run",),
     ("chaoslab.report", "chaoslab.reference"),
-    ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress", "chaoslab.plan", "chaoslab.doctor"),
+    ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress", "chaoslab.plan", "chaoslab.doctor", "chaoslab.live"),
     ("chaoslab.cli",),
 ]
 
