@@ -39,8 +39,12 @@ def test_every_component_compose_runs_is_one_pulsar_run_knows():
 
 
 def test_every_jvm_pulsar_run_starts_takes_its_archive_and_cds_train_makes_each():
+    # one function starts every JVM (pulsar-run's components and bin/pulsar's), with its archive
+    assert PULSAR_RUN.count("exec java") == 1 and '$(cds "$component")' in PULSAR_RUN
+    case = PULSAR_RUN[PULSAR_RUN.index('case "$component" in\n  zookeeper)'):]
     for component in ("zookeeper", "bookie", "broker", "proxy", "init-cluster"):
-        assert f"$(cds {component})" in PULSAR_RUN, component
+        assert re.search(rf"^    jvm {component} ", case, re.M), component
+        assert re.search(rf"^      {component}\)", PULSAR_RUN[PULSAR_RUN.index("jvm() {"):], re.M), component
         assert component in CDS_TRAIN, component
     # the switch the benches use to compare with and without the archives
     assert 'PULSAR_CDS:-on' in PULSAR_RUN
