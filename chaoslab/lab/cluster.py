@@ -264,7 +264,7 @@ class ComposeLab(LabDriver):
             images["agent"] = builder.agent()
         else:
             images = builder.all(wanted, self.settings.proxy_version)
-        if self.flavour.name == "local":
+        if self.flavour.builds_locally:
             jcmd_runtime(log=self.log)   # ready before a hang needs a thread dump
         if self.settings.agent_image != images["agent"]:
             images["agent"] = self.settings.agent_image
@@ -295,7 +295,8 @@ class ComposeLab(LabDriver):
         if pulsar:
             self.flavour.env_files(self.settings, state)   # a value the flavour cannot carry: refused first
             if self.flavour.name == "official":
-                self.log(f"Pulsar from {self.flavour.describe()}; local-image features skipped: {'; '.join(LOCAL_ONLY)}")
+                skipped = LOCAL_ONLY if not self.flavour.builds_locally else LOCAL_ONLY[-1:]
+                self.log(f"Pulsar from {self.flavour.describe()}; local-image features skipped: {'; '.join(skipped)}")
         self.build_images(pulsar=pulsar)
         self._write(state)
         return state
@@ -399,7 +400,7 @@ class ComposeLab(LabDriver):
         return path
 
     def _jcmd_dump(self, c) -> str | None:
-        if self.flavour.name != "local":   # the jcmd runtime is made for the lab's own images' JRE
+        if not self.flavour.builds_locally:   # the jcmd runtime is made for the lab's own images' JRE
             return None
         from chaoslab.lab.images import jcmd_runtime
         runtime = jcmd_runtime(log=self.log)

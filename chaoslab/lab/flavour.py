@@ -24,10 +24,10 @@ The local images also honour the official contract (images/pulsar/bin/pulsar and
 bin/apply-config-from-env.py): `PULSAR_IMAGE='chaoslab/pulsar:{version}'` runs the lab's own
 images, built here as usual, through exactly the commands the official flavour uses.
 
-Local-image features the official flavour goes without: class-data sharing archives, the jcmd
-runtime copied in for thread dumps (a SIGQUIT dump instead) and the in-image note about setting
-names the release does not have (the lab still checks names against the release's jars, from
-Maven, before anything starts).
+Local-image features the official flavour goes without: class-data sharing archives and the jcmd
+runtime copied in for thread dumps (a SIGQUIT dump instead), both kept when PULSAR_IMAGE names the
+lab's own images, and the in-image note about setting names the release does not have (the lab
+still checks names against the release's jars, from Maven, before anything starts).
 """
 
 from __future__ import annotations

@@ -316,10 +316,11 @@ def test_pulsar_image_naming_the_labs_own_images_builds_them_and_runs_them_the_o
     assert lab.flavour.name == "official" and lab.flavour.builds_locally
     built = []
     monkeypatch.setattr(images.ImageBuilder, "all", lambda self, wanted, proxy: built.append(wanted) or {"agent": "a"})
-    monkeypatch.setattr("chaoslab.lab.cluster.jcmd_runtime", lambda **k: pytest.fail("jcmd runtime"))
+    made = []
+    monkeypatch.setattr("chaoslab.lab.cluster.jcmd_runtime", lambda **k: made.append("jcmd"))
     lab._client = SimpleNamespace()
     lab.build_images()
-    assert built == [["3.2.2", "3.2.3"]]
+    assert built == [["3.2.2", "3.2.3"]] and made == ["jcmd"]   # its own JRE: jcmd thread dumps kept
     asked = []
     monkeypatch.setattr(releases, "check_release_resolves", lambda r, c=("broker",): asked.append((r, c)))
     lab.check_releases(["3.2.3"])
@@ -346,5 +347,12 @@ def test_local_only_features_are_named_once_when_the_lab_starts_with_official_im
     lines = [m for m in said if "local-image features skipped" in m]
     assert len(lines) == 1 and "class-data sharing" in lines[0] and "jcmd" in lines[0]
     assert "apachepulsar/pulsar:{version}" in lines[0]
+    # the lab's own images through the same contract keep their archives and jcmd dumps
+    said.clear()
+    own = lab_in(tmp_path / "own", pulsar_image="chaoslab/pulsar:{version}")
+    own.log, own._client, own.check_ports, own.build_images = said.append, SimpleNamespace(), lambda s: None, lambda *a, **k: {}
+    own.prepare()
+    lines = [m for m in said if "local-image features skipped" in m]
+    assert len(lines) == 1 and "class-data sharing" not in lines[0] and "jcmd" not in lines[0]
     assert isinstance(lab.state(), LabState) and (lab.state_dir / fl.OVERRIDE_NAME).exists()
     assert os.path.getsize(lab.state_dir / "zookeeper.env") > 0
