@@ -196,7 +196,10 @@ class ComposeLab(LabDriver):
         if not env_file.exists():
             self._write(self.state())
         profiles = ALL_PROFILES if all_profiles else self.state().profiles
-        files = [a for f in self.flavour.compose_files(self.state_dir) for a in ("-f", str(f))]
+        # compose/lab.yaml, and the official flavour's file over it once written (every `up` and roll
+        # writes it first; `down` of a lab started before PULSAR_IMAGE was set needs none)
+        files = [a for f in self.flavour.compose_files(self.state_dir) if f == COMPOSE_FILE or f.exists()
+                 for a in ("-f", str(f))]
         cmd = ["docker", "compose", "-p", self.project, "--env-file", str(env_file),
                *files, *(a for p in profiles for a in ("--profile", p)), *args]
         try:
