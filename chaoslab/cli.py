@@ -331,9 +331,11 @@ def _gate(args) -> int:
     # the releases, then the change's keys against the target release's own settings, before
     # any container starts or is removed
     from chaoslab.lab.broker_settings import check_broker_settings
-    from chaoslab.lab.releases import check_release_resolves
+    from chaoslab.lab.flavour import flavour_of
+    from chaoslab.settings import LabSettings
+    flavour = flavour_of(LabSettings.from_env())   # the lab's own images, or official ones (PULSAR_IMAGE)
     for release in dict.fromkeys([exp.versions.from_, exp.versions.to]):
-        check_release_resolves(release)
+        flavour.check_release(release)
     check_broker_settings(exp.versions.to, lab_conf, resolve=True, log=_log)
     metrics = live_metrics(args)
     _on_sigterm()

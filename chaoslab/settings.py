@@ -61,6 +61,21 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def check_image_template(template: str) -> str:
+    """PULSAR_IMAGE as given, or UnknownPulsarVersion saying what is wrong with it: an image
+    reference naming the release with {version} (one image for every release would make an upgrade
+    a no-op). Which images it runs and how: chaoslab/lab/flavour.py."""
+    if "{version}" not in template:
+        raise UnknownPulsarVersion(f"PULSAR_IMAGE={template!r}: name the release with {{version}}, e.g. "
+                                   "apachepulsar/pulsar:{version} (one image for every release would make "
+                                   "an upgrade roll nothing)")
+    rest = template.replace("{version}", "")
+    if not re.fullmatch(r"[A-Za-z0-9._/:@-]*", rest) or template.startswith(("/", ":", "-", ".")):
+        raise UnknownPulsarVersion(f"PULSAR_IMAGE={template!r}: not an image reference with {{version}} "
+                                   "(letters, digits and . _ - / : @ only)")
+    return template
+
+
 @dataclass(frozen=True)
 class LabSettings:
     project: str = "chaoslab"
@@ -82,6 +97,9 @@ class LabSettings:
     rabbitmq_user: str = field(default="chaoslab", repr=False)
     rabbitmq_password: str = field(default="chaoslab", repr=False)
     agent_image: str = "chaoslab/agent:latest"
+    # PULSAR_IMAGE: "" runs the lab's own Pulsar images (built here); an image template with
+    # {version} (apachepulsar/pulsar:{version}) runs those, the official image's way (lab/flavour.py)
+    pulsar_image: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -99,6 +117,7 @@ class LabSettings:
             rabbitmq_port=int(_env("CHAOSLAB_RABBITMQ_PORT", "15672")),
             rabbitmq_mgmt_port=int(_env("CHAOSLAB_RABBITMQ_MGMT_PORT", "15682")),
             agent_image=_env("AGENT_IMAGE", "chaoslab/agent:latest"),
+            pulsar_image=check_image_template(_env("PULSAR_IMAGE", "")) if _env("PULSAR_IMAGE", "") else "",
             rabbitmq_user=_env("RABBITMQ_USER", "chaoslab"),
             rabbitmq_password=_env("RABBITMQ_PASSWORD", "chaoslab"),
         )

@@ -6,7 +6,9 @@ for brokers are functional). Everything else — CLI, experiments, tests — ask
 State that outlives one command (which Pulsar version and which settings each broker runs) is
 kept in build/lab/state.json and rendered into build/lab/lab.env (image tags, ports) and
 build/lab/broker-N.env (PULSAR_CONF_<key>=<value> lines, values percent-encoded), which
-compose/lab.yaml reads.
+compose/lab.yaml reads. With official images (PULSAR_IMAGE, lab/flavour.py) the env files hold
+PULSAR_PREFIX_<key>=<value> lines for every Pulsar service and build/lab/compose.official.yaml,
+laid over compose/lab.yaml, starts each with the official image's contract.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import yaml
 
 from chaoslab.errors import EngineUnavailable, LabError, PauseFailed, PortTaken
-from chaoslab.lab.broker_settings import control_character, env_value
 from chaoslab.lab.driver import LabDriver, LabShape, LogRead, ServiceState
-from chaoslab.lab.images import ImageBuilder, jcmd_runtime, pulsar_image
-from chaoslab.settings import BUILD_DIR, REPO_ROOT, LabSettings, check_version
+from chaoslab.lab.flavour import COMPOSE_FILE, LOCAL_ONLY, OVERRIDE_NAME, LocalFlavour, flavour_of
+from chaoslab.lab.flavour import local_env_lines as conf_env_lines  # noqa: F401 (the name tests know)
+from chaoslab.lab.images import ImageBuilder, image_available, jcmd_runtime, pull_image
+from chaoslab.settings import BUILD_DIR, LabSettings, check_version
 from chaoslab.wait import wait_until
 
-COMPOSE_FILE = REPO_ROOT / "compose" / "lab.yaml"
 STATE_DIR = BUILD_DIR / "lab"
 UP_TIMEOUT_SECS = 600
 ALL_PROFILES = ("pulsar", "rabbitmq-cluster")
@@ -75,26 +78,6 @@ class LabState:
         path.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True))
 
 
-_SETTING_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
-
-
-def conf_env_lines(conf: dict[str, str], who: str) -> str:
-    """PULSAR_CONF_<key>=<value> lines for a container's env file. Values are percent-encoded
-    (broker_settings.env_value: pulsar-run decodes them and writes them literally), so nothing in
-    a value can be read as an env-file comment, variable, quote or line; a key that is not a plain
-    name or a value with a control character is refused here as well as in the spec."""
-    lines = []
-    for key, value in sorted(conf.items()):
-        value = str(value)
-        if not _SETTING_KEY.match(key):
-            raise LabError(f"setting {key!r} for {who}: not a setting name")
-        where = control_character(value)
-        if where:
-            raise LabError(f"setting {key} for {who}: the value must be one line of text; it has {where}")
-        lines.append(f"PULSAR_CONF_{key}={env_value(value)}\n")
-    return "".join(lines)
-
-
 def not_up(containers) -> list[str]:
     """The containers that keep the lab from being up, as "name (state)". A one-shot service that
     finished its job (exited 0, no health check: pulsar-init) is not one of them."""
@@ -115,6 +98,7 @@ class ComposeLab(LabDriver):
     """The lab as one Docker Compose project on this host (compose/lab.yaml), plus groups of VM
     containers started beside it (lab/vms.py)."""
     capabilities = frozenset({"pause", "cpu-quota", "vm-groups", "thread-dump"})
+    flavour = LocalFlavour()   # set from the settings in __init__ (PULSAR_IMAGE: official images)
 
     def __init__(self, settings: LabSettings | None = None, log=print):
         self.settings = settings or LabSettings.from_env()
@@ -122,6 +106,8 @@ class ComposeLab(LabDriver):
         self.project = self.settings.project
         self.state_dir = STATE_DIR
         self.state_path = self.state_dir / "state.json"
+        # which Pulsar images, started how: the lab's own (pulsar-run) or official ones (PULSAR_IMAGE)
+        self.flavour = flavour_of(self.settings)
         self._client = None
         # Evidence: while a run sets these, every container's log is kept (one file per
         # incarnation) before compose recreates, stops, kills or removes it.
@@ -168,8 +154,8 @@ class ComposeLab(LabDriver):
         s = self.settings
         env = {
             "CHAOSLAB_STATE": str(self.state_dir),
-            "PULSAR_IMAGE_FROM": pulsar_image(s.pulsar_from),
-            "PROXY_IMAGE": pulsar_image(s.proxy_version),
+            "PULSAR_IMAGE_FROM": self.flavour.image(s.pulsar_from),
+            "PROXY_IMAGE": self.flavour.image(s.proxy_version),
             "RABBITMQ_IMAGE": "chaoslab/rabbitmq:latest",
             "AGENT_IMAGE": s.agent_image,
             "PROXY_PORT": str(s.proxy_port),
@@ -185,19 +171,23 @@ class ComposeLab(LabDriver):
             env[f"RABBITMQ_{n}_PORT"] = str(s.rabbitmq_port + n - 1)
             env[f"RABBITMQ_{n}_MGMT_PORT"] = str(s.rabbitmq_mgmt_port + n - 1)
         for n in range(1, s.brokers + 1):
-            env[f"BROKER_{n}_IMAGE"] = pulsar_image(state.broker_versions.get(str(n), s.pulsar_from))
+            env[f"BROKER_{n}_IMAGE"] = self.flavour.image(state.broker_versions.get(str(n), s.pulsar_from))
             env[f"BROKER_{n}_HTTP_PORT"] = str(s.broker_http_base_port + n - 1)
         return env
 
     def _write(self, state: LabState) -> Path:
+        files = self.flavour.env_files(self.settings, state)   # every value checked before anything is written
         self.state_dir.mkdir(parents=True, exist_ok=True)
         state.save(self.state_path)
         env_file = self.state_dir / "lab.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(self._env(state).items())))
-        for n in range(1, self.settings.brokers + 1):
-            conf = state.broker_config.get(str(n), {})
-            (self.state_dir / f"broker-{n}.env").write_text(conf_env_lines(conf, f"broker-{n}"))
-        (self.state_dir / "proxy.env").write_text(conf_env_lines(state.proxy_config, "the proxy"))
+        for name, text in files.items():
+            (self.state_dir / name).write_text(text)
+        override = self.flavour.override(self.settings, state, self.state_dir)
+        if override is not None:
+            (self.state_dir / OVERRIDE_NAME).write_text(
+                "# written by chaoslab (lab/flavour.py): the official image's contract over compose/lab.yaml\n"
+                + yaml.safe_dump(override, sort_keys=True, width=1000))
         return env_file
 
     # -- compose -----------------------------------------------------------------------------------
@@ -207,8 +197,12 @@ class ComposeLab(LabDriver):
         if not env_file.exists():
             self._write(self.state())
         profiles = ALL_PROFILES if all_profiles else self.state().profiles
+        # compose/lab.yaml, and the official flavour's file over it once written (every `up` and roll
+        # writes it first; `down` of a lab started before PULSAR_IMAGE was set needs none)
+        files = [a for f in self.flavour.compose_files(self.state_dir) if f == COMPOSE_FILE or f.exists()
+                 for a in ("-f", str(f))]
         cmd = ["docker", "compose", "-p", self.project, "--env-file", str(env_file),
-               "-f", str(COMPOSE_FILE), *(a for p in profiles for a in ("--profile", p)), *args]
+               *files, *(a for p in profiles for a in ("--profile", p)), *args]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -265,8 +259,17 @@ class ComposeLab(LabDriver):
         wanted = list(dict.fromkeys([self.settings.pulsar_from, self.settings.pulsar_to,
                                      *state.broker_versions.values(), *(versions or [])]))
         builder = ImageBuilder(self.client, log=self.log)
-        images = builder.all(wanted, self.settings.proxy_version)
-        jcmd_runtime(log=self.log)   # ready before a hang needs a thread dump
+        if self.flavour.name == "official" and not self.flavour.builds_locally:
+            images = {"base": builder.base()}
+            for version in dict.fromkeys([*wanted, self.settings.proxy_version]):
+                images[f"pulsar-{version}"] = pull_image(self.client, self.flavour.image(version), log=self.log)
+            images["proxy"] = self.flavour.image(self.settings.proxy_version)
+            images["rabbitmq"] = builder.rabbitmq()
+            images["agent"] = builder.agent()
+        else:
+            images = builder.all(wanted, self.settings.proxy_version)
+        if self.flavour.builds_locally:
+            jcmd_runtime(log=self.log)   # ready before a hang needs a thread dump
         if self.settings.agent_image != images["agent"]:
             images["agent"] = self.settings.agent_image
         return images
@@ -293,6 +296,11 @@ class ComposeLab(LabDriver):
         state.nano = self.settings.nano_vms if nano is None else nano
         if not pulsar:
             state.pico = state.nano = 0
+        if pulsar:
+            self.flavour.env_files(self.settings, state)   # a value the flavour cannot carry: refused first
+            if self.flavour.name == "official":
+                skipped = LOCAL_ONLY if not self.flavour.builds_locally else LOCAL_ONLY[-1:]
+                self.log(f"Pulsar from {self.flavour.describe()}; local-image features skipped: {'; '.join(skipped)}")
         self.build_images(pulsar=pulsar)
         self._write(state)
         return state
@@ -396,6 +404,8 @@ class ComposeLab(LabDriver):
         return path
 
     def _jcmd_dump(self, c) -> str | None:
+        if not self.flavour.builds_locally:   # the jcmd runtime is made for the lab's own images' JRE
+            return None
         from chaoslab.lab.images import jcmd_runtime
         runtime = jcmd_runtime(log=self.log)
         if runtime is None:
@@ -561,10 +571,15 @@ class ComposeLab(LabDriver):
         return LabLock(self.project, run_dir=run_dir, what=what)
 
     def check_releases(self, releases: list[str]) -> None:
-        from chaoslab.lab.releases import check_release_resolves
         for release in releases:
-            check_release_resolves(release)
-        check_release_resolves(self.settings.proxy_version, ("proxy",))
+            self.flavour.check_release(release)
+        self.flavour.check_release(self.settings.proxy_version, ("proxy",))
+        if self.flavour.name == "official" and not self.flavour.builds_locally:
+            from chaoslab.lab.releases import UnresolvableRelease
+            for release in dict.fromkeys([*releases, self.settings.proxy_version]):
+                why = image_available(self.client, self.flavour.image(release))
+                if why:
+                    raise UnresolvableRelease(f"Pulsar {release}: {self.flavour.image(release)} cannot be had: {why}")
 
     def provenance(self, releases: list[str]) -> dict:
         from chaoslab.lab.supplied import supplied_releases
@@ -573,7 +588,7 @@ class ComposeLab(LabDriver):
     def image_ids(self, releases: list[str], pulsar: bool = True) -> dict[str, str | None]:
         wanted = {"chaoslab/rabbitmq:latest"}
         if pulsar:
-            wanted |= {pulsar_image(v) for v in [*releases, self.settings.proxy_version]} | {self.settings.agent_image}
+            wanted |= {self.flavour.image(v) for v in [*releases, self.settings.proxy_version]} | {self.settings.agent_image}
         out = {}
         for tag in sorted(wanted):
             try:

@@ -8,7 +8,8 @@
   `pulsar/<cluster>/<broker>` (a namespace that broker owns), sends a message and reads it back.
   It answers 200 only after that round trip; it fails when the broker cannot load the topic.
 
-Compose healthchecks use the functional check (pulsar-run health); `chaoslab status` shows both.
+Compose healthchecks use the functional check (`pulsar-run health`; with official images the same
+endpoints by curl, lab/flavour.py); `chaoslab status` shows both.
 """
 
 from __future__ import annotations

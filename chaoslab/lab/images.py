@@ -22,7 +22,9 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from chaoslab.errors import LabError
+from docker.utils import parse_repository_tag
+
+from chaoslab.errors import ArtifactUnavailable, LabError
 from chaoslab.lab import broker_settings, pulsar_dist, supplied
 from chaoslab.lab.build_stages import stage
 from chaoslab.settings import BUILD_DIR, REPO_ROOT
@@ -104,7 +106,44 @@ def jcmd_runtime(log=print) -> Path | None:
 
 
 def pulsar_image(version: str) -> str:
+    """The lab's own image of a release (the local flavour; lab/flavour.py names the image a lab runs)."""
     return f"chaoslab/pulsar:{version}"
+
+
+def pull_image(client: docker.DockerClient, ref: str, log=print) -> str:
+    """`ref` on this engine: kept when it is there already (a release's tag names one build),
+    pulled otherwise; LabError saying why when it cannot be had. Returns `ref`."""
+    try:
+        client.images.get(ref)
+        return ref
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise LabError(f"cannot ask the engine for {ref}: {exc.explanation or exc}") from None
+    repository, tag = parse_repository_tag(ref)
+    log(f"pulling {ref} ...")
+    try:
+        client.images.pull(repository, tag=tag or "latest")
+    except docker.errors.APIError as exc:
+        raise ArtifactUnavailable(f"cannot pull {ref}: {(exc.explanation or str(exc)).strip()[:240]}") from None
+    return ref
+
+
+def image_available(client: docker.DockerClient, ref: str) -> str | None:
+    """None when `ref` is on this engine or its registry has it (asked without pulling: the
+    manifest only); else why not, in a few words."""
+    try:
+        client.images.get(ref)
+        return None
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        return f"the engine did not answer ({exc.explanation or exc})"
+    try:
+        client.images.get_registry_data(ref)
+        return None
+    except docker.errors.APIError as exc:
+        return f"not on this engine, and its registry says: {(exc.explanation or str(exc)).strip()[:200]}"
 
 
 def _hash_paths(h, paths: list[Path]) -> None:
@@ -240,7 +279,7 @@ class ImageBuilder:
             target = dist / item.name
             if item.is_dir():
                 shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(item, target)
+                shutil.copytree(item, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(item, target)
         self._build(tag, dist, recipe, buildargs={"PULSAR_VERSION": version})

@@ -43,7 +43,9 @@ def lab():
     services = [s for s, d in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items()
                 if s not in VM_SERVICES and "rabbitmq-cluster" not in (d.get("profiles") or [])]
     os.environ["COMPOSE_PROJECT_NAME"] = lab.project  # the project Lab and `chaoslab down` know
-    compose = DockerCompose(context=str(COMPOSE_FILE.parent), compose_file_name=COMPOSE_FILE.name,
+    # compose/lab.yaml, plus the official flavour's file over it when PULSAR_IMAGE is set (lab/flavour.py)
+    files = [COMPOSE_FILE.name, *(str(f) for f in lab.flavour.compose_files(lab.state_dir)[1:])]
+    compose = DockerCompose(context=str(COMPOSE_FILE.parent), compose_file_name=files,
                             env_file=str(lab.env_file), wait=True, services=services, profiles=["pulsar"])
     # testcontainers 4.15's ComposeContainer hands wait strategies the port unmapped (its
     # get_exposed_port returns its argument), so the strategy is given the port published on the host
