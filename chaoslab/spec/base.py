@@ -84,6 +84,7 @@ class Violation:
     bound: Any
     subject: str | None = None      # e.g. "broker-2"
     detail: str = ""                # evidence (e.g. which lookups failed and how)
+    condition: str | None = None    # the condition type that found it (set by Condition.judge)
 
     def text(self) -> str:
         what = f"{self.name}[{self.subject}]" if self.subject else self.name
@@ -368,6 +369,8 @@ class Condition(Model):
             return Judgement(self.type, "unknown", why=str(exc)[:200])
         except Exception as exc:  # a broken condition cannot judge: unknown, with the error
             return Judgement(self.type, "unknown", why=f"the condition failed: {type(exc).__name__}: {exc}"[:200])
+        for v in found:
+            v.condition = v.condition or self.type
         return Judgement(self.type, "violated" if found else "holds", found)
 
 
