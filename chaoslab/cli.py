@@ -209,6 +209,22 @@ def live_metrics(args):
 
 
 def cmd_experiment(args) -> int:
+    """An experiment file, run. Refusals (a broken file, a bad --repeat) are exit 2 with one
+    line, and with --junit / --json / on GitHub Actions they are written there too, so a
+    pipeline never reads them as green."""
+    try:
+        return _experiment(args)
+    except LabError as exc:
+        _refused(args, "experiment", Path(args.file).stem, exc, {"experiment": Path(args.file).stem,
+                                                                 "run_folder": None, "variants": []})
+        raise
+    except KeyboardInterrupt:
+        _interrupted_early(args, Path(args.file).stem)
+        raise
+
+
+def _experiment(args) -> int:
+    from chaoslab import ci
     from chaoslab.spec.experiment import load
     exp = load(args.file)  # a broken file stops here, before any container starts
     if not 1 <= args.repeat <= 100:
@@ -218,38 +234,66 @@ def cmd_experiment(args) -> int:
     with metrics as live:
         if args.repeat > 1:
             return repeat_experiment(exp, args, live)
+        say = _say(args)
         runner = make_runner(exp, args, run_dir=args.out, variants=args.variant, live=live)
         _log(f"run folder {runner.run_dir}")
-        code = runner.run()
-        bundle = finish_bundle(runner, args.tar)
-        print_verdict(runner, code)
-        out.print(f"bundle: {bundle}  (chaoslab replay {bundle})")
+        code = _run(runner)
+        junit = _run_junit(runner, code, args.junit)   # before the bundle: the bundle holds it
+        try:
+            bundle = finish_bundle(runner, args.tar) if runner.journal is not None else None
+        except KeyboardInterrupt:   # while packing: the run stands, the command was interrupted
+            code, bundle = 130, None
+            junit = _run_junit(runner, code, args.junit)
+        print_verdict(runner, code, say)
+        if bundle:
+            say.print(f"bundle: {bundle}  (chaoslab replay {bundle})")
+        if junit:
+            say.print(f"junit: {junit}", highlight=False)
+        word = ci.run_verdict(runner, code)
+        # a run folder's first screen opens with the run's title and verdict; a run that never began has none
+        began = runner.journal is not None
+        ci.github("" if began else f"## chaoslab {exp.name}: {word} (exit {code})\n\n{runner.error or ''}", code == 0,
+                  f"chaoslab {exp.name}: {word}", ci.problem(runner, code), [runner.run_dir] if began else [],
+                  stream=_annotations(args), log=_log)
+        if args.json:
+            print(json.dumps(ci.run_json(runner, code, junit, bundle), indent=2, default=str))
         return code
 
 
 def repeat_experiment(exp, args, live=None) -> int:
     """The selected variants N times, each run on fresh labs; failures/N per variant with a 95 %
-    interval, in rates.json beside the N run folders."""
+    interval, in rates.json beside the N run folders. Each run folder holds its own junit.xml;
+    --junit PATH (default <folder of the runs>/junit.xml) holds the series, one testsuite per run."""
     import time
 
+    from chaoslab import ci
     from chaoslab.rates import summary
-    from chaoslab.run.runner import VERDICTS
     from chaoslab.settings import RUNS_DIR
+    say = _say(args)
     base = args.out or RUNS_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{exp.name}-x{args.repeat}"
     runners, codes = [], []
-    for i in range(1, args.repeat + 1):
-        runner = make_runner(exp, args, run_dir=base / f"run-{i}", variants=args.variant, keep=args.keep and i == args.repeat,
-                             live=live)
-        _log(f"run {i}/{args.repeat}: {runner.run_dir}")
-        code = runner.run()
-        finish_bundle(runner, args.tar)
-        runners.append(runner)
-        codes.append(code)
-        _log(f"run {i}/{args.repeat}: {VERDICTS.get(code, 'ERROR')}")
-        if code == 130:
-            break
+    try:
+        for i in range(1, args.repeat + 1):
+            runner = make_runner(exp, args, run_dir=base / f"run-{i}", variants=args.variant,
+                                 keep=args.keep and i == args.repeat, live=live)
+            runners.append(runner)
+            codes.append(130)   # until it has its own
+            _log(f"run {i}/{args.repeat}: {runner.run_dir}")
+            codes[-1] = _run(runner)
+            _run_junit(runner, codes[-1])
+            if runner.journal is not None:
+                finish_bundle(runner, args.tar)
+            _log(f"run {i}/{args.repeat}: {ci.run_verdict(runner, codes[-1])}")
+            if codes[-1] == 130:
+                break
+    except KeyboardInterrupt:   # outside a run (between runs, while packing one): the series stops
+        if not runners:
+            raise
+        codes[-1] = 130
+        _run_junit(runners[-1], 130)
     names = [v.name for v in runners[0].selected]
     rates = {n: summary([r.verdict for rn in runners for r in rn.results if r.name == n]) for n in names}
+    base.mkdir(parents=True, exist_ok=True)
     (base / "rates.json").write_text(json.dumps({"experiment": exp.name, "repeat": args.repeat, "exit_codes": codes,
                                                  "variants": rates}, indent=2))
     table = Table(title=f"{exp.name}: {len(codes)} runs")
@@ -258,9 +302,88 @@ def repeat_experiment(exp, args, live=None) -> int:
     for n, r in rates.items():
         table.add_row(n, f"{r['failures']} / {r['runs']}", "-" if r["rate"] is None else f"{r['rate']:.2f}",
                       f"{r['interval_95'][0]:.2f}-{r['interval_95'][1]:.2f}", str(r["not_judged"]))
-    out.print(table)
-    out.print(f"rates: {base / 'rates.json'}")
-    return 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
+    say.print(table)
+    final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
+    junit = ci.junit_series(args.junit or base / "junit.xml", runners, codes)
+    say.print(f"rates: {base / 'rates.json'}")
+    say.print(f"junit: {junit} (one testsuite per run)", highlight=False)
+    word = ci.series_verdict(runners, codes, final)
+    decisive = next(r for r, c in zip(runners, codes) if c == final)
+    head = "\n".join([f"## chaoslab {exp.name}: {word} over {len(codes)} runs (exit {final})", "",
+                      f"Exit codes {codes}. Failed / judged runs per variant:", "",
+                      "| variant | failed / judged | 95 % interval | not judged |", "|---|---|---|---|",
+                      *(f"| {n} | {r['failures']} / {r['runs']} | {r['interval_95'][0]:.2f}-{r['interval_95'][1]:.2f} "
+                        f"| {r['not_judged']} |" for n, r in rates.items()), "",
+                      f"The first run that ended {final}: `{decisive.run_dir}`."])
+    ci.github(head, final == 0, f"chaoslab {exp.name}: {word}", ci.problem(decisive, final),
+              [decisive.run_dir] if decisive.journal is not None else [], stream=_annotations(args), log=_log)
+    if args.json:
+        print(json.dumps({"experiment": exp.name, "run_folder": str(base), "verdict": word, "exit_code": final,
+                          "repeat": args.repeat, "exit_codes": codes, "junit": str(junit), "rates": rates,
+                          "runs": [ci.run_json(r, c, r.run_dir / "junit.xml") for r, c in zip(runners, codes)]},
+                         indent=2, default=str))
+    return final
+
+
+def _run(runner) -> int:
+    """runner.run(). A lab error or an interrupt that comes before the run could start (the lab
+    busy, a release that cannot be had, a run folder already used) is that run's exit code, its
+    reason kept on the runner, so that it is written like any other run: never green."""
+    try:
+        return runner.run()
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+    except LabError as exc:
+        runner.error = runner.error or str(exc)
+        _log(str(exc))
+        return exc.exit_code
+
+
+def _run_junit(runner, code: int, path: Path | None = None) -> Path | None:
+    """The run's JUnit XML: in its run folder (unless the folder holds another run: the run was
+    refused before it began) and at `path` (--junit) when given. The path a CI reads."""
+    from chaoslab import ci
+    written = None
+    if runner.journal is not None or not runner.run_dir.exists():
+        written = ci.junit(runner.run_dir / "junit.xml", runner, code)
+    if path:
+        written = ci.junit(path, runner, code)
+    return written
+
+
+def _say(args) -> Console:
+    """Where the human output goes: stdout, or stderr when stdout holds the one --json object."""
+    return err if getattr(args, "json", False) else out
+
+
+def _annotations(args):
+    """Where GitHub ::error commands go: stdout, or stderr with --json (see ci.annotate: the
+    runner reads workflow commands on both streams). None: sys.stdout when written."""
+    return sys.stderr if getattr(args, "json", False) else None
+
+
+def _refused(args, what: str, name: str, exc: LabError, fields: dict) -> None:
+    """A command refused before anything ran: JUnit (--junit) with one <error type="REFUSED">,
+    the --json object, and on GitHub Actions the step summary and an ::error."""
+    from chaoslab import ci
+    if getattr(exc, "_ci_reported", False):
+        return
+    exc._ci_reported = True
+    if args.junit:
+        ci.junit(args.junit, None, exc.exit_code, message=f"refused: {exc}", kind="REFUSED", name=name)
+    ci.github(f"## chaoslab {what}: REFUSED (exit {exc.exit_code})\n\n{exc}", False, f"chaoslab {what}: REFUSED",
+              str(exc), stream=_annotations(args), log=_log)
+    if args.json:
+        print(json.dumps({**fields, "verdict": "REFUSED", "exit_code": exc.exit_code, "reason": str(exc)}, indent=2))
+
+
+def _interrupted_early(args, name: str) -> None:
+    """Ctrl-C before any run began (while the gate resolves a release's settings, say): JUnit
+    (--junit) still says INTERRUPTED."""
+    from chaoslab import ci
+    if args.junit and not Path(args.junit).exists():
+        ci.junit(args.junit, None, 130, message="interrupted before a verdict", name=name)
 
 
 def finish_bundle(runner, make_tar: bool):
@@ -285,22 +408,20 @@ def _on_sigterm() -> None:
 
 def cmd_gate(args) -> int:
     """The gate: refusals (bad input, unknown settings) are exit 2 with one line, and with
-    --junit / --json they are written there too, so a pipeline never reads them as green."""
-    from chaoslab import gate
+    --junit / --json / on GitHub Actions they are written there too, so a pipeline never reads
+    them as green."""
     try:
         return _gate(args)
     except LabError as exc:
-        if getattr(exc, "_gate_reported", False):
-            raise
-        if args.junit:
-            gate.junit(args.junit, None, 2, message=f"refused: {exc}")
-        if args.json:
-            print(json.dumps({"verdict": "REFUSED", "exit_code": exc.exit_code, "runs": 0, "reason": str(exc)}, indent=2))
+        _refused(args, "gate", "gate", exc, {"runs": 0})
+        raise
+    except KeyboardInterrupt:
+        _interrupted_early(args, "gate")
         raise
 
 
 def _gate(args) -> int:
-    from chaoslab import gate
+    from chaoslab import ci, gate
     base = gate.load_base(args.experiment)
     conf = gate.read_broker_conf(args.broker_conf) if args.broker_conf else {}
     lab_conf, translated, problems = gate.scale_change(base, conf)
@@ -314,7 +435,7 @@ def _gate(args) -> int:
                  "a plain rolling restart; --repeat N runs it more")
     if not 1 <= args.repeat <= 50:
         raise LabError(f"--repeat must be between 1 and 50, got {args.repeat}")
-    say = err if args.json else out  # with --json, stdout holds the one JSON object
+    say = _say(args)  # with --json, stdout holds the one JSON object
     if translated:
         _log("gate: through the experiment's scale model, production -> lab: "
              + ", ".join(f"{k} {v}" for k, v in translated.items()))
@@ -323,7 +444,11 @@ def _gate(args) -> int:
         message = "; ".join(problems)
         say.print(f"GATE: INCONCLUSIVE - {message}", highlight=False)
         if args.junit:
-            gate.junit(args.junit, None, 2, message=f"the lab cannot represent the change: {message}")
+            ci.junit(args.junit, None, 2, message=f"the lab cannot represent the change: {message}",
+                     kind="INCONCLUSIVE", name="gate")
+        ci.github(f"## chaoslab gate: INCONCLUSIVE (exit 2)\n\nThe lab cannot represent the change: {message}",
+                  False, "chaoslab gate: INCONCLUSIVE", f"the lab cannot represent the change: {message}",
+                  stream=_annotations(args), log=_log)
         if args.json:
             print(json.dumps({"verdict": "INCONCLUSIVE", "exit_code": 2, "runs": 0, "reason": message,
                               "unrepresentable": problems}, indent=2))
@@ -344,8 +469,11 @@ def _gate(args) -> int:
 
 
 def _gate_runs(args, exp, conf: dict, say, live) -> int:
-    from chaoslab import gate
-    runners, codes = [], []
+    from chaoslab import ci, gate
+    # one run: its JUnit in its run folder and at --junit. A series: each run's in its folder,
+    # the series at --junit (one testsuite per run)
+    single = args.junit if args.repeat == 1 else None
+    runners, codes, written = [], [], 0
     try:
         for attempt in range(1, args.repeat + 1):
             run_dir = args.out if args.repeat == 1 else (args.out / f"run-{attempt}" if args.out else None)
@@ -356,8 +484,8 @@ def _gate_runs(args, exp, conf: dict, say, live) -> int:
             codes.append(2)
             codes[-1] = runner.run()
             code = codes[-1]
-            junit_path = _junit_path(args, runner, attempt)
-            gate.junit(junit_path, runner, code)
+            junit_path = _run_junit(runner, code, single)
+            written += 1
             bundle = finish_bundle(runner, args.tar)
             _print_gate(say, runner, code, junit_path, bundle)
             if code in (1, 130):
@@ -370,25 +498,27 @@ def _gate_runs(args, exp, conf: dict, say, live) -> int:
         runners[-1].error = runners[-1].error or str(exc)
         err.print(f"chaoslab: {exc}", highlight=False, markup=False)
     finally:
-        if runners and not (runners[-1].run_dir / "junit.xml").exists() and codes[-1] in (2, 130):
-            gate.junit(_junit_path(args, runners[-1], len(runners)), runners[-1], codes[-1])
+        if runners and written < len(runners):
+            _run_junit(runners[-1], codes[-1], single)
+    junit = single or (runners[0].run_dir / "junit.xml" if len(runners) == 1 and args.repeat == 1 else None)
+    if args.junit and args.repeat > 1 and runners:
+        junit = ci.junit_series(args.junit, runners, codes)
     final = 130 if 130 in codes else 1 if 1 in codes else 2 if 2 in codes else 0
     result = gate.summary(runners, codes, final, conf)
+    result["junit"] = str(junit) if junit else None
     if args.repeat > 1:
         say.print(f"GATE over {len(codes)} run(s): {result['verdict']} (exit codes {codes})")
     if result.get("advice"):
         say.print("how else to make this change: " + result["advice"]["lines"][0], highlight=False, markup=False)
         for line in result["advice"]["lines"][1:]:
             say.print(f"  - {line}", highlight=False, markup=False)
+    decisive = next((r for r, c in zip(runners, codes) if c == final), runners[-1] if runners else None)
+    ci.github(gate.markdown_head(result, exp.primary.description), final == 0, f"chaoslab gate: {result['verdict']}",
+              ci.problem(decisive, final), [decisive.run_dir] if decisive is not None and decisive.journal is not None else [],
+              stream=_annotations(args), log=_log)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     return final
-
-
-def _junit_path(args, runner, attempt: int):
-    if args.junit and args.repeat > 1:
-        return args.junit.with_name(f"{args.junit.stem}-{attempt}{args.junit.suffix}")
-    return args.junit or runner.run_dir / "junit.xml"
 
 
 def _print_gate(say, runner, code: int, junit_path, bundle) -> None:
@@ -466,18 +596,22 @@ def _replay_table(folder, before: dict, out_dir, code: int) -> int:
     return code
 
 
-def print_verdict(runner, code: int) -> None:
-    from chaoslab.run.runner import VERDICTS
-    table = Table(title=f"{runner.exp.name}: {VERDICTS.get(code, 'ERROR')}")
-    for col in ("variant", "role", "parameters", "verdict", "reason"):
-        table.add_column(col)
+def print_verdict(runner, code: int, say: Console | None = None) -> None:
+    from chaoslab.ci import run_verdict
     from chaoslab.report import words
     from chaoslab.spec.base import as_reason
-    for r in runner.results:
-        table.add_row(r.name, r.role, words(r.params, 60), r.verdict, (as_reason(r.reasons[0])["short"] if r.reasons else "")[:90])
-    out.print(table)
-    out.print(f"report: {runner.run_dir / 'report.md'} (and report.html)")
-    out.print(f"VERDICT: {VERDICTS.get(code, 'ERROR')}")
+    say = say or out
+    word = run_verdict(runner, code)
+    if runner.results:
+        table = Table(title=f"{runner.exp.name}: {word}")
+        for col in ("variant", "role", "parameters", "verdict", "reason"):
+            table.add_column(col)
+        for r in runner.results:
+            table.add_row(r.name, r.role, words(r.params, 60), r.verdict, (as_reason(r.reasons[0])["short"] if r.reasons else "")[:90])
+        say.print(table)
+    if runner.journal is not None:
+        say.print(f"report: {runner.run_dir / 'report.md'} (and report.html)")
+    say.print(f"VERDICT: {word}" + (f" - {runner.error}" if runner.error else ""), highlight=False, markup=False)
 
 
 class _OutFolder(argparse.Action):
@@ -550,6 +684,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tar", action="store_true", help="also pack the run folder into one .tar.gz bundle")
     p.add_argument("--repeat", type=int, default=1, help="run the variants N times, each on fresh labs, and report "
                    "failures/N with a 95 %% interval (rates.json)")
+    p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default <run folder>/junit.xml; with "
+                   "--repeat, <folder of the runs>/junit.xml, one testsuite per run)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout: experiment, run folder, "
+                   "verdict, exit code, per variant its verdict, reasons, first violation and final checks")
     _metrics_flags(p)
     p.set_defaults(func=cmd_experiment)
     p = sub.add_parser("gate", help="validate a proposed upgrade/config change: exit 0 safe, 1 unsafe, 2 lab error")

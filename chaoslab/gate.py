@@ -7,13 +7,13 @@ The gate's experiment is a model copy of a rolling-upgrade experiment (transfer-
 default) with one variant, `change`, whose parameters are the user's release and settings: its
 method must use `$version` and `$broker_config`. Each roll-broker step's undo restores exactly the
 settings it changed; the base file's declared rollback steps (the incident's system-topic
-recovery) are left out, they belong to that incident. JUnit XML and the usual run folder are written.
+recovery) are left out, they belong to that incident. JUnit XML (chaoslab.ci), the usual run
+folder and, on GitHub Actions, a step summary and an ::error are written (chaoslab/cli.py).
 """
 
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from chaoslab import procedures
@@ -121,58 +121,6 @@ def is_noop(exp: Experiment, broker_conf: dict[str, str]) -> bool:
     return not broker_conf and exp.versions.to == exp.versions.from_
 
 
-def junit(path: Path, runner, code: int, message: str | None = None) -> None:
-    """One test case per variant (and per rolled broker). FAIL is a <failure>; INCONCLUSIVE,
-    ERROR and INTERRUPTED are <error>s: a CI system must never read them as green. A run that
-    produced no variant result at all (the lab failed first, an interrupt, a refused change)
-    is one <error> case with the reason."""
-    suite = ET.Element("testsuite", name="chaoslab-gate", tests="0", failures="0", errors="0")
-    cases = failures = errors = 0
-    name = runner.exp.name if runner is not None else "gate"
-    for r in (runner.results if runner is not None else []):
-        case = ET.SubElement(suite, "testcase", classname=f"chaoslab.{name}", name=f"{r.name}: {r.description}",
-                             time=f"{max(0.0, (r.ended or r.started) - r.started):.1f}")
-        cases += 1
-        if r.verdict == "FAIL":
-            failures += 1
-            f = ET.SubElement(case, "failure", message=(as_reason(r.reasons[0])["short"] if r.reasons else "hypothesis violated"))
-            f.text = "\n".join(_texts(r.reasons) + [f"final checks: {[(c['name'], c['outcome'], c['evidence']) for c in r.checks]}"])
-        elif r.verdict in ("ERROR", "INCONCLUSIVE", "INTERRUPTED"):
-            errors += 1
-            e = ET.SubElement(case, "error", type=r.verdict,
-                              message=f"{r.verdict}: " + (as_reason(r.reasons[0])["short"] if r.reasons else r.verdict.lower()))
-            e.text = "\n".join(_texts(r.reasons) + list(r.notes))
-        for step in (s for s in r.steps if s["type"] == "roll-broker" and "functional_ok" in s):
-            sc = ET.SubElement(suite, "testcase", classname=f"chaoslab.{name}.{r.name}",
-                               name=f"{step['broker']} healthy after roll", time=f"{step['wait_secs']}")
-            cases += 1
-            if not step["functional_ok"]:
-                note = (f"{step['broker']}: functional check failed right after the roll "
-                        f"({step.get('functional_detail')}); shallow={step['shallow_ok']}")
-                if code == 1:
-                    failures += 1
-                    ET.SubElement(sc, "failure", message=note)
-                else:   # the hypothesis decides; a moment's failed check beside a SAFE run is a note
-                    ET.SubElement(sc, "system-out").text = note
-    if code != 0 and failures + errors == 0:
-        # a non-zero run must never read as green, whatever produced it
-        case = ET.SubElement(suite, "testcase", classname="chaoslab", name="gate")
-        kind = {130: "INTERRUPTED", 1: "UNSAFE"}.get(code, "LAB ERROR")
-        why = message or (getattr(runner, "error", None) if runner is not None else None) or {
-            130: "interrupted before a verdict", 1: "unsafe"}.get(code, "the lab itself failed (see the run folder)")
-        ET.SubElement(case, "error", type=kind, message=f"{kind}: {why}")
-        cases += 1
-        errors += 1
-    if cases == 0:
-        ET.SubElement(suite, "testcase", classname="chaoslab", name="gate")
-        cases = 1
-    suite.set("tests", str(cases))
-    suite.set("failures", str(failures))
-    suite.set("errors", str(errors))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
-
-
 def _texts(reasons: list) -> list[str]:
     return [as_reason(x)["text"] for x in reasons]
 
@@ -224,6 +172,24 @@ def summary(runners: list, codes: list[int], final: int, broker_conf: dict[str, 
             "run_folders": [str(r.run_dir) for r in runners],
             # UNSAFE: the procedure measured SAFE for this change, or that none was (chaoslab/procedures.py)
             "advice": procedures.advice(broker_conf or {}) if final == 1 else None}
+
+
+def markdown_head(result: dict, description: str) -> str:
+    """The top of the gate's CI step summary (Markdown), from summary(): the verdict and exit
+    code, the change, the runs, the first violation, the procedure advice of an UNSAFE change."""
+    lo, hi = result["failure_rate_interval_95"]
+    lines = [f"## chaoslab gate: {result['verdict']} (exit {result['exit_code']})", "", f"Change: {description}.", "",
+             f"{result['runs']} run(s): {result['failed_runs']} failed of {result['judged_runs']} judged "
+             f"(failure rate, 95 % interval {lo:.2f}-{hi:.2f})."]
+    first = result.get("first_violation") or {}
+    if first.get("text") or first.get("reason"):
+        lines += ["", f"First violation: {first.get('text') or first.get('reason')}"]
+    for item in result.get("not_judged") or []:
+        lines += ["", f"Not judged ({item.get('verdict', 'lab error')}): "
+                      + "; ".join(item.get("reasons") or [item.get("reason") or "see the run folder"])]
+    if result.get("advice"):
+        lines += ["", "How else to make this change:", "", *(f"- {line}" for line in result["advice"]["lines"])]
+    return "\n".join(lines)
 
 
 def load_base(path: Path | None) -> Experiment:

@@ -242,14 +242,39 @@ def _step_cell(s: dict, skip: tuple) -> str:
     return f"{changed}. {rest}" if changed and rest else changed or rest
 
 
-def build_report(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
+def _read_run(run_dir: Path) -> tuple:
+    """A run folder read for its report: journal records, results, title, experiment document,
+    the stories it declares (and the lines for those that cannot be read), the opening blocks."""
     for package in VOCABULARY:
         load_package(package)
-    records, results, title, b = B.open_run(run_dir)
-    variants = results.get("variants", [])
+    records, results, title, opening = B.open_run(run_dir)
     doc = _experiment_doc(run_dir)
     told, problems = stories(doc)
+    return records, results, title, doc, told, problems, opening
+
+
+def first_screen(run_dir: Path) -> tuple[list[tuple], list[dict], list[tuple]]:
+    """The report's first screen, for a reader other than report.md (a CI step summary): the
+    opening blocks (title, verdict and exit code, run facts), the variants as results.json holds
+    them, and the blocks under the opening (why, the evidence of coverage, key times, the
+    sections the experiment declares)."""
+    run_dir = Path(run_dir)
+    records, results, _, _, told, _, opening = _read_run(run_dir)
+    variants = results.get("variants", [])
+    return opening, variants, _first_screen(variants, RunView(run_dir, results, records), told)
+
+
+def verdict_table(variants: list[dict]) -> tuple:
+    """The variants' verdicts in one table block: variant, role, verdict, the first reason."""
+    return ("table", ["variant", "role", "verdict", "reason"],
+            [[v["name"], v["role"], v["verdict"], as_reason(v["reasons"][0])["short"] if v.get("reasons") else "-"]
+             for v in variants])
+
+
+def build_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    records, results, title, doc, told, problems, b = _read_run(run_dir)
+    variants = results.get("variants", [])
     b.extend(_first_screen(variants, RunView(run_dir, results, records), told))
     if problems:
         b.append(("list", problems))

@@ -43,7 +43,7 @@ class Tracker:
     resolved_t: float | None = None
     ok_since: float | None = None
     counted_seconds: int = 0                                    # seconds whose coverage was counted
-    coverage: dict[str, dict] = field(default_factory=dict)     # condition -> {judged, unknown, why}
+    coverage: dict[str, dict] = field(default_factory=dict)     # condition -> {judged, unknown, violated, why}
     exempt_secs: dict[str, int] = field(default_factory=dict)   # condition -> seconds a planned outage excused
 
     def update(self, t: float, violations: list[dict], unknown: dict[str, str] | None = None,
@@ -61,9 +61,13 @@ class Tracker:
             for name in exempt or []:
                 self.exempt_secs[name] = self.exempt_secs.get(name, 0) + 1
             for name in judged or []:
-                self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})["judged"] += 1
+                self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "violated": 0, "why": {}})["judged"] += 1
+            for name in dict.fromkeys(v.get("condition") for v in violations if isinstance(v, dict)):
+                if name:   # the seconds each condition found a violation (Condition.judge names it)
+                    c = self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "violated": 0, "why": {}})
+                    c["violated"] = c.get("violated", 0) + 1
             for name, why in unknown.items():
-                c = self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "why": {}})
+                c = self.coverage.setdefault(name, {"judged": 0, "unknown": 0, "violated": 0, "why": {}})
                 c["unknown"] += 1
                 c["why"][why] = c["why"].get(why, 0) + 1
         if excused and not violations:
@@ -103,16 +107,16 @@ class Tracker:
         return now - self.ok_since if self.ok_since is not None else 0.0
 
     def coverage_report(self, conditions: list[str]) -> dict[str, dict]:
-        """Per condition: seconds judged of the seconds counted, the share, and the main reasons
-        it could not judge the rest."""
+        """Per condition: seconds judged of the seconds counted, the share, the seconds it found
+        a violation (tolerated or not), and the main reasons it could not judge the rest."""
         out = {}
         for name in conditions:
-            c = self.coverage.get(name, {"judged": 0, "unknown": 0, "why": {}})
+            c = self.coverage.get(name, {"judged": 0, "unknown": 0, "violated": 0, "why": {}})
             counted = self.counted_seconds - self.exempt_secs.get(name, 0)
             share = c["judged"] / counted if counted else 0.0
             why = sorted(c["why"].items(), key=lambda kv: -kv[1])
             out[name] = {"judged_secs": c["judged"], "unknown_secs": counted - c["judged"],
-                         "method_secs": counted, "share": round(share, 3),
+                         "method_secs": counted, "share": round(share, 3), "violated_secs": c.get("violated", 0),
                          "unknown_because": [f"{w} ({n} s)" for w, n in why[:3]]}
         return out
 

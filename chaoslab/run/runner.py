@@ -113,6 +113,13 @@ VERDICTS = {0: "PASS", 1: "FAIL", 2: "ERROR", 130: "INTERRUPTED"}
 CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 2, "ERROR": 2, "INTERRUPTED": 130}
 
 
+def deciding(results: list) -> list:
+    """The variant results that decide a run's verdict: the primary variant's, or every result
+    when the primary was not run (only some variants were asked for)."""
+    primary = next((r for r in results if r.role == "primary"), None)
+    return [primary] if primary is not None else list(results)
+
+
 class StepCrashed(LabError):
     """A step raised something other than a lab error: a bug or an unexpected answer. The
     run cannot say what the change did, so it ends ERROR (not FAIL)."""
@@ -251,8 +258,7 @@ class Runner:
         INCONCLUSIVE (the lab could not tell), then PASS."""
         if not self.results:
             return "ERROR"
-        primary = next((r for r in self.results if r.role == "primary"), None)
-        verdicts = {r.verdict for r in ([primary] if primary else self.results)}
+        verdicts = {r.verdict for r in deciding(self.results)}
         for v in ("INTERRUPTED", "FAIL", "ERROR", "INCONCLUSIVE"):
             if v in verdicts:
                 return v

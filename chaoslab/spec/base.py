@@ -85,6 +85,7 @@ class Violation:
     bound: Any
     subject: str | None = None      # e.g. "broker-2"
     detail: str = ""                # evidence (e.g. which lookups failed and how)
+    condition: str | None = None    # the condition type that found it (set by Condition.judge)
 
     def text(self) -> str:
         what = f"{self.name}[{self.subject}]" if self.subject else self.name
@@ -444,6 +445,8 @@ class Condition(Model):
         except Exception as exc:  # a broken condition cannot judge: unknown, with the error
             return Judgement(self.type, "unknown", why=f"the condition failed: {type(exc).__name__}: {exc}"[:200],
                              bound=bound)
+        for v in found:
+            v.condition = v.condition or self.type
         return Judgement(self.type, "violated" if found else "holds", found, value=self._value(sample, found, bound),
                          bound=bound)
 

@@ -5,8 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from chaoslab import bundle, gate
+from chaoslab import bundle, ci, gate
 from chaoslab.errors import LabError
+from chaoslab.run.context import VariantResult
 from chaoslab.run.journal import Journal
 from chaoslab.spec.experiment import SpecError, parse, source
 
@@ -52,14 +53,17 @@ def test_a_gate_needs_an_experiment_that_takes_the_change(tmp_path):
 
 
 def test_junit_has_a_failure_with_the_evidence(tmp_path):
-    r = SimpleNamespace(name="change", description="d", verdict="FAIL", reasons=["aborted: x"], started=0, ended=5,
-                        checks=[{"name": "no-loss", "outcome": "pass", "evidence": "0 lost"}],
-                        steps=[{"type": "roll-broker", "broker": "broker-1", "wait_secs": 3, "functional_ok": False,
-                                "shallow_ok": True, "functional_detail": "timed out"}])
-    runner = SimpleNamespace(exp=SimpleNamespace(name="gate"), results=[r])
-    gate.junit(tmp_path / "j.xml", runner, 1)
+    r = VariantResult("change", "primary", "d", {}, verdict="FAIL", reasons=["aborted: x"], started=0, ended=5,
+                      checks=[{"name": "no-loss", "outcome": "pass", "evidence": "0 lost"}],
+                      steps=[{"type": "roll-broker", "broker": "broker-1", "wait_secs": 3, "functional_ok": False,
+                              "shallow_ok": True, "functional_detail": "timed out"}])
+    runner = SimpleNamespace(exp=SimpleNamespace(name="gate"), results=[r], error=None)
+    ci.junit(tmp_path / "j.xml", runner, 1)
     suite = ET.parse(tmp_path / "j.xml").getroot()
-    assert suite.get("tests") == "2" and suite.get("failures") == "2"
+    # the variant, its final check, the rolled broker; the check passed
+    assert suite.get("tests") == "3" and suite.get("failures") == "2"
+    assert [c.get("name") for c in suite] == ["change: d", "check no-loss", "broker-1 healthy after roll"]
+    assert suite[1].find("failure") is None and suite[1].find("system-out").text == "pass: 0 lost"
     assert "aborted: x" in ET.tostring(suite).decode()
 
 

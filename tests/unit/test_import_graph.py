@@ -78,6 +78,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("chaoslab.checks", "chaoslab.monitor", "chaoslab.stories"),
     ("chaoslab.run",),
     ("chaoslab.report", "chaoslab.reference"),
+    ("chaoslab.ci",),                          # JUnit, --json, GitHub step summary: above the report
     ("chaoslab.gate", "chaoslab.bundle", "chaoslab.progress", "chaoslab.plan", "chaoslab.doctor", "chaoslab.live"),
     ("chaoslab.cli",),
 ]

@@ -84,7 +84,8 @@ def test_a_violation_aborts_undoes_what_was_applied_runs_the_rollback_then_judge
     kinds = [x["kind"] for x in r.reasons]
     assert kinds[0] == "aborted" and kinds[-1] == "first-violation"
     assert r.reasons[0]["short"] == "aborted: hypothesis violated for more than 2 s"
-    assert r.reasons[0]["violations"][0] == {"name": "fake", "value": 50, "bound": 10, "subject": None, "detail": ""}
+    assert r.reasons[0]["violations"][0] == {"name": "fake", "value": 50, "bound": 10, "subject": None, "detail": "",
+                                               "condition": "fake-max"}   # Condition.judge names its condition
     assert [u["step"] for u in r.undone] == ["change"] and [x["id"] for x in r.rollbacks] == ["recover"]
 
 

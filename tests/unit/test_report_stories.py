@@ -110,12 +110,13 @@ def test_reasons_as_data_render_without_splitting(tmp_path):
 
 
 def test_gate_junit_and_bundle_read_reasons_as_data(tmp_path):
-    from chaoslab import bundle, gate
-    r = SimpleNamespace(name="change", description="d", started=1.0, ended=2.0, verdict="FAIL", checks=[], notes=[],
-                        steps=[], probes={"views": {"seconds": {"broker-1": {"green-but-broken": 12}}}},
-                        reasons=[{"kind": "aborted", "text": "aborted: the long sentence", "short": "aborted"}])
-    runner = SimpleNamespace(exp=SimpleNamespace(name="gate"), results=[r], run_dir=tmp_path)
-    gate.junit(tmp_path / "junit.xml", runner, 1)
+    from chaoslab import bundle, ci, gate
+    from chaoslab.run.context import VariantResult
+    r = VariantResult("change", "primary", "d", {}, started=1.0, ended=2.0, verdict="FAIL",
+                      probes={"views": {"seconds": {"broker-1": {"green-but-broken": 12}}}},
+                      reasons=[{"kind": "aborted", "text": "aborted: the long sentence", "short": "aborted"}])
+    runner = SimpleNamespace(exp=SimpleNamespace(name="gate"), results=[r], run_dir=tmp_path, error=None)
+    ci.junit(tmp_path / "junit.xml", runner, 1)
     xml = (tmp_path / "junit.xml").read_text()
     assert 'message="aborted"' in xml and "aborted: the long sentence" in xml
     assert gate.observations(r) == ["Green-but-broken (both health checks passed while its topics failed): broker-1 for 12 s"]

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from chaoslab import cli, gate
+from chaoslab import ci, cli, gate
 from chaoslab.lab.lock import LabBusy, LabLock
 from chaoslab.record import read
 from chaoslab.run import runner as runner_mod
@@ -190,7 +190,7 @@ def test_ctrl_c_is_130_and_junit_says_error(tmp_path, monkeypatch, phase_step):
         monkeypatch.setattr(runner_mod, "wait_until", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     code = run.run()
     assert code == 130
-    gate.junit(tmp_path / "junit.xml", run, code)
+    ci.junit(tmp_path / "junit.xml", run, code)
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert int(suite.get("errors")) >= 1, "an interrupted gate must not be green in CI"
 
@@ -198,10 +198,10 @@ def test_ctrl_c_is_130_and_junit_says_error(tmp_path, monkeypatch, phase_step):
 def test_junit_of_inconclusive_and_of_no_result_are_errors(tmp_path):
     run = make_runner(tmp_path, checks=[FakeCheck(outcome="unknown")])
     code = run.run()
-    gate.junit(tmp_path / "j1.xml", run, code)
+    ci.junit(tmp_path / "j1.xml", run, code)
     assert ET.parse(tmp_path / "j1.xml").getroot().find("testcase/error").get("type") == "INCONCLUSIVE"
     empty = make_runner(tmp_path / "x")
-    gate.junit(tmp_path / "j2.xml", empty, 130)
+    ci.junit(tmp_path / "j2.xml", empty, 130)
     assert ET.parse(tmp_path / "j2.xml").getroot().get("errors") == "1"
 
 
