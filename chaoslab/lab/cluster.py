@@ -256,7 +256,9 @@ class ComposeLab(LabDriver):
                     raise PortTaken(f"port {port} on 127.0.0.1 is already in use: free it or set {var}") from None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def build_images(self, versions: list[str] | None = None, pulsar: bool = True) -> dict[str, str]:
+    def build_images(self, versions: list[str] | None = None, pulsar: bool = True,
+                     train_cds: bool | None = None) -> dict[str, str]:
+        """train_cds: add the class-data sharing layer to the Pulsar images (None: CHAOSLAB_CDS_TRAIN)."""
         if not pulsar:  # a RabbitMQ-only lab needs no Pulsar image (no Maven on a cold machine)
             builder = ImageBuilder(self.client, log=self.log)
             return {"base": builder.base(), "rabbitmq": builder.rabbitmq()}
@@ -264,6 +266,8 @@ class ComposeLab(LabDriver):
         wanted = list(dict.fromkeys([self.settings.pulsar_from, self.settings.pulsar_to,
                                      *state.broker_versions.values(), *(versions or [])]))
         builder = ImageBuilder(self.client, log=self.log)
+        if train_cds is not None:
+            builder.train_cds = train_cds
         images = builder.all(wanted, self.settings.proxy_version)
         jcmd_runtime(log=self.log)   # ready before a hang needs a thread dump
         if self.settings.agent_image != images["agent"]:
