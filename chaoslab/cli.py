@@ -27,7 +27,7 @@ def _log(message: str) -> None:
 
 def cmd_build(args) -> int:
     from chaoslab.lab.cluster import Lab
-    images = Lab(log=_log).build_images(args.version or [])
+    images = Lab(log=_log).build_images(args.version or [], train_cds=True if args.cds else None)
     for role, tag in images.items():
         out.print(f"{role:14} {tag}")
     return 0
@@ -643,6 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="build (or reuse) every image the lab needs")
     p.add_argument("--version", action="append", help="also build this Pulsar release")
+    p.add_argument("--cds", action="store_true", help="also train class-data sharing into each Pulsar image (a "
+                   "one-node cluster run per release, ~75 s each; each later JVM start is faster: docs/cold-start.md)")
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("up", help="bring the lab up and wait until it is healthy")
     p.add_argument("--pico", type=int, default=None, help="pico VM containers (default PICO_VMS or 2)")

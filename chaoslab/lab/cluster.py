@@ -251,7 +251,9 @@ class ComposeLab(LabDriver):
                     raise PortTaken(f"port {port} on 127.0.0.1 is already in use: free it or set {var}") from None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def build_images(self, versions: list[str] | None = None, pulsar: bool = True) -> dict[str, str]:
+    def build_images(self, versions: list[str] | None = None, pulsar: bool = True,
+                     train_cds: bool | None = None) -> dict[str, str]:
+        """train_cds: add the class-data sharing layer to the Pulsar images (None: CHAOSLAB_CDS_TRAIN)."""
         if not pulsar:  # a RabbitMQ-only lab needs no Pulsar image (no Maven on a cold machine)
             builder = ImageBuilder(self.client, log=self.log)
             return {"base": builder.base(), "rabbitmq": builder.rabbitmq()}
@@ -259,6 +261,8 @@ class ComposeLab(LabDriver):
         wanted = list(dict.fromkeys([self.settings.pulsar_from, self.settings.pulsar_to,
                                      *state.broker_versions.values(), *(versions or [])]))
         builder = ImageBuilder(self.client, log=self.log)
+        if train_cds is not None:
+            builder.train_cds = train_cds
         if self.flavour.name == "official" and not self.flavour.builds_locally:
             images = {"base": builder.base()}
             for version in dict.fromkeys([*wanted, self.settings.proxy_version]):

@@ -11,12 +11,14 @@ matches is reused, so a second `make up` builds nothing.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -31,6 +33,7 @@ from chaoslab.settings import BUILD_DIR, REPO_ROOT
 
 IMAGES_DIR = REPO_ROOT / "images"
 RECIPE_LABEL = "org.chaoslab.recipe"
+CDS_LABEL = "org.chaoslab.cds"
 
 BASE_IMAGE = "chaoslab/base:bookworm"
 JRE_IMAGE = "chaoslab/jre:17"
@@ -156,10 +159,17 @@ def _hash_paths(h, paths: list[Path]) -> None:
             h.update(f.read_bytes())
 
 
+def train_cds_default() -> bool:
+    """CHAOSLAB_CDS_TRAIN=1 trains class-data sharing whenever a Pulsar image is built;
+    `chaoslab build --cds` does it once. Off by default: see docs/cold-start.md for the figures."""
+    return os.environ.get("CHAOSLAB_CDS_TRAIN", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass
 class ImageBuilder:
     client: docker.DockerClient
     log: callable = print
+    train_cds: bool = field(default_factory=train_cds_default)
 
     # -- helpers ---------------------------------------------------------------------------
     def _current(self, tag: str, recipe: str) -> bool:
@@ -212,7 +222,7 @@ class ImageBuilder:
 
     # -- images ----------------------------------------------------------------------------
     def base(self) -> str:
-        recipe = self._recipe("debootstrap", "minbase", DEBIAN_SUITE, DEBIAN_MIRROR, "v1")
+        recipe = self._recipe("debootstrap", "minbase", DEBIAN_SUITE, DEBIAN_MIRROR, "v1")  # also in _agent_current
         if self._current(BASE_IMAGE, recipe):
             return BASE_IMAGE
         if shutil.which("debootstrap") is None:
@@ -262,6 +272,10 @@ class ImageBuilder:
         return self._from_base(JRE_IMAGE, "jre")
 
     def pulsar(self, version: str, components: tuple[str, ...] = ("broker",)) -> str:
+        """The release's image: its classpath and configuration (always), then, when this builder
+        trains class-data sharing (`train_cds`), a layer on top with the archives of a training run
+        (images/pulsar-cds). Either is reused while its recipe holds; an image without the layer
+        starts its JVMs without archives (pulsar-run only passes an archive that exists)."""
         tag = pulsar_image(version)
         dist = pulsar_dist.resolve(version, components, log=self.log)
         # the release's broker settings go into the image with it (/pulsar/broker-settings.txt)
@@ -273,29 +287,56 @@ class ImageBuilder:
         source = [dist / supplied.SOURCE_FILE] if (dist / supplied.SOURCE_FILE).exists() else []
         recipe = self._recipe(self.image_id(self.jre()), version,
                               paths=[src, dist / "classpath.txt", settings, *source])
-        if self._current(tag, recipe):
+        trained = self._recipe(recipe, paths=[IMAGES_DIR / "pulsar-cds"])
+        if self._current(tag, trained) or (self._current(tag, recipe) and not self.train_cds):
             return tag
-        for item in src.iterdir():  # stage the recipe beside lib/
-            target = dist / item.name
-            if item.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(item, target, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(item, target)
-        self._build(tag, dist, recipe, buildargs={"PULSAR_VERSION": version})
+        if not self._current(tag, recipe):
+            for item in src.iterdir():  # stage the recipe beside lib/
+                target = dist / item.name
+                if item.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(item, target, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy2(item, target)
+            self._build(tag, dist, recipe, buildargs={"PULSAR_VERSION": version})
+        if self.train_cds:
+            self._build(tag, IMAGES_DIR / "pulsar-cds", trained, buildargs={"PULSAR_IMAGE": self.image_id(tag)})
         return tag
+
+    def cds_trained(self, version: str) -> bool | None:
+        """Whether the release's image carries the class-data sharing archives (None: no image)."""
+        try:
+            image = self.client.images.get(pulsar_image(version))
+        except docker.errors.ImageNotFound:
+            return None
+        return (image.labels or {}).get(CDS_LABEL) == "trained"
 
     def rabbitmq(self) -> str:
         return self._from_base(RABBITMQ_IMAGE, "rabbitmq")
 
-    def agent(self) -> str:
+    def _agent_recipe(self, base_id: str) -> str:
         src = IMAGES_DIR / "agent"
         agent_config = REPO_ROOT / "compose" / "vector" / "vector.toml"
         inputs = [src, AGENT_SRC / "Cargo.toml", AGENT_SRC / "Cargo.lock", AGENT_SRC / "src", agent_config]
-        recipe = self._recipe(self.image_id(self.base()), "rust-agent", paths=inputs)
+        return self._recipe(base_id, "rust-agent", paths=inputs)
+
+    def _agent_current(self) -> bool:
+        """The agent image is current for the base image as it stands (False when there is no base
+        image yet, or it is stale: then both are built anew)."""
+        recipe = self._recipe("debootstrap", "minbase", DEBIAN_SUITE, DEBIAN_MIRROR, "v1")
+        if not self._current(BASE_IMAGE, recipe):
+            return False
+        return self._current(AGENT_IMAGE, self._agent_recipe(self.image_id(BASE_IMAGE)))
+
+    def agent(self, binary: Future | None = None) -> str:
+        """The VM agent's image; `binary`: a cargo build already started (all() starts it at once,
+        beside debootstrap and Maven)."""
+        src = IMAGES_DIR / "agent"
+        agent_config = REPO_ROOT / "compose" / "vector" / "vector.toml"
+        recipe = self._agent_recipe(self.image_id(self.base()))
         if self._current(AGENT_IMAGE, recipe):
             return AGENT_IMAGE
-        binary = build_agent_binary(self.log)
+        binary = binary.result() if binary is not None else build_agent_binary(self.log)
         ctx = BUILD_DIR / "agent"
         shutil.rmtree(ctx, ignore_errors=True)
         ctx.mkdir(parents=True)
@@ -307,15 +348,40 @@ class ImageBuilder:
         return AGENT_IMAGE
 
     def all(self, pulsar_versions: list[str], proxy_version: str) -> dict[str, str]:
-        """Build (or reuse) every image the lab needs; return {role: tag}."""
-        images = {"base": self.base(), "jre": self.jre()}
+        """Build (or reuse) every image the lab needs; return {role: tag}.
+
+        What does not wait for anything starts at once, side by side: Maven resolving the releases
+        (one after the other: they share its local repository), cargo building the agent, jlink
+        making the jcmd runtime, and debootstrap. Then the JRE and RabbitMQ images build side by
+        side, the agent's image as soon as cargo is done, and each Pulsar image as soon as the JRE
+        image and its release's classpath are there (one at a time). bench/cold_start.py shows
+        the stages on one time line."""
         wanted: dict[str, list[str]] = {}
         for version in pulsar_versions:
             wanted.setdefault(version, ["broker"])
         wanted.setdefault(proxy_version, []).append("proxy")
-        for version, components in wanted.items():
-            images[f"pulsar-{version}"] = self.pulsar(version, tuple(components))
-        images["proxy"] = pulsar_image(proxy_version)
-        images["rabbitmq"] = self.rabbitmq()
-        images["agent"] = self.agent()
+        maven = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaoslab-maven")
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaoslab-build")
+        try:
+            dists = {v: maven.submit(pulsar_dist.resolve, v, tuple(c), self.log) for v, c in wanted.items()}
+            binary = None if self._agent_current() else pool.submit(build_agent_binary, self.log)
+            pool.submit(jcmd_runtime, self.log)
+            images = {"base": self.base()}
+            rabbitmq = pool.submit(self.rabbitmq)
+            agent = pool.submit(self.agent, binary)
+            images["jre"] = self.jre()
+            for version, components in wanted.items():
+                dists[version].result()
+                images[f"pulsar-{version}"] = self.pulsar(version, tuple(components))
+            images["proxy"] = pulsar_image(proxy_version)
+            images["rabbitmq"] = rabbitmq.result()
+            images["agent"] = agent.result()
+        except BaseException:
+            # what was not started is dropped; what runs (a Maven or cargo process) finishes on its
+            # own, and an interrupt reaches those processes from the terminal as well
+            maven.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        maven.shutdown()
+        pool.shutdown()
         return images

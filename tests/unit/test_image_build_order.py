@@ -1,0 +1,153 @@
+"""ImageBuilder: what runs side by side on a cold machine (Maven, cargo, debootstrap), what waits
+for what, and the class-data sharing layer trained only when asked for. The engine is faked."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import docker.errors
+import pytest
+
+from chaoslab.errors import LabError
+from chaoslab.lab import images as images_mod
+from chaoslab.lab.images import CDS_LABEL, RECIPE_LABEL, ImageBuilder
+
+
+class FakeImages:
+    def __init__(self):
+        self.by_tag: dict[str, SimpleNamespace] = {}
+
+    def get(self, ref):
+        for tag, image in self.by_tag.items():
+            if ref in (tag, image.id):
+                return image
+        raise docker.errors.ImageNotFound(ref)
+
+    def prune(self, filters=None):
+        return {}
+
+
+class FakeClient:
+    def __init__(self):
+        self.images = FakeImages()
+        self.builds: list[dict] = []
+        self.api = SimpleNamespace(build=self._build)
+
+    def _build(self, path, tag, labels, buildargs, **kw):
+        self.builds.append({"path": path, "tag": tag, "buildargs": buildargs, "labels": labels})
+        image_labels = dict(labels)
+        if path.endswith("pulsar-cds"):
+            image_labels[CDS_LABEL] = "trained"
+        self.images.by_tag[tag] = SimpleNamespace(id=f"sha256:{len(self.builds)}", labels=image_labels)
+        yield {"stream": "Step 1/1 : FROM x\n"}
+
+
+@pytest.fixture
+def pulsar_builder(tmp_path, monkeypatch):
+    client = FakeClient()
+    client.images.by_tag["chaoslab/jre:17"] = SimpleNamespace(id="sha256:jre", labels={})
+    dist = tmp_path / "3.2.3"
+    (dist / "lib").mkdir(parents=True)
+    (dist / "classpath.txt").write_text("a.jar\n")
+    (dist / "broker-settings.txt").write_text("loadManagerClassName\n")
+    monkeypatch.setattr(images_mod.pulsar_dist, "resolve", lambda v, c, log=None: dist)
+    monkeypatch.setattr(ImageBuilder, "jre", lambda self: "chaoslab/jre:17")
+    monkeypatch.setattr(images_mod, "STAGES_FILE", tmp_path / "stages.jsonl", raising=False)
+    monkeypatch.setattr("chaoslab.lab.build_stages.STAGES_FILE", tmp_path / "stages.jsonl")
+    return client
+
+
+def test_without_training_one_image_and_no_archives(pulsar_builder):
+    builder = ImageBuilder(pulsar_builder, log=lambda m: None, train_cds=False)
+    assert builder.pulsar("3.2.3") == "chaoslab/pulsar:3.2.3"
+    assert [b["path"].rsplit("/", 1)[-1] for b in pulsar_builder.builds] == ["3.2.3"]
+    assert builder.cds_trained("3.2.3") is False
+    builder.pulsar("3.2.3")
+    assert len(pulsar_builder.builds) == 1, "a current image is reused"
+
+
+def test_training_adds_a_layer_on_the_plain_image_then_both_modes_reuse_it(pulsar_builder):
+    ImageBuilder(pulsar_builder, log=lambda m: None, train_cds=False).pulsar("3.2.3")
+    plain_id = pulsar_builder.images.by_tag["chaoslab/pulsar:3.2.3"].id
+    trainer = ImageBuilder(pulsar_builder, log=lambda m: None, train_cds=True)
+    trainer.pulsar("3.2.3")
+    assert len(pulsar_builder.builds) == 2, "the plain image is not built again, only the layer"
+    layer = pulsar_builder.builds[-1]
+    assert layer["path"].endswith("pulsar-cds") and layer["buildargs"] == {"PULSAR_IMAGE": plain_id}
+    assert trainer.cds_trained("3.2.3") is True
+    ImageBuilder(pulsar_builder, log=lambda m: None, train_cds=False).pulsar("3.2.3")
+    trainer.pulsar("3.2.3")
+    assert len(pulsar_builder.builds) == 2, "a trained image serves both modes"
+    assert layer["labels"][RECIPE_LABEL] != pulsar_builder.builds[0]["labels"][RECIPE_LABEL]
+
+
+def test_cds_training_is_off_unless_asked(monkeypatch):
+    monkeypatch.delenv("CHAOSLAB_CDS_TRAIN", raising=False)
+    assert ImageBuilder(FakeClient()).train_cds is False
+    monkeypatch.setenv("CHAOSLAB_CDS_TRAIN", "1")
+    assert ImageBuilder(FakeClient()).train_cds is True
+
+
+def test_maven_and_cargo_run_beside_debootstrap_and_each_release_waits_for_its_classpath(monkeypatch):
+    events: list[str] = []
+    lock = threading.Lock()
+    base_may_finish = threading.Event()
+    started = {"maven 3.2.3", "maven 3.3.2", "cargo"}
+
+    def note(what):
+        with lock:
+            events.append(what)
+            if started <= set(events):
+                base_may_finish.set()
+
+    def resolve(version, components, log=None):
+        note(f"maven {version}")
+        return f"/dist/{version}"
+
+    def cargo(log=None):
+        note("cargo")
+        return "/bin/agent"
+
+    def base(self):
+        # debootstrap only ends once Maven (both releases) and cargo have started: they run beside it
+        if not getattr(self, "_based", False):
+            assert base_may_finish.wait(10), f"started beside debootstrap: {events}"
+            self._based = True
+            note("base")
+        return "chaoslab/base:bookworm"
+
+    monkeypatch.setattr(images_mod.pulsar_dist, "resolve", resolve)
+    monkeypatch.setattr(images_mod, "build_agent_binary", cargo)
+    monkeypatch.setattr(images_mod, "jcmd_runtime", lambda log=None: None)
+    monkeypatch.setattr(ImageBuilder, "base", base)
+    monkeypatch.setattr(ImageBuilder, "_agent_current", lambda self: False)
+    monkeypatch.setattr(ImageBuilder, "jre", lambda self: note("jre") or "chaoslab/jre:17")
+    monkeypatch.setattr(ImageBuilder, "rabbitmq", lambda self: note("rabbitmq") or "chaoslab/rabbitmq:latest")
+    monkeypatch.setattr(ImageBuilder, "agent", lambda self, binary=None: note(f"agent with {binary.result()}")
+                        or "chaoslab/agent:latest")
+    monkeypatch.setattr(ImageBuilder, "pulsar", lambda self, v, c=("broker",): note(f"image {v} {','.join(c)}")
+                        or f"chaoslab/pulsar:{v}")
+    got = ImageBuilder(FakeClient(), log=lambda m: None, train_cds=False).all(["3.2.3", "3.3.2"], "3.2.3")
+    assert got["pulsar-3.3.2"] == "chaoslab/pulsar:3.3.2" and got["proxy"] == "chaoslab/pulsar:3.2.3"
+    assert got["agent"] == "chaoslab/agent:latest" and got["rabbitmq"] == "chaoslab/rabbitmq:latest"
+    assert "agent with /bin/agent" in events
+    for version in ("3.2.3", "3.3.2"):
+        assert events.index(f"maven {version}") < events.index(next(e for e in events if e.startswith(f"image {version}")))
+    assert events.index("jre") < events.index("image 3.2.3 broker,proxy")
+
+
+def test_a_failed_cargo_build_fails_the_build(monkeypatch):
+    def cargo(log=None):
+        raise LabError("cargo build of the VM agent failed")
+    monkeypatch.setattr(images_mod.pulsar_dist, "resolve", lambda v, c, log=None: f"/dist/{v}")
+    monkeypatch.setattr(images_mod, "build_agent_binary", cargo)
+    monkeypatch.setattr(images_mod, "jcmd_runtime", lambda log=None: None)
+    monkeypatch.setattr(ImageBuilder, "base", lambda self: "chaoslab/base:bookworm")
+    monkeypatch.setattr(ImageBuilder, "_agent_current", lambda self: False)
+    monkeypatch.setattr(ImageBuilder, "jre", lambda self: "chaoslab/jre:17")
+    monkeypatch.setattr(ImageBuilder, "rabbitmq", lambda self: "chaoslab/rabbitmq:latest")
+    monkeypatch.setattr(ImageBuilder, "agent", lambda self, binary=None: binary.result())
+    monkeypatch.setattr(ImageBuilder, "pulsar", lambda self, v, c=("broker",): f"chaoslab/pulsar:{v}")
+    with pytest.raises(LabError, match="cargo build"):
+        ImageBuilder(FakeClient(), log=lambda m: None, train_cds=False).all(["3.2.3"], "3.2.3")
