@@ -204,7 +204,7 @@ def test_the_step_summary_is_appended_and_a_bad_path_is_only_said(on_github, tmp
 # -- experiment, end to end on the fake lab --------------------------------------------------------------
 def fake_runner_maker(values=(5,), secs=2.0, checks=()):
     """cli.make_runner's stand-in: the experiment's plan with the fake vocabulary, on the fake lab."""
-    def make(exp, args, run_dir=None, variants=None, keep=None):
+    def make(exp, args, run_dir=None, variants=None, keep=None, live=None):
         plan = exp.plan("a")
         ss = plan.steady_state.model_copy(update={"hold_secs": 1.0, "grace_secs": 6.0, "tolerance_secs": 2.0,
                                                   "conditions": [FakeCondition()]})
@@ -290,7 +290,7 @@ class StubRunner:
 def use_stubs(monkeypatch, *stubs_):
     made = iter(stubs_)
 
-    def make(exp, args, run_dir=None, variants=None, keep=None):
+    def make(exp, args, run_dir=None, variants=None, keep=None, live=None):
         s = next(made)
         s.run_dir = Path(run_dir) if run_dir else s.run_dir
         return s
@@ -382,7 +382,7 @@ def test_a_repeated_experiment_writes_a_series_junit_and_json(tmp_path, exp_file
 @pytest.fixture
 def gate_ready(monkeypatch):
     monkeypatch.setattr("chaoslab.lab.broker_settings.check_broker_settings", lambda *a, **k: None)
-    monkeypatch.setattr("chaoslab.lab.releases.check_release_resolves", lambda release: None)
+    monkeypatch.setattr("chaoslab.lab.releases.check_release_resolves", lambda *a, **k: None)
 
 
 def test_an_unsafe_gate_annotates_on_stdout_and_summarises(tmp_path, monkeypatch, capsys, on_github, gate_ready):
