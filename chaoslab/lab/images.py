@@ -347,11 +347,25 @@ class ImageBuilder:
         self._build(AGENT_IMAGE, ctx, recipe)
         return AGENT_IMAGE
 
+    def _resolve_side_by_side(self, maven: ThreadPoolExecutor, wanted: dict[str, list[str]]) -> dict[str, Future]:
+        """Each release's classpath (pulsar_dist.resolve) as a future. The first release resolves
+        alone: on an empty Maven repository it fetches Maven's plugins and the bulk of the jars every
+        release shares; the others then start two at a time and mostly fetch what differs, so two
+        Maven processes rarely write the same file of the shared local repository (Maven writes
+        each download to a temporary file and renames it into place)."""
+        versions = list(wanted)
+        first: Future = maven.submit(pulsar_dist.resolve, versions[0], tuple(wanted[versions[0]]), self.log)
+
+        def after_first(version: str):
+            first.result()
+            return pulsar_dist.resolve(version, tuple(wanted[version]), self.log)
+        return {versions[0]: first, **{v: maven.submit(after_first, v) for v in versions[1:]}}
+
     def all(self, pulsar_versions: list[str], proxy_version: str) -> dict[str, str]:
         """Build (or reuse) every image the lab needs; return {role: tag}.
 
         What does not wait for anything starts at once, side by side: Maven resolving the releases
-        (one after the other: they share its local repository), cargo building the agent, jlink
+        (the first alone, then two at a time, see _resolve_side_by_side), cargo building the agent, jlink
         making the jcmd runtime, and debootstrap. Then the JRE and RabbitMQ images build side by
         side, the agent's image as soon as cargo is done, and each Pulsar image as soon as the JRE
         image and its release's classpath are there (one at a time). bench/cold_start.py shows
@@ -360,10 +374,10 @@ class ImageBuilder:
         for version in pulsar_versions:
             wanted.setdefault(version, ["broker"])
         wanted.setdefault(proxy_version, []).append("proxy")
-        maven = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaoslab-maven")
+        maven = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chaoslab-maven")
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaoslab-build")
         try:
-            dists = {v: maven.submit(pulsar_dist.resolve, v, tuple(c), self.log) for v, c in wanted.items()}
+            dists = self._resolve_side_by_side(maven, wanted)
             binary = None if self._agent_current() else pool.submit(build_agent_binary, self.log)
             pool.submit(jcmd_runtime, self.log)
             images = {"base": self.base()}
