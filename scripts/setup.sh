@@ -73,5 +73,11 @@ command -v protoc >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv || die "python3 -m venv failed (apt-get install python3-venv)"
 fi
-.venv/bin/pip install -q -e '.[test]' || die "pip install of the chaoslab package failed"
+# editable: the code is read from the tree; pip runs again only when pyproject.toml changed
+stamp=.venv/.chaoslab-pyproject
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/chaoslab ]; then
+    .venv/bin/pip install -q -e '.[test]' || die "pip install of the chaoslab package failed"
+    echo "$want" > "$stamp"
+fi
 echo "setup ok: $(docker info --format 'engine {{.ServerVersion}}'), $(docker compose version --short | sed 's/^/compose /')"

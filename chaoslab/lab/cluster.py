@@ -252,8 +252,10 @@ class ComposeLab(LabDriver):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def build_images(self, versions: list[str] | None = None, pulsar: bool = True,
-                     train_cds: bool | None = None) -> dict[str, str]:
-        """train_cds: add the class-data sharing layer to the Pulsar images (None: CHAOSLAB_CDS_TRAIN)."""
+                     train_cds: bool | None = None, agent: bool = True) -> dict[str, str]:
+        """train_cds: add the class-data sharing layer to the Pulsar images (None: CHAOSLAB_CDS_TRAIN).
+        agent=False: not the VM agent's image (nothing of the run starts a VM; its cargo build is the
+        longest stage of a cold start)."""
         if not pulsar:  # a RabbitMQ-only lab needs no Pulsar image (no Maven on a cold machine)
             builder = ImageBuilder(self.client, log=self.log)
             return {"base": builder.base(), "rabbitmq": builder.rabbitmq()}
@@ -269,12 +271,13 @@ class ComposeLab(LabDriver):
                 images[f"pulsar-{version}"] = pull_image(self.client, self.flavour.image(version), log=self.log)
             images["proxy"] = self.flavour.image(self.settings.proxy_version)
             images["rabbitmq"] = builder.rabbitmq()
-            images["agent"] = builder.agent()
+            if agent:
+                images["agent"] = builder.agent()
         else:
-            images = builder.all(wanted, self.settings.proxy_version)
+            images = builder.all(wanted, self.settings.proxy_version, agent=agent)
         if self.flavour.builds_locally:
             jcmd_runtime(log=self.log)   # ready before a hang needs a thread dump
-        if self.settings.agent_image != images["agent"]:
+        if "agent" in images and self.settings.agent_image != images["agent"]:
             images["agent"] = self.settings.agent_image
         return images
 
@@ -305,7 +308,9 @@ class ComposeLab(LabDriver):
             if self.flavour.name == "official":
                 skipped = LOCAL_ONLY if not self.flavour.builds_locally else LOCAL_ONLY[-1:]
                 self.log(f"Pulsar from {self.flavour.describe()}; local-image features skipped: {'; '.join(skipped)}")
-        self.build_images(pulsar=pulsar)
+        # the VM agent's image (a cargo build on a cold machine) only when VMs start with the lab;
+        # a run whose workload starts VM groups has it built before (Runner.needs_agent)
+        self.build_images(pulsar=pulsar, agent=bool(state.pico or state.nano))
         self._write(state)
         return state
 

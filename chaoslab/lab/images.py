@@ -361,8 +361,9 @@ class ImageBuilder:
             return pulsar_dist.resolve(version, tuple(wanted[version]), self.log)
         return {versions[0]: first, **{v: maven.submit(after_first, v) for v in versions[1:]}}
 
-    def all(self, pulsar_versions: list[str], proxy_version: str) -> dict[str, str]:
-        """Build (or reuse) every image the lab needs; return {role: tag}.
+    def all(self, pulsar_versions: list[str], proxy_version: str, agent: bool = True) -> dict[str, str]:
+        """Build (or reuse) every image the lab needs (agent=False: all but the VM agent's); return
+        {role: tag}.
 
         What does not wait for anything starts at once, side by side: Maven resolving the releases
         (the first alone, then two at a time, see _resolve_side_by_side), cargo building the agent, jlink
@@ -378,18 +379,19 @@ class ImageBuilder:
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaoslab-build")
         try:
             dists = self._resolve_side_by_side(maven, wanted)
-            binary = None if self._agent_current() else pool.submit(build_agent_binary, self.log)
+            binary = None if not agent or self._agent_current() else pool.submit(build_agent_binary, self.log)
             pool.submit(jcmd_runtime, self.log)
             images = {"base": self.base()}
             rabbitmq = pool.submit(self.rabbitmq)
-            agent = pool.submit(self.agent, binary)
+            agent_image = pool.submit(self.agent, binary) if agent else None
             images["jre"] = self.jre()
             for version, components in wanted.items():
                 dists[version].result()
                 images[f"pulsar-{version}"] = self.pulsar(version, tuple(components))
             images["proxy"] = pulsar_image(proxy_version)
             images["rabbitmq"] = rabbitmq.result()
-            images["agent"] = agent.result()
+            if agent_image is not None:
+                images["agent"] = agent_image.result()
         except BaseException:
             # what was not started is dropped; what runs (a Maven or cargo process) finishes on its
             # own, and an interrupt reaches those processes from the terminal as well

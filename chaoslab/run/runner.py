@@ -289,7 +289,7 @@ class Runner:
         self.write_manifest()
         code = 2
         try:
-            self.lab.build_images(self.releases(), pulsar=self.needs_pulsar())
+            self.lab.build_images(self.releases(), pulsar=self.needs_pulsar(), agent=self.needs_agent())
             self.write_manifest(images=True)
             builds = self.lab.provenance(self.releases()) if self.needs_pulsar() else {}
             if builds:   # the report names every release that ran from a build the user supplied
@@ -368,6 +368,17 @@ class Runner:
 
     def needs_pulsar(self) -> bool:
         return any(self.exp.plan(v).lab.pulsar for v in self.selected)
+
+    def needs_agent(self) -> bool:
+        """Whether any selected variant starts a VM (the lab's pico/nano VMs or a workload's VM
+        groups): only then is the agent's image built (a cargo build on a cold machine)."""
+        for v in self.selected:
+            plan = self.exp.plan(v)
+            if plan.lab.pulsar and (plan.lab.pico_vms or plan.lab.nano_vms):
+                return True
+            if any("vm-groups" in item.needs() for item in [*plan.steps(), plan.workload] if item is not None):
+                return True
+        return False
 
     def releases(self) -> list[str]:
         out = [self.exp.versions.from_]

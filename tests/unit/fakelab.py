@@ -41,8 +41,9 @@ class FakeLab(LabDriver):
     def check_releases(self, releases):
         self.checked_releases = list(releases)
 
-    def build_images(self, releases, pulsar=True):
+    def build_images(self, releases, pulsar=True, agent=True):
         self.calls.append("build")
+        self.built_agent = agent
         return {}
 
     def image_ids(self, releases, pulsar=True):

@@ -151,3 +151,32 @@ def test_a_failed_cargo_build_fails_the_build(monkeypatch):
     monkeypatch.setattr(ImageBuilder, "pulsar", lambda self, v, c=("broker",): f"chaoslab/pulsar:{v}")
     with pytest.raises(LabError, match="cargo build"):
         ImageBuilder(FakeClient(), log=lambda m: None, train_cds=False).all(["3.2.3"], "3.2.3")
+
+
+def test_the_agent_is_built_only_for_runs_that_start_vms():
+    """The VM agent's image is a cargo build (the longest stage of a cold start): a run none of
+    whose variants starts a VM does without it."""
+    from chaoslab.run.runner import Runner
+    from chaoslab.settings import REPO_ROOT
+    from chaoslab.spec.experiment import load
+    from fakelab import FakeLab
+
+    def needs(name):
+        return Runner(load(REPO_ROOT / "experiments" / f"{name}.yaml"), lab=FakeLab(), log=lambda m: None).needs_agent()
+    assert needs("transfer-shedder") is False
+    assert needs("rabbitmq-fallback") is False
+    assert needs("vector-buffer") is True
+
+
+def test_all_skips_the_agent_when_told(monkeypatch):
+    monkeypatch.setattr(images_mod.pulsar_dist, "resolve", lambda v, c, log=None: f"/dist/{v}")
+    monkeypatch.setattr(images_mod, "build_agent_binary", lambda log=None: pytest.fail("cargo ran"))
+    monkeypatch.setattr(images_mod, "jcmd_runtime", lambda log=None: None)
+    monkeypatch.setattr(ImageBuilder, "base", lambda self: "chaoslab/base:bookworm")
+    monkeypatch.setattr(ImageBuilder, "_agent_current", lambda self: False)
+    monkeypatch.setattr(ImageBuilder, "jre", lambda self: "chaoslab/jre:17")
+    monkeypatch.setattr(ImageBuilder, "rabbitmq", lambda self: "chaoslab/rabbitmq:latest")
+    monkeypatch.setattr(ImageBuilder, "agent", lambda self, binary=None: pytest.fail("agent image built"))
+    monkeypatch.setattr(ImageBuilder, "pulsar", lambda self, v, c=("broker",): f"chaoslab/pulsar:{v}")
+    got = ImageBuilder(FakeClient(), log=lambda m: None, train_cds=False).all(["3.2.3"], "3.2.3", agent=False)
+    assert "agent" not in got and got["pulsar-3.2.3"] == "chaoslab/pulsar:3.2.3"

@@ -175,7 +175,7 @@ def test_a_step_that_raises_anything_is_error_not_fail(tmp_path):
 
 def test_an_internal_error_outside_a_variant_is_exit_2_with_the_run_folder(tmp_path, monkeypatch):
     run = make_runner(tmp_path)
-    monkeypatch.setattr(FakeLab, "build_images", lambda self, v, pulsar=True: 1 / 0)
+    monkeypatch.setattr(FakeLab, "build_images", lambda self, v, pulsar=True, agent=True: 1 / 0)
     assert run.run() == 2
     assert (run.run_dir / "error.txt").exists() and "internal-error" in events(run)
     assert "down" not in FakeLab.instances[-1].calls, "a lab the run never touched was torn down"
