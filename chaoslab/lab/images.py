@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -170,6 +171,8 @@ class ImageBuilder:
     client: docker.DockerClient
     log: callable = print
     train_cds: bool = field(default_factory=train_cds_default)
+    _builds_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _builds_running: int = field(default=0, init=False, repr=False)
 
     # -- helpers ---------------------------------------------------------------------------
     def _current(self, tag: str, recipe: str) -> bool:
@@ -183,6 +186,25 @@ class ImageBuilder:
         return self.client.images.get(tag).id
 
     def _build(self, tag: str, context: Path, recipe: str, buildargs: dict | None = None) -> None:
+        with self._builds_lock:
+            self._builds_running += 1
+        try:
+            self._build_one(tag, context, recipe, buildargs)
+        finally:
+            with self._builds_lock:
+                self._builds_running -= 1
+                if self._builds_running == 0:
+                    # the image this one replaced is now dangling: do not let rebuilds fill the disk.
+                    # Only when no other build runs (all() builds side by side): a build's image is
+                    # briefly untagged, with our label, between its last step and its tag, and a
+                    # prune then would delete it under that build (seen: "failed to get destination
+                    # image"). New builds wait for the prune (the lock).
+                    try:
+                        self.client.images.prune(filters={"dangling": True, "label": RECIPE_LABEL})
+                    except docker.errors.APIError:
+                        pass
+
+    def _build_one(self, tag: str, context: Path, recipe: str, buildargs: dict | None) -> None:
         self.log(f"building {tag} ...")
         output: list[str] = []
         with stage(f"image {tag}", self.log) as record:
@@ -208,10 +230,6 @@ class ImageBuilder:
             finally:
                 if steps and "_t" in steps[-1]:
                     steps[-1]["seconds"] = round(time.monotonic() - steps[-1].pop("_t"), 1)
-        try:  # the image this one replaced is now dangling: do not let rebuilds fill the disk
-            self.client.images.prune(filters={"dangling": True, "label": RECIPE_LABEL})
-        except docker.errors.APIError:
-            pass
 
     def _recipe(self, *parts, paths: list[Path] = ()) -> str:
         h = hashlib.sha256()

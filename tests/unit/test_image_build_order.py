@@ -180,3 +180,30 @@ def test_all_skips_the_agent_when_told(monkeypatch):
     monkeypatch.setattr(ImageBuilder, "pulsar", lambda self, v, c=("broker",): f"chaoslab/pulsar:{v}")
     got = ImageBuilder(FakeClient(), log=lambda m: None, train_cds=False).all(["3.2.3"], "3.2.3", agent=False)
     assert "agent" not in got and got["pulsar-3.2.3"] == "chaoslab/pulsar:3.2.3"
+
+
+def test_no_prune_while_another_build_runs(monkeypatch, tmp_path):
+    """Builds run side by side: a prune of dangling images while another build has not tagged its
+    image yet would delete that image. The prune waits until the last running build ends."""
+    monkeypatch.setattr("chaoslab.lab.build_stages.STAGES_FILE", tmp_path / "stages.jsonl")
+    client = FakeClient()
+    pruned_while: list[int] = []
+    builder = ImageBuilder(client, log=lambda m: None, train_cds=False)
+    client.images.prune = lambda filters=None: pruned_while.append(builder._builds_running) or {}
+    first_started, release_first = threading.Event(), threading.Event()
+    real = client._build
+
+    def build(path, tag, labels, buildargs, **kw):
+        if tag == "one":
+            first_started.set()
+            assert release_first.wait(10)
+        yield from real(path, tag, labels, buildargs, **kw)
+    client.api.build = build
+    t = threading.Thread(target=builder._build, args=("one", tmp_path, "r1"))
+    t.start()
+    assert first_started.wait(10)
+    builder._build("two", tmp_path, "r2")      # ends while "one" still runs: no prune yet
+    assert pruned_while == []
+    release_first.set()
+    t.join(10)
+    assert pruned_while == [0], "one prune, once no build ran"
