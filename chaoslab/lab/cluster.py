@@ -337,7 +337,9 @@ class ComposeLab(LabDriver):
                  else f"starting the lab ({rabbit}, no Pulsar) ...")
         scale = ["--scale", f"vm-pico={state.pico}", "--scale", f"vm-nano={state.nano}"] if state.pulsar else []
         try:
-            self.compose("up", "-d", "--wait", "--remove-orphans", *scale)
+            # never pull: every image is built here (the VM agent only when VMs start: a service scaled
+            # to 0 may name an image this machine does not have)
+            self.compose("up", "-d", "--wait", "--remove-orphans", "--pull", "never", *scale)
         except (LabError, KeyboardInterrupt) as exc:
             kept = self.save_logs(self.state_dir / f"failed-up-{time.strftime('%Y%m%dT%H%M%S')}")
             unhealthy = not_up(self.containers())

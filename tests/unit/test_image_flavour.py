@@ -315,7 +315,7 @@ def test_pulsar_image_naming_the_labs_own_images_builds_them_and_runs_them_the_o
     lab = lab_in(tmp_path, pulsar_image="chaoslab/pulsar:{version}")
     assert lab.flavour.name == "official" and lab.flavour.builds_locally
     built = []
-    monkeypatch.setattr(images.ImageBuilder, "all", lambda self, wanted, proxy: built.append(wanted) or {"agent": "a"})
+    monkeypatch.setattr(images.ImageBuilder, "all", lambda self, wanted, proxy, agent=True: built.append(wanted) or {"agent": "a"})
     made = []
     monkeypatch.setattr("chaoslab.lab.cluster.jcmd_runtime", lambda **k: made.append("jcmd"))
     lab._client = SimpleNamespace()
