@@ -472,7 +472,7 @@ class ComposeLab(LabDriver):
         if version:
             check_version(version)
             state.broker_versions[key] = version
-            self.build_images([version])
+            self.build_images([version], agent=False)   # a broker needs its release's image only
         if config is not None:
             merged = {} if replace_config else dict(state.broker_config.get(key, {}))
             merged.update({k: str(v) for k, v in config.items()})
@@ -501,7 +501,7 @@ class ComposeLab(LabDriver):
                 merged.update({k: str(v) for k, v in change["config"].items()})
                 state.broker_config[key] = merged
         if versions:
-            self.build_images(versions)
+            self.build_images(versions, agent=False)
         self._write(state)
         for n in changes:
             self.keep_logs(f"broker-{n}", reason="broker recreated")

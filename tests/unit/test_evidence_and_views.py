@@ -36,6 +36,8 @@ def test_green_but_broken_is_a_violation_naming_the_broker():
 
 
 def test_a_rejected_or_unanswered_lookup_is_not_an_unowned_topic():
+    from chaoslab.spec.base import load_package
+    load_package("chaoslab.probes")   # the sample keys come from the registered probes (alone, too)
     owned = http.Response(307, "", {"Location": "http://broker-2:8080/lookup/v2/topic/x"})
     assert lookup_outcome(owned) == "owned" and owner_host(owned) == "broker-2"
     assert owner_host(http.Response(200, '{"brokerUrl": "pulsar://broker-3:6650"}')) == "broker-3"
@@ -108,11 +110,14 @@ def test_logs_of_every_incarnation_are_kept_before_a_recreate(tmp_path, monkeypa
         composed.append(args)
         current["c"] = next(incarnations, current["c"])
     monkeypatch.setattr(lab, "compose", compose)
-    monkeypatch.setattr(lab, "build_images", lambda versions=None: {})
+    built = []
+    monkeypatch.setattr(lab, "build_images", lambda versions=None, **k: built.append((versions, k)) or {})
     lab.evidence_dir = tmp_path / "logs"
     lab.on_evidence = lambda name, **f: events.append((name, f))
     lab.set_broker(1, config={"x": "1"}, wait=False)
-    lab.set_broker(1, config={"x": "2"}, wait=False)
+    lab.set_broker(1, version="3.2.3", config={"x": "2"}, wait=False)
+    # a broker's new release builds its Pulsar image, never the VM agent's (a cargo build mid-run)
+    assert built == [(["3.2.3"], {"agent": False})]
     files = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert files == [f"chaoslab-broker-1-1-{'a' * 12}.log", f"chaoslab-broker-1-1-{'b' * 12}.log"]
     assert "failed to set the role" in (tmp_path / "logs" / files[0]).read_text()
