@@ -39,7 +39,7 @@ command -v debootstrap >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get instal
 command -v mvn >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get install -y -qq maven >/dev/null; } \
     || die "Maven is missing (apt-get install maven)"
 
-# Prometheus, for tests/integration/test_live_metrics.py only (it scrapes a run's live metrics;
+# Prometheus, for tests/integration/test_live_metrics_prometheus.py only (it scrapes a run's live metrics;
 # without the binary that one test is skipped, so a non-root setup only says so). Decided: the
 # binary is taken out of Debian's own package (apt-get download + dpkg-deb), not `apt-get install
 # prometheus`: that package's postinst starts a prometheus service on :9090 (and enables it where
@@ -59,7 +59,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
         rm -rf "$tmp"
         prometheus --version >/dev/null 2>&1 || die "the prometheus binary taken from Debian's package does not run"
     else
-        echo "chaoslab setup: prometheus is missing: tests/integration/test_live_metrics.py will be skipped" \
+        echo "chaoslab setup: prometheus is missing: tests/integration/test_live_metrics_prometheus.py will be skipped" \
              "(apt-get install prometheus, or 'make setup' as root on Debian)" >&2
     fi
 fi
