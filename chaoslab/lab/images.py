@@ -114,14 +114,21 @@ def pulsar_image(version: str) -> str:
     return f"chaoslab/pulsar:{version}"
 
 
+def _on_engine(client: docker.DockerClient, ref: str) -> bool:
+    """Whether this engine has `ref` (an engine that does not answer raises docker's APIError)."""
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
 def pull_image(client: docker.DockerClient, ref: str, log=print) -> str:
     """`ref` on this engine: kept when it is there already (a release's tag names one build),
     pulled otherwise; LabError saying why when it cannot be had. Returns `ref`."""
     try:
-        client.images.get(ref)
-        return ref
-    except docker.errors.ImageNotFound:
-        pass
+        if _on_engine(client, ref):
+            return ref
     except docker.errors.APIError as exc:
         raise LabError(f"cannot ask the engine for {ref}: {exc.explanation or exc}") from None
     repository, tag = parse_repository_tag(ref)
@@ -137,10 +144,8 @@ def image_available(client: docker.DockerClient, ref: str) -> str | None:
     """None when `ref` is on this engine or its registry has it (asked without pulling: the
     manifest only); else why not, in a few words."""
     try:
-        client.images.get(ref)
-        return None
-    except docker.errors.ImageNotFound:
-        pass
+        if _on_engine(client, ref):
+            return None
     except docker.errors.APIError as exc:
         return f"the engine did not answer ({exc.explanation or exc})"
     try:

@@ -26,6 +26,7 @@ from chaoslab.settings import REPO_ROOT, LabSettings
 from chaoslab.spec.experiment import parse
 from fakelab import FakeLab
 from fakevocab import FakeCheck, FakeCondition, FakeProbe, FakeStep
+import test_phase_loop
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # 127.0.0.1 is never proxied
 
@@ -147,13 +148,7 @@ def test_the_verdicts_at_the_end_and_a_new_run_begins_afresh(served):
 
 
 # -- fed by the runner itself (the fake lab) ----------------------------------------------------------
-EXP = """
-name: loop
-variants: [{name: a}]
-lab: {rabbitmq_nodes: 1}
-method:
-  - {id: one, type: kill-service, service: proxy}
-"""
+EXP = test_phase_loop.EXP   # the same one-step experiment
 
 
 @pytest.fixture(autouse=True)
