@@ -337,9 +337,11 @@ class ComposeLab(LabDriver):
                  else f"starting the lab ({rabbit}, no Pulsar) ...")
         scale = ["--scale", f"vm-pico={state.pico}", "--scale", f"vm-nano={state.nano}"] if state.pulsar else []
         try:
-            # never pull: every image is built here (the VM agent only when VMs start: a service scaled
-            # to 0 may name an image this machine does not have)
-            self.compose("up", "-d", "--wait", "--remove-orphans", "--pull", "never", *scale)
+            # without VMs the agent's image is not built (a cold start skips its cargo build), and
+            # compose would try to pull an image a VM service scaled to 0 names: never pull then.
+            # With VMs, compose's own policy stands (an AGENT_IMAGE from a registry is pulled)
+            no_pull = ["--pull", "never"] if state.pulsar and not (state.pico or state.nano) else []
+            self.compose("up", "-d", "--wait", "--remove-orphans", *no_pull, *scale)
         except (LabError, KeyboardInterrupt) as exc:
             kept = self.save_logs(self.state_dir / f"failed-up-{time.strftime('%Y%m%dT%H%M%S')}")
             unhealthy = not_up(self.containers())

@@ -207,3 +207,18 @@ def test_no_prune_while_another_build_runs(monkeypatch, tmp_path):
     release_first.set()
     t.join(10)
     assert pruned_while == [0], "one prune, once no build ran"
+
+
+@pytest.mark.parametrize("pico, never_pull", [(0, True), (2, False)])
+def test_a_lab_without_vms_never_pulls_the_agent_it_did_not_build(monkeypatch, pico, never_pull):
+    """Without VMs the agent's image is not built; compose must not try to pull it for a VM service
+    scaled to 0. With VMs compose keeps its own policy (an AGENT_IMAGE from a registry)."""
+    from chaoslab.lab.cluster import Lab, LabState
+    from chaoslab.settings import LabSettings
+    lab = Lab(LabSettings(), log=lambda m: None)
+    monkeypatch.setattr(lab, "prepare", lambda *a, **k: LabState(pico=pico))
+    composed = []
+    monkeypatch.setattr(lab, "compose", lambda *args, **k: composed.append(args))
+    lab.up(pico=pico)
+    [args] = composed
+    assert (("--pull", "never") == args[4:6]) is never_pull, args
